@@ -1,0 +1,395 @@
+//! Node configuration: one TOML file, overridden by `PHOTON_<SECTION>_<KEY>`
+//! environment variables, overridden by command-line flags, validated once at
+//! start. Every error names the key and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The sections of the file. Environment variables are matched against these
+/// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
+/// unambiguously `engine.io_memory_mib`).
+const SECTIONS: &[&str] = &["node", "engine", "admin", "log", "shutdown"];
+
+/// Prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "PHOTON_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}` (from {origin}): {reason}")]
+    Override {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub engine: EngineConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Name of this node in the cluster; unique per cluster.
+    pub name: String,
+    /// Where every service of this node keeps its files.
+    pub data_dir: PathBuf,
+    /// Roles this node runs: control, storage, edge, compute.
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Number of shards (one pinned executor each); 0 means one per online CPU.
+    pub cores: usize,
+    /// Pin each shard to its CPU. Off only for tests that run many engines.
+    pub pin: bool,
+    /// Memory registered with io_uring per shard, in MiB.
+    pub io_memory_mib: usize,
+    /// How long an idle shard polls before it parks in the kernel, in microseconds.
+    /// 0 parks at once (see docs/design/0002-shard-parking.md).
+    pub spin_before_park_us: u64,
+    /// Preemption timer of the latency-sensitive queue, in milliseconds.
+    pub preempt_timer_ms: u64,
+    /// Capacity of every shard-to-shard request queue (back-pressure beyond it).
+    pub mesh_queue_depth: usize,
+    /// Forwarded requests a shard handles at once for all its peers.
+    pub forwarded_inflight_max: usize,
+    /// Calls one shard may have waiting for replies from its peers, per service.
+    pub calls_pending_max: usize,
+    /// Capacity of the queues between the shards and the control-plane thread.
+    pub control_queue_depth: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `RUST_LOG`-style filter, e.g. `info,photon_core=debug`. `RUST_LOG` wins when set.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM, in milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+/// Named limits that validation enforces.
+pub mod limits {
+    pub const CORES_MAX: usize = 1024;
+    pub const IO_MEMORY_MIB_MAX: usize = 4096;
+    pub const MESH_QUEUE_DEPTH_MAX: usize = 65_536;
+    pub const FORWARDED_INFLIGHT_MAX: usize = 1 << 20;
+    pub const CALLS_PENDING_MAX: usize = 1 << 20;
+    pub const CONTROL_QUEUE_DEPTH_MAX: usize = 1 << 20;
+    pub const SPIN_BEFORE_PARK_US_MAX: u64 = 1_000_000;
+    pub const DRAIN_TIMEOUT_MS_MAX: u64 = 600_000;
+    pub const ROLES: &[&str] = &["control", "storage", "edge", "compute"];
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "photon-1".into(),
+            data_dir: PathBuf::from("./photon-data"),
+            roles: limits::ROLES.iter().map(|r| (*r).to_string()).collect(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cores: 0,
+            pin: true,
+            io_memory_mib: 10,
+            spin_before_park_us: 0,
+            preempt_timer_ms: 100,
+            mesh_queue_depth: 256,
+            forwarded_inflight_max: 4096,
+            calls_pending_max: 16_384,
+            control_queue_depth: 1024,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9400)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Builds a [`Config`] from layers: defaults, a file, the environment, flags.
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    table: toml::Table,
+}
+
+impl ConfigLoader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads a TOML file as the base layer.
+    pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(self)
+    }
+
+    /// Applies `PHOTON_<SECTION>_<KEY>` variables from an iterator of (name, value).
+    pub fn env<I>(mut self, vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = lower.split_once('_') else {
+                continue;
+            };
+            if !SECTIONS.contains(&section) || key.is_empty() {
+                continue;
+            }
+            let path = format!("{section}.{key}");
+            self.set(&path, &value, &format!("environment variable {name}"))?;
+        }
+        Ok(self)
+    }
+
+    /// Applies one `section.key=value` override (from a flag).
+    pub fn set(&mut self, path: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        let err = |reason: String| ConfigError::Override {
+            key: path.to_string(),
+            origin: origin.to_string(),
+            reason,
+        };
+        let Some((section, key)) = path.split_once('.') else {
+            return Err(err("expected `section.key`".into()));
+        };
+        if !SECTIONS.contains(&section) {
+            return Err(err(format!(
+                "unknown section `{section}` (expected one of {})",
+                SECTIONS.join(", ")
+            )));
+        }
+        let parsed = parse_scalar(value);
+        let entry = self
+            .table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(table) = entry else {
+            return Err(err(format!("`{section}` in the file is not a table")));
+        };
+        table.insert(key.to_string(), parsed);
+        Ok(())
+    }
+
+    /// Applies one override and returns the loader, for chaining.
+    pub fn with(mut self, path: &str, value: &str, origin: &str) -> Result<Self, ConfigError> {
+        self.set(path, value, origin)?;
+        Ok(self)
+    }
+
+    /// Deserializes and validates.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let value = toml::Value::Table(self.table);
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                key: if key == "." { "(root)".into() } else { key },
+                reason: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// A flag or environment value is TOML when it parses as a TOML value
+/// (`8`, `true`, `["a","b"]`), otherwise a plain string.
+fn parse_scalar(value: &str) -> toml::Value {
+    let doc = format!("v = {value}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.into())),
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+impl Config {
+    /// Checks every value against its limit; the first violation is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use limits::*;
+        let bad = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if self.node.name.is_empty() || self.node.name.len() > 63 {
+            return bad("node.name", "must be 1 to 63 characters".into());
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            return bad("node.data_dir", "must not be empty".into());
+        }
+        for role in &self.node.roles {
+            if !ROLES.contains(&role.as_str()) {
+                return bad(
+                    "node.roles",
+                    format!(
+                        "unknown role `{role}` (expected one of {})",
+                        ROLES.join(", ")
+                    ),
+                );
+            }
+        }
+        let e = &self.engine;
+        if e.cores > CORES_MAX {
+            return bad(
+                "engine.cores",
+                format!("{} is above the limit {CORES_MAX}", e.cores),
+            );
+        }
+        if e.io_memory_mib > IO_MEMORY_MIB_MAX {
+            return bad(
+                "engine.io_memory_mib",
+                format!("{} is above the limit {IO_MEMORY_MIB_MAX}", e.io_memory_mib),
+            );
+        }
+        if e.spin_before_park_us > SPIN_BEFORE_PARK_US_MAX {
+            return bad(
+                "engine.spin_before_park_us",
+                format!(
+                    "{} is above the limit {SPIN_BEFORE_PARK_US_MAX}",
+                    e.spin_before_park_us
+                ),
+            );
+        }
+        if e.preempt_timer_ms == 0 {
+            return bad("engine.preempt_timer_ms", "must be at least 1".into());
+        }
+        for (key, value, max) in [
+            (
+                "engine.mesh_queue_depth",
+                e.mesh_queue_depth,
+                MESH_QUEUE_DEPTH_MAX,
+            ),
+            (
+                "engine.forwarded_inflight_max",
+                e.forwarded_inflight_max,
+                FORWARDED_INFLIGHT_MAX,
+            ),
+            (
+                "engine.calls_pending_max",
+                e.calls_pending_max,
+                CALLS_PENDING_MAX,
+            ),
+            (
+                "engine.control_queue_depth",
+                e.control_queue_depth,
+                CONTROL_QUEUE_DEPTH_MAX,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return bad(key, format!("{value} is outside 1..={max}"));
+            }
+        }
+        if self
+            .log
+            .filter
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return bad(
+                "log.filter",
+                format!("`{}` is not a valid filter", self.log.filter),
+            );
+        }
+        if self.shutdown.drain_timeout_ms > DRAIN_TIMEOUT_MS_MAX {
+            return bad(
+                "shutdown.drain_timeout_ms",
+                format!(
+                    "{} is above the limit {DRAIN_TIMEOUT_MS_MAX}",
+                    self.shutdown.drain_timeout_ms
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The number of shards this config asks for, resolved against the machine.
+    pub fn shard_count(&self) -> usize {
+        if self.engine.cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.engine.cores
+        }
+    }
+}
