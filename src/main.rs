@@ -1,1 +1,73 @@
-fn main() {}
+//! `photon`: the one PhotonCloud binary. `dev` runs every role in one process,
+//! `node` runs a node from a config file, `bench` runs the load generators.
+
+mod node;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "photon",
+    version,
+    about = "PhotonCloud: a small thread-per-core cloud in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an all-in-one node on 127.0.0.1 with an embedded data directory.
+    Dev(node::DevArgs),
+    /// Run a node from a config file.
+    Node(node::NodeArgs),
+    /// Print the version.
+    Version,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Run a load generator with its same-run baselines.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Cross-shard call latency and small-request HTTP throughput, against tokio.
+    Engine(photon_bench::engine::EngineArgs),
+    /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
+    Http(photon_bench::loadgen::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => node::run_dev(args),
+        Command::Node(args) => node::run_node(args),
+        Command::Version => {
+            println!("photon {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "photon", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Bench(BenchCommand::Engine(args)) => report(photon_bench::engine::run(args)),
+        Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

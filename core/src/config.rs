@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub cores: usize,
     /// Pin each shard to its CPU. Off only for tests that run many engines.
     pub pin: bool,
+    /// CPUs to pin shards to, in shard order (shard i on cpu_list[i % len]);
+    /// empty means every CPU this process may use.
+    pub cpu_list: Vec<usize>,
     /// Memory registered with io_uring per shard, in MiB.
     pub io_memory_mib: usize,
     /// How long an idle shard polls before it parks in the kernel, in microseconds.
@@ -138,6 +141,7 @@ impl Default for EngineConfig {
         Self {
             cores: 0,
             pin: true,
+            cpu_list: Vec::new(),
             io_memory_mib: 10,
             spin_before_park_us: 0,
             preempt_timer_ms: 100,
@@ -250,6 +254,17 @@ impl ConfigLoader {
         Ok(())
     }
 
+    /// True when a layer so far set `section.key`.
+    pub fn is_set(&self, path: &str) -> bool {
+        let Some((section, key)) = path.split_once('.') else {
+            return false;
+        };
+        self.table
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|t| t.contains_key(key))
+    }
+
     /// Applies one override and returns the loader, for chaining.
     pub fn with(mut self, path: &str, value: &str, origin: &str) -> Result<Self, ConfigError> {
         self.set(path, value, origin)?;
@@ -315,6 +330,12 @@ impl Config {
             return bad(
                 "engine.cores",
                 format!("{} is above the limit {CORES_MAX}", e.cores),
+            );
+        }
+        if let Some(cpu) = e.cpu_list.iter().find(|c| **c >= CORES_MAX) {
+            return bad(
+                "engine.cpu_list",
+                format!("CPU {cpu} is above the limit {CORES_MAX}"),
             );
         }
         if e.io_memory_mib > IO_MEMORY_MIB_MAX {

@@ -313,7 +313,11 @@ impl EngineBuilder {
             exited: vec![false; shards],
             started_at: Instant::now(),
         };
-        let cpus = allowed_cpus();
+        let cpus = if config.engine.cpu_list.is_empty() {
+            allowed_cpus()
+        } else {
+            config.engine.cpu_list.clone()
+        };
         let services = Arc::new(self.services);
         for (shard, events) in shard_events.into_iter().enumerate() {
             let spawn = spawn_shard(ShardSpec {

@@ -29,7 +29,8 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), InitLoggingError> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
-        .with_thread_names(true);
+        .with_thread_names(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Pretty => builder.compact().try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

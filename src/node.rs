@@ -1,0 +1,313 @@
+//! `photon dev` and `photon node`: load the config, start the engine with
+//! this node's services, print where they listen, run until SIGINT/SIGTERM,
+//! drain and exit.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use photon_core::admin::AdminService;
+use photon_core::config::{Config, ConfigLoader, LogFormat};
+use photon_core::listen::Endpoint;
+use photon_core::{EngineBuilder, RunningEngine, StopReason};
+
+/// Exit code for configuration errors (as for usage errors).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code when the node failed to start or a shard died.
+const EXIT_FAILED: u8 = 1;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Number of shards (one pinned executor per core); 0 means one per CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Log line format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Log filter, `RUST_LOG` syntax (`RUST_LOG` itself wins when set).
+    #[arg(long)]
+    log_filter: Option<String>,
+    /// Override any config key, e.g. `--set engine.mesh_queue_depth=512`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Data directory of the dev node.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the admin endpoint (/metrics, /healthz, /readyz).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Optional config file; flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+pub fn run_dev(args: DevArgs) -> ExitCode {
+    let mut flags: Vec<(String, String)> = Vec::new();
+    if let Some(dir) = &args.data_dir {
+        flags.push((
+            "node.data_dir".into(),
+            toml_string(&dir.display().to_string()),
+        ));
+    }
+    if let Some(addr) = args.admin {
+        flags.push(("admin.listen".into(), toml_string(&addr.to_string())));
+    }
+    let preset = [("node.name", "\"dev\"")];
+    let config = match load_config(&preset, args.config.as_deref(), &args.common, flags) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    serve("dev", config)
+}
+
+pub fn run_node(args: NodeArgs) -> ExitCode {
+    let config = match load_config(&[], Some(&args.config), &args.common, Vec::new()) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    serve("node", config)
+}
+
+fn config_error(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn toml_string(s: &str) -> String {
+    toml_escape(s)
+}
+
+fn toml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Defaults, then presets, then the file, then `PHOTON_*` variables, then flags.
+fn load_config(
+    preset: &[(&str, &str)],
+    file: Option<&Path>,
+    common: &CommonArgs,
+    mut flags: Vec<(String, String)>,
+) -> anyhow::Result<Config> {
+    let mut loader = ConfigLoader::new();
+    if let Some(path) = file {
+        loader = loader.file(path)?;
+    }
+    for (key, value) in preset {
+        // A preset only fills what the file left unset.
+        if !loader.is_set(key) {
+            loader = loader.with(key, value, "photon dev default")?;
+        }
+    }
+    loader = loader.env(std::env::vars())?;
+    if let Some(cores) = common.cores {
+        flags.push(("engine.cores".into(), cores.to_string()));
+    }
+    if let Some(format) = common.log_format {
+        let f = match format {
+            LogFormatArg::Pretty => "\"pretty\"",
+            LogFormatArg::Json => "\"json\"",
+        };
+        flags.push(("log.format".into(), f.into()));
+    }
+    if let Some(filter) = &common.log_filter {
+        flags.push(("log.filter".into(), toml_string(filter)));
+    }
+    for (key, value) in flags {
+        let origin = format!("flag for {key}");
+        loader = loader.with(&key, &value, &origin)?;
+    }
+    for item in &common.set {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--set {item}: expected KEY=VALUE, e.g. engine.cores=2");
+        };
+        loader = loader.with(key.trim(), value.trim(), &format!("--set {item}"))?;
+    }
+    Ok(loader.build()?)
+}
+
+fn serve(mode: &str, config: Config) -> ExitCode {
+    if let Err(e) = photon_core::logging::init(&config.log.filter, config.log.format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match serve_inner(mode, config) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
+    let data_dir = config.node.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let name = config.node.name.clone();
+    let json_logs = config.log.format == LogFormat::Json;
+
+    let engine = EngineBuilder::new(config)
+        .service::<AdminService>(())
+        .start()
+        .context("node failed to start")?;
+
+    let endpoints = engine.endpoints();
+    write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;
+    print_endpoints(mode, &name, &data_dir, &engine, &endpoints, json_logs);
+
+    let mut engine = engine;
+    let reason = engine.wait_for_stop().context("cannot wait for signals")?;
+    match reason {
+        StopReason::Signal(sig) => tracing::info!(signal = sig, "shutting down"),
+        StopReason::ShardDied(shard) => tracing::error!(shard, "a shard died; shutting down"),
+    }
+    let report = engine.shutdown();
+    let _ = std::fs::remove_file(data_dir.join(ENDPOINTS_FILE));
+    tracing::info!(
+        drained = report.drained,
+        shards = report.shards,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "stopped"
+    );
+    if !report.clean() {
+        tracing::warn!("some shards did not drain before the deadline");
+    }
+    Ok(match reason {
+        StopReason::Signal(_) => ExitCode::SUCCESS,
+        StopReason::ShardDied(_) => ExitCode::from(EXIT_FAILED),
+    })
+}
+
+/// Name of the file, in the data directory, that lists the node's endpoints
+/// while it runs (tests and scripts read it; it is removed on exit).
+pub const ENDPOINTS_FILE: &str = "endpoints.json";
+
+fn write_endpoints_file(
+    dir: &Path,
+    name: &str,
+    engine: &RunningEngine,
+    endpoints: &[Endpoint],
+) -> anyhow::Result<()> {
+    let mut map = serde_json::Map::new();
+    for e in endpoints {
+        map.insert(
+            e.name.clone(),
+            serde_json::Value::String(e.addr.to_string()),
+        );
+    }
+    let doc = serde_json::json!({
+        "node": name,
+        "pid": std::process::id(),
+        "shards": engine.shards(),
+        "endpoints": map,
+    });
+    let tmp = dir.join(format!("{ENDPOINTS_FILE}.tmp"));
+    let path = dir.join(ENDPOINTS_FILE);
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn print_endpoints(
+    mode: &str,
+    name: &str,
+    data_dir: &Path,
+    engine: &RunningEngine,
+    endpoints: &[Endpoint],
+    json_logs: bool,
+) {
+    let mut out = std::io::stdout().lock();
+    if json_logs {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"photon": mode, "node": name, "shards": engine.shards(),
+                "data_dir": data_dir.display().to_string(),
+                "endpoints": endpoints.iter().map(|e| (e.name.clone(), e.addr.to_string())).collect::<std::collections::BTreeMap<_,_>>()})
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "PhotonCloud {mode} node \"{name}\": {} shards, data in {}",
+        engine.shards(),
+        data_dir.display()
+    );
+    let _ = writeln!(out, "{:<10} {:<28} WHAT", "SERVICE", "ENDPOINT");
+    for e in endpoints {
+        let what = match e.service {
+            "admin" => "/metrics /healthz /readyz",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:<28} {what}",
+            e.name,
+            format!("http://{}", e.addr)
+        );
+    }
+    let _ = writeln!(out, "Stop with Ctrl-C (SIGINT) or SIGTERM.");
+    let _ = out.flush();
+}
+
+/// Holds an exclusive lock on the data directory for the life of the node.
+struct DataDirLock {
+    _file: File,
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<DataDirLock> {
+    let path = dir.join("LOCK");
+    let file = File::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            bail!(
+                "data directory {} is in use by another photon process",
+                dir.display()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(DataDirLock { _file: file })
+}
