@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every PhotonCloud test on a fresh Debian 12 machine of this project's
+# kind: installs what the tests need (system packages, rustup components,
+# cargo-nextest), then formatting, lints, the flake's syntax, and the whole
+# test suite. Safe to run again: each install step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_apt=()
+command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "installing system packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "flake.nix syntax (nix-instantiate --parse)"
+nix-instantiate --parse flake.nix >/dev/null
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+log "tests"
+cargo nextest run --workspace --release --no-fail-fast "$@"
