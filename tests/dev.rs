@@ -35,7 +35,14 @@ impl Dev {
     fn start(name: &str, extra: &[&str]) -> Self {
         let data_dir = temp_dir(name);
         let child = photon()
-            .args(["dev", "--cores", "2", "--admin", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "dev",
+                "--cores",
+                "2",
+                "--admin",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -57,7 +64,11 @@ impl Dev {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("photon dev exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "photon dev did not write {}", file.display());
+            assert!(
+                Instant::now() < deadline,
+                "photon dev did not write {}",
+                file.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -68,7 +79,10 @@ impl Dev {
         assert_eq!(rc, 0);
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "photon dev did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "photon dev did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let child = std::mem::replace(&mut self.child, photon().arg("version").spawn().unwrap());
@@ -79,12 +93,21 @@ impl Dev {
 /// A minimal HTTP/1.1 GET; returns (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -98,9 +121,18 @@ fn dev_serves_admin_endpoints_and_exits_cleanly_on_sigterm() {
     let (status, metrics) = get(admin, "/metrics");
     assert_eq!(status, 200);
     // One series per shard, merged into one exposition.
-    assert!(metrics.contains("photon_shard_info{shard=\"0\"} 1"), "{metrics}");
-    assert!(metrics.contains("photon_shard_info{shard=\"1\"} 1"), "{metrics}");
-    assert!(metrics.contains("photon_scrape_shards_missing 0"), "{metrics}");
+    assert!(
+        metrics.contains("photon_shard_info{shard=\"0\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("photon_shard_info{shard=\"1\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("photon_scrape_shards_missing 0"),
+        "{metrics}"
+    );
     // The earlier requests were counted (on whichever shard served them).
     let ok_line = metrics
         .lines()
@@ -112,11 +144,25 @@ fn dev_serves_admin_endpoints_and_exits_cleanly_on_sigterm() {
 
     let data_dir = dev.data_dir.clone();
     let out = dev.terminate();
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("admin") && stdout.contains(&admin.to_string()), "{stdout}");
-    assert!(!data_dir.join("endpoints.json").exists(), "endpoints file removed on exit");
-    assert!(TcpStream::connect(admin).is_err(), "nothing listens after exit");
+    assert!(
+        stdout.contains("admin") && stdout.contains(&admin.to_string()),
+        "{stdout}"
+    );
+    assert!(
+        !data_dir.join("endpoints.json").exists(),
+        "endpoints file removed on exit"
+    );
+    assert!(
+        TcpStream::connect(admin).is_err(),
+        "nothing listens after exit"
+    );
 }
 
 #[test]
@@ -130,7 +176,10 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in use by another photon process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another photon process"),
+        "{stderr}"
+    );
     assert!(dev.terminate().status.success());
 }
 
@@ -141,7 +190,10 @@ fn run_with_config(name: &str, toml: &str, extra: &[&str]) -> Output {
     photon()
         .args(["node", "--config"])
         .arg(&file)
-        .args(["--set", &format!("node.data_dir=\"{}\"", dir.join("data").display())])
+        .args([
+            "--set",
+            &format!("node.data_dir=\"{}\"", dir.join("data").display()),
+        ])
         .args(extra)
         .output()
         .unwrap()
@@ -201,7 +253,10 @@ fn port_in_use_is_a_clear_start_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("address {addr} is already in use")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("address {addr} is already in use")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -228,4 +283,3 @@ fn json_logs_are_json_lines() {
         assert!(v.get("level").is_some(), "{line}");
     }
 }
-
