@@ -42,6 +42,8 @@ enum BenchCommand {
     Engine(photon_bench::engine::EngineArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
+    /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
+    Serve(photon_bench::engine::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Engine(args)) => report(photon_bench::engine::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
+        Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }
 }
 

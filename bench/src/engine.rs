@@ -85,6 +85,14 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         Duration::from_secs(2),
         256,
     )?;
+    let tokio_pinned = tokio_baseline::cross_thread_calls(
+        [cpus[0], cpus[1]],
+        args.calls,
+        warmup,
+        args.concurrency,
+        Duration::from_secs(2),
+        256,
+    )?;
     let mut photon_calls = Vec::new();
     for spin in &args.spin_us {
         photon_calls.push((*spin, photon_cross_shard(&args, [cpus[0], cpus[1]], *spin)?));
@@ -104,14 +112,20 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
     for (spin, r) in &photon_calls {
         add(format!("photon mesh (spin {spin} us)"), r);
     }
-    add("tokio mpsc+oneshot (2 workers)".into(), &tokio_calls);
+    add("tokio multi-thread, 2 workers".into(), &tokio_calls);
+    add("tokio 2 current_thread, pinned".into(), &tokio_pinned);
     print!("{table}");
     for (spin, r) in &photon_calls {
-        println!(
-            "ratio photon(spin {spin})/tokio: throughput {:.2}x, p50 latency {:.2}x",
-            r.concurrent_calls_per_s / tokio_calls.concurrent_calls_per_s,
-            r.sequential.p50_us as f64 / tokio_calls.sequential.p50_us.max(1) as f64
-        );
+        for (name, base) in [
+            ("multi-thread", &tokio_calls),
+            ("pinned current_thread", &tokio_pinned),
+        ] {
+            println!(
+                "photon (spin {spin} us) vs tokio {name}: throughput {:.2}x, p50 latency {:.2}x",
+                r.concurrent_calls_per_s / base.concurrent_calls_per_s,
+                r.sequential.p50_us as f64 / base.sequential.p50_us.max(1) as f64
+            );
+        }
     }
 
     for layout in &args.layouts {
@@ -397,4 +411,54 @@ fn photon_cross_shard(
 
 fn online_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Which server: photon (the engine's HTTP path) or tokio (the baseline).
+    #[arg(long, default_value = "photon")]
+    pub runtime: String,
+    /// CPUs to serve on (one shard or worker each); empty = all.
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<usize>,
+    /// Shards' idle spin before parking, in microseconds (photon only).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
+}
+
+/// Serves the benchmark's HTTP response until SIGINT/SIGTERM, so outside
+/// tools (wrk, strace -c, perf) can be pointed at either server.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cpus = if args.cpus.is_empty() {
+        online_cpus()
+    } else {
+        args.cpus.clone()
+    };
+    match args.runtime.as_str() {
+        "photon" => {
+            let mut engine = photon_http_engine(&cpus, args.spin_us)?;
+            let addr = engine.endpoint("bench-http").context("bench listener")?;
+            println!(
+                "photon serving http://{addr} on CPUs {cpus:?} (pid {})",
+                std::process::id()
+            );
+            engine.wait_for_stop()?;
+            engine.shutdown();
+        }
+        "tokio" => {
+            let server = TokioHttpServer::start(cpus.len(), cpus.clone())?;
+            println!(
+                "tokio serving http://{} on CPUs {cpus:?} (pid {})",
+                server.addr,
+                std::process::id()
+            );
+            let mut signals = signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])?;
+            let _ = signals.forever().next();
+        }
+        other => bail!("unknown runtime {other} (expected photon or tokio)"),
+    }
+    Ok(())
 }

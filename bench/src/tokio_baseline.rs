@@ -173,3 +173,85 @@ pub fn cross_task_calls(
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(result)
 }
+
+/// The same exchange between two tokio current_thread runtimes on two pinned
+/// threads: a thread-per-core design built from tokio, where every call
+/// crosses cores (unlike the multi-thread runtime, which may run both tasks on
+/// one worker).
+pub fn cross_thread_calls(
+    cpus: [usize; 2],
+    calls: usize,
+    warmup: usize,
+    concurrency: usize,
+    duration: Duration,
+    queue_depth: usize,
+) -> anyhow::Result<CallResult> {
+    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(queue_depth);
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        crate::pin_current_thread(cpus[1])?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            while let Some((v, reply)) = rx.recv().await {
+                let _ = reply.send(v * 2);
+            }
+        });
+        Ok(())
+    });
+    let caller = std::thread::spawn(move || -> anyhow::Result<CallResult> {
+        crate::pin_current_thread(cpus[0])?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        Ok(local.block_on(&rt, async move {
+            let mut hist = new_histogram();
+            for i in 0..(warmup + calls) {
+                let started = Instant::now();
+                let (reply, wait) = oneshot::channel();
+                tx.send((i as u64, reply)).await.expect("server alive");
+                let v = wait.await.expect("reply");
+                assert_eq!(v, i as u64 * 2);
+                if i >= warmup {
+                    let _ = hist.record((started.elapsed().as_nanos() as u64 / 1000).max(1));
+                }
+            }
+            let stop = Instant::now() + duration;
+            let started = Instant::now();
+            let callers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let tx = tx.clone();
+                    tokio::task::spawn_local(async move {
+                        let mut n = 0u64;
+                        while Instant::now() < stop {
+                            let (reply, wait) = oneshot::channel();
+                            if tx.send((n, reply)).await.is_err() {
+                                break;
+                            }
+                            let _ = wait.await;
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for c in callers {
+                total += c.await.unwrap_or(0);
+            }
+            CallResult {
+                sequential: Latency::from_histogram(&hist),
+                concurrent_calls_per_s: total as f64 / started.elapsed().as_secs_f64(),
+                concurrency,
+            }
+        }))
+    });
+    let result = caller
+        .join()
+        .map_err(|_| anyhow::anyhow!("caller thread panicked"))??;
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    Ok(result)
+}
