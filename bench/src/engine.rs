@@ -48,6 +48,9 @@ pub struct EngineArgs {
     /// Idle-spin settings of the shards to compare, in microseconds (0 = park at once).
     #[arg(long, value_delimiter = ',', default_value = "0,50")]
     pub spin_us: Vec<u64>,
+    /// Runs of every HTTP configuration (interleaved); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Layouts to run: pinned, shared.
     #[arg(long, value_delimiter = ',', default_value = "pinned,shared")]
     pub layouts: Vec<String>,
@@ -144,44 +147,70 @@ pub fn run(args: EngineArgs) -> anyhow::Result<()> {
         );
         let mut table = Table::new(&[
             "server",
-            "req/s",
+            "req/s median (min-max)",
             "p50 us",
             "p99 us",
             "p999 us",
             "sleeps/req",
             "vs tokio",
         ]);
-        let tokio = {
-            let server = TokioHttpServer::start(server_cpus.len(), server_cpus.clone())?;
-            measure_http(&args, server.addr, &load_cpus)?
-        };
-        let mut rows = Vec::new();
-        for spin in &args.spin_us {
-            let engine = photon_http_engine(&server_cpus, *spin)?;
-            let addr = engine.endpoint("bench-http").context("bench listener")?;
-            let result = measure_http(&args, addr, &load_cpus)?;
-            engine.shutdown();
-            rows.push((
-                format!("photon {} shard(s), spin {spin} us", server_cpus.len()),
-                result,
-            ));
+        // Every configuration runs `repeat` times, interleaved, so that a slow
+        // stretch of a shared machine hits all of them; the median run is
+        // reported with the spread.
+        let mut configs: Vec<(String, Option<u64>)> = args
+            .spin_us
+            .iter()
+            .map(|spin| {
+                (
+                    format!("photon {} shard(s), spin {spin} us", server_cpus.len()),
+                    Some(*spin),
+                )
+            })
+            .collect();
+        configs.push((format!("tokio {} worker(s)", server_cpus.len()), None));
+        let mut runs: Vec<Vec<(LoadResult, f64)>> = vec![Vec::new(); configs.len()];
+        for _ in 0..args.repeat.max(1) {
+            for (i, (_, spin)) in configs.iter().enumerate() {
+                let result = match spin {
+                    Some(spin) => {
+                        let engine = photon_http_engine(&server_cpus, *spin)?;
+                        let addr = engine.endpoint("bench-http").context("bench listener")?;
+                        let result = measure_http(&args, addr, &load_cpus)?;
+                        engine.shutdown();
+                        result
+                    }
+                    None => {
+                        let server =
+                            TokioHttpServer::start(server_cpus.len(), server_cpus.clone())?;
+                        measure_http(&args, server.addr, &load_cpus)?
+                    }
+                };
+                runs[i].push(result);
+            }
         }
-        rows.push((
-            format!("tokio {} worker(s)", server_cpus.len()),
-            tokio.clone(),
-        ));
-        for (name, (r, sleeps)) in &rows {
+        let medians: Vec<(LoadResult, f64, f64, f64)> = runs
+            .iter_mut()
+            .map(|r| {
+                r.sort_by(|a, b| a.0.rps().total_cmp(&b.0.rps()));
+                let (min, max) = (r[0].0.rps(), r[r.len() - 1].0.rps());
+                let (median, sleeps) = r[r.len() / 2].clone();
+                (median, sleeps, min, max)
+            })
+            .collect();
+        let tokio_rps = medians[medians.len() - 1].0.rps();
+        for ((name, _), (r, sleeps, min, max)) in configs.iter().zip(&medians) {
             table.row(vec![
                 name.clone(),
-                format!("{:.0}", r.rps()),
+                format!("{:.0} ({:.0}-{:.0})", r.rps(), min, max),
                 r.latency.p50_us.to_string(),
                 r.latency.p99_us.to_string(),
                 r.latency.p999_us.to_string(),
                 format!("{sleeps:.2}"),
-                format!("{:.2}x", r.rps() / tokio.0.rps()),
+                format!("{:.2}x", r.rps() / tokio_rps),
             ]);
             json_rows.push(json!({"bench": "http", "layout": layout, "server": name,
-                "result": r.to_json(), "sleeps_per_request": sleeps, "ratio_vs_tokio": r.rps() / tokio.0.rps()}));
+                "median": r.to_json(), "rps_min": min, "rps_max": max, "repeat": args.repeat,
+                "sleeps_per_request": sleeps, "ratio_vs_tokio": r.rps() / tokio_rps}));
         }
         print!("{table}");
     }

@@ -41,14 +41,30 @@ impl Default for HttpLimits {
     }
 }
 
-/// Largest slice handed to one socket read. Reads go through futures-io, which
-/// wants initialized memory, so each read zeroes what it offers; capping the
-/// offer bounds that cost when hyper's buffer grows for large bodies.
-const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
+/// Bounds of the slice handed to one socket read. Reads go through
+/// futures-io, which wants initialized memory, so each read zeroes what it
+/// offers. The offer adapts to what reads return (doubling when a read fills
+/// it, halving when reads use a quarter of it), so small requests zero ~1 KiB
+/// instead of hyper's whole 8 KiB buffer, and large bodies still read 64 KiB
+/// at a time.
+const READ_OFFER_BYTES_MIN: usize = 1024;
+const READ_OFFER_BYTES_MAX: usize = 64 * 1024;
 
 /// A glommio stream seen through hyper's IO traits.
 #[derive(Debug)]
-pub struct HyperIo<T>(pub T);
+pub struct HyperIo<T> {
+    inner: T,
+    read_offer: usize,
+}
+
+impl<T> HyperIo<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            read_offer: READ_OFFER_BYTES_MIN,
+        }
+    }
+}
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     fn poll_read(
@@ -56,11 +72,12 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         // SAFETY: we only write into the slice (after initializing it) and
         // advance the cursor by the number of bytes the read reported, which
         // never exceeds the slice length.
         let uninit = unsafe { buf.as_mut() };
-        let len = uninit.len().min(READ_CHUNK_BYTES_MAX);
+        let len = uninit.len().min(this.read_offer);
         let uninit = &mut uninit[..len];
         for b in uninit.iter_mut() {
             b.write(0);
@@ -68,8 +85,13 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         // SAFETY: every byte of `uninit` was initialized just above, and
         // MaybeUninit<u8> has the same layout as u8.
         let slice = unsafe { &mut *(uninit as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-        match Pin::new(&mut self.get_mut().0).poll_read(cx, slice) {
+        match Pin::new(&mut this.inner).poll_read(cx, slice) {
             Poll::Ready(Ok(n)) => {
+                if n == len {
+                    this.read_offer = (this.read_offer * 2).min(READ_OFFER_BYTES_MAX);
+                } else if n < this.read_offer / 4 {
+                    this.read_offer = (this.read_offer / 2).max(READ_OFFER_BYTES_MIN);
+                }
                 // SAFETY: `n` bytes were filled by the read and n <= len.
                 unsafe { buf.advance(n) };
                 Poll::Ready(Ok(()))
@@ -86,15 +108,15 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_close(cx)
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
 
@@ -287,7 +309,7 @@ where
         .header_read_timeout(options.limits.header_read_timeout)
         .max_buf_size(options.limits.header_bytes_max.max(8192))
         .keep_alive(true);
-    let conn = builder.serve_connection(HyperIo(stream), service);
+    let conn = builder.serve_connection(HyperIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     let first = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
         options.shutdown.draining().await;
