@@ -25,7 +25,7 @@ use photon_core::{BoxError, EngineBuilder, RunningEngine, ShardContext, ShardId,
 use serde_json::json;
 
 use crate::loadgen::LoadResult;
-use crate::report::{new_histogram, Latency, Table};
+use crate::report::Table;
 use crate::tokio_baseline::{self, CallResult, TokioHttpServer, HELLO_BODY};
 
 #[derive(Debug, Clone, Args)]
@@ -379,29 +379,22 @@ async fn ping_run(
     concurrency: usize,
     duration: Duration,
 ) -> CallResult {
-    let mut hist = new_histogram();
-    for i in 0..(warmup + calls) {
-        let started = Instant::now();
-        let v = ctx.call(1, i as u64).await.expect("shard 1 answers");
-        assert_eq!(v, i as u64 * 2);
-        if i >= warmup {
-            let _ = hist.record((started.elapsed().as_nanos() as u64 / 1000).max(1));
-        }
-    }
+    let sequential =
+        crate::calls::sequential(|n| async move { ctx.call(1, n).await.ok() }, warmup, calls).await;
     let stop = Instant::now() + duration;
     let started = Instant::now();
     let callers: Vec<_> = (0..concurrency)
         .map(|_| {
             let ctx = ctx.clone();
             ctx.clone().spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < stop {
-                    if ctx.call(1, n).await.is_err() {
-                        break;
-                    }
-                    n += 1;
-                }
-                n
+                crate::calls::closed_loop(
+                    |n| {
+                        let ctx = ctx.clone();
+                        async move { ctx.call(1, n).await.ok() }
+                    },
+                    stop,
+                )
+                .await
             })
         })
         .collect();
@@ -410,7 +403,7 @@ async fn ping_run(
         total += caller.await;
     }
     CallResult {
-        sequential: Latency::from_histogram(&hist),
+        sequential,
         concurrent_calls_per_s: total as f64 / started.elapsed().as_secs_f64(),
         concurrency,
     }

@@ -3,6 +3,7 @@
 //! It drives servers from the outside (another process or another thread);
 //! it must never be a dependency of a server crate.
 
+pub mod calls;
 pub mod engine;
 pub mod loadgen;
 pub mod report;

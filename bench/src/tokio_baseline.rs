@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::report::{new_histogram, Latency};
+use crate::report::Latency;
 
 /// The body every benchmark HTTP server answers with.
 pub const HELLO_BODY: &[u8] = b"hello, photon\n";
@@ -99,6 +99,15 @@ pub struct CallResult {
     pub concurrency: usize,
 }
 
+type CallSender = mpsc::Sender<(u64, oneshot::Sender<u64>)>;
+
+/// One request/reply exchange over a tokio channel; `None` if the server is gone.
+async fn tokio_call(tx: &CallSender, n: u64) -> Option<u64> {
+    let (reply, wait) = oneshot::channel();
+    tx.send((n, reply)).await.ok()?;
+    wait.await.ok()
+}
+
 /// A server task answers `u64 -> u64` requests from tokio mpsc with a oneshot
 /// reply; a caller measures round trips, then `concurrency` callers measure
 /// throughput for `duration`.
@@ -113,7 +122,7 @@ pub fn cross_task_calls(
 ) -> anyhow::Result<CallResult> {
     let runtime = runtime(workers, cpus)?;
     let result = runtime.block_on(async move {
-        let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(queue_depth);
+        let (tx, mut rx): (CallSender, _) = mpsc::channel(queue_depth);
         tokio::spawn(async move {
             while let Some((v, reply)) = rx.recv().await {
                 let _ = reply.send(v * 2);
@@ -123,21 +132,7 @@ pub fn cross_task_calls(
         // in a task of its shard.
         let caller_tx = tx.clone();
         let sequential = tokio::spawn(async move {
-            let mut hist = new_histogram();
-            for i in 0..(warmup + calls) {
-                let started = Instant::now();
-                let (reply, wait) = oneshot::channel();
-                caller_tx
-                    .send((i as u64, reply))
-                    .await
-                    .expect("server alive");
-                let v = wait.await.expect("reply");
-                assert_eq!(v, i as u64 * 2);
-                if i >= warmup {
-                    let _ = hist.record((started.elapsed().as_nanos() as u64 / 1000).max(1));
-                }
-            }
-            Latency::from_histogram(&hist)
+            crate::calls::sequential(|n| tokio_call(&caller_tx, n), warmup, calls).await
         })
         .await
         .expect("caller task");
@@ -146,16 +141,7 @@ pub fn cross_task_calls(
             .map(|_| {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < stop {
-                        let (reply, wait) = oneshot::channel();
-                        if tx.send((n, reply)).await.is_err() {
-                            break;
-                        }
-                        let _ = wait.await;
-                        n += 1;
-                    }
-                    n
+                    crate::calls::closed_loop(|n| tokio_call(&tx, n), stop).await
                 })
             })
             .collect();
@@ -186,7 +172,7 @@ pub fn cross_thread_calls(
     duration: Duration,
     queue_depth: usize,
 ) -> anyhow::Result<CallResult> {
-    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(queue_depth);
+    let (tx, mut rx): (CallSender, _) = mpsc::channel(queue_depth);
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
         crate::pin_current_thread(cpus[1])?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -206,33 +192,14 @@ pub fn cross_thread_calls(
             .build()?;
         let local = tokio::task::LocalSet::new();
         Ok(local.block_on(&rt, async move {
-            let mut hist = new_histogram();
-            for i in 0..(warmup + calls) {
-                let started = Instant::now();
-                let (reply, wait) = oneshot::channel();
-                tx.send((i as u64, reply)).await.expect("server alive");
-                let v = wait.await.expect("reply");
-                assert_eq!(v, i as u64 * 2);
-                if i >= warmup {
-                    let _ = hist.record((started.elapsed().as_nanos() as u64 / 1000).max(1));
-                }
-            }
+            let sequential = crate::calls::sequential(|n| tokio_call(&tx, n), warmup, calls).await;
             let stop = Instant::now() + duration;
             let started = Instant::now();
             let callers: Vec<_> = (0..concurrency)
                 .map(|_| {
                     let tx = tx.clone();
                     tokio::task::spawn_local(async move {
-                        let mut n = 0u64;
-                        while Instant::now() < stop {
-                            let (reply, wait) = oneshot::channel();
-                            if tx.send((n, reply)).await.is_err() {
-                                break;
-                            }
-                            let _ = wait.await;
-                            n += 1;
-                        }
-                        n
+                        crate::calls::closed_loop(|n| tokio_call(&tx, n), stop).await
                     })
                 })
                 .collect();
@@ -241,7 +208,7 @@ pub fn cross_thread_calls(
                 total += c.await.unwrap_or(0);
             }
             CallResult {
-                sequential: Latency::from_histogram(&hist),
+                sequential,
                 concurrent_calls_per_s: total as f64 / started.elapsed().as_secs_f64(),
                 concurrency,
             }
