@@ -1,6 +1,8 @@
 //! `photon`: the one PhotonCloud binary. `dev` runs every role in one process,
 //! `node` runs a node from a config file, `bench` runs the load generators.
 
+mod control_plane;
+mod ctl;
 mod node;
 
 use std::process::ExitCode;
@@ -24,6 +26,8 @@ enum Command {
     Dev(node::DevArgs),
     /// Run a node from a config file.
     Node(node::NodeArgs),
+    /// Talk to the control plane (KV, leases, cluster membership).
+    Ctl(ctl::CtlArgs),
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dev(args) => node::run_dev(args),
         Command::Node(args) => node::run_node(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Version => {
             println!("photon {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

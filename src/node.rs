@@ -51,6 +51,9 @@ pub struct DevArgs {
     /// Address of the admin endpoint (/metrics, /healthz, /readyz).
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Address of the control plane's Cap'n Proto API (`photon ctl`).
+    #[arg(long)]
+    control: Option<SocketAddr>,
     /// Optional config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -77,6 +80,9 @@ pub fn run_dev(args: DevArgs) -> ExitCode {
     }
     if let Some(addr) = args.admin {
         flags.push(("admin.listen".into(), toml_string(&addr.to_string())));
+    }
+    if let Some(addr) = args.control {
+        flags.push(("control.listen".into(), toml_string(&addr.to_string())));
     }
     let preset = [("node.name", "\"dev\"")];
     let config = match load_config(&preset, args.config.as_deref(), &args.common, flags) {
@@ -184,10 +190,12 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
     let name = config.node.name.clone();
     let json_logs = config.log.format == LogFormat::Json;
 
-    let engine = EngineBuilder::new(config)
-        .service::<AdminService>(())
-        .start()
-        .context("node failed to start")?;
+    let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(());
+    if config.node.roles.iter().any(|r| r == "control") {
+        let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
+        builder = builder.control_plane(crate::control_plane::main(node_config));
+    }
+    let engine = builder.start().context("node failed to start")?;
 
     let endpoints = engine.endpoints();
     write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;

@@ -41,6 +41,8 @@ impl Dev {
                 "2",
                 "--admin",
                 "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(&data_dir)
@@ -170,7 +172,14 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
     let mut dev = Dev::start("lock", &[]);
     dev.admin();
     let out = photon()
-        .args(["dev", "--admin", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "dev",
+            "--admin",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&dev.data_dir)
         .output()
         .unwrap();
@@ -247,7 +256,14 @@ fn port_in_use_is_a_clear_start_error() {
     let addr = holder.local_addr().unwrap().to_string();
     let dir = temp_dir("port");
     let out = photon()
-        .args(["dev", "--admin", &addr, "--data-dir"])
+        .args([
+            "dev",
+            "--admin",
+            &addr,
+            "--control",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&dir)
         .output()
         .unwrap();

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The sections of the file. Environment variables are matched against these
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
-const SECTIONS: &[&str] = &["node", "engine", "admin", "log", "shutdown"];
+const SECTIONS: &[&str] = &["node", "engine", "admin", "control", "log", "shutdown"];
 
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "PHOTON_";
@@ -42,6 +42,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub engine: EngineConfig,
     pub admin: AdminConfig,
+    pub control: ControlConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -89,6 +90,66 @@ pub struct EngineConfig {
 pub struct AdminConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub listen: SocketAddr,
+}
+
+/// The replicated control plane (Raft KV) of a node with the `control` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// This node's Raft id, unique in the cluster, at least 1.
+    pub node_id: u64,
+    /// Address of the Cap'n Proto API (clients and peers).
+    pub listen: SocketAddr,
+    /// Address peers and clients use to reach this node, when it differs.
+    pub advertise: Option<SocketAddr>,
+    /// `id=host:port` of every member, to initialize a new cluster with.
+    /// Empty: join an existing cluster (`photon ctl cluster add`).
+    pub initial_members: Vec<String>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Snapshot (and purge the log) every this many entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9500)),
+            advertise: None,
+            initial_members: Vec::new(),
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// `initial_members` parsed into (id, address) pairs.
+    pub fn members(&self) -> Result<Vec<(u64, SocketAddr)>, ConfigError> {
+        self.initial_members
+            .iter()
+            .map(|m| {
+                let bad = |reason: &str| ConfigError::Invalid {
+                    key: "control.initial_members".into(),
+                    reason: format!("`{m}`: {reason} (expected id=host:port)"),
+                };
+                let (id, addr) = m.split_once('=').ok_or_else(|| bad("no `=`"))?;
+                let id: u64 = id.trim().parse().map_err(|_| bad("id is not a number"))?;
+                let addr: SocketAddr = addr
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("address is not host:port"))?;
+                if id == 0 {
+                    return Err(bad("id 0 is reserved"));
+                }
+                Ok((id, addr))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -391,6 +452,29 @@ impl Config {
             return bad(
                 "log.filter",
                 format!("`{}` is not a valid filter", self.log.filter),
+            );
+        }
+        let c = &self.control;
+        if c.node_id == 0 {
+            return bad("control.node_id", "must be at least 1".into());
+        }
+        c.members()?;
+        if c.heartbeat_ms == 0 || c.election_timeout_min_ms <= c.heartbeat_ms {
+            return bad(
+                "control.election_timeout_min_ms",
+                "must be above control.heartbeat_ms (which must be at least 1)".into(),
+            );
+        }
+        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
+            return bad(
+                "control.election_timeout_max_ms",
+                "must be above control.election_timeout_min_ms".into(),
+            );
+        }
+        if c.snapshot_every_entries == 0 {
+            return bad(
+                "control.snapshot_every_entries",
+                "must be at least 1".into(),
             );
         }
         if self.shutdown.drain_timeout_ms > DRAIN_TIMEOUT_MS_MAX {

@@ -46,9 +46,15 @@ pub struct Pong {
     pub uptime_ms: u64,
 }
 
+/// What a control plane reports once it serves (its endpoints), or why it
+/// could not start.
+pub type ControlReady = Result<Vec<crate::listen::Endpoint>, String>;
+
 /// What the control plane's main function is given.
 pub struct ControlPlaneContext {
     pub config: Arc<Config>,
+    /// Report readiness exactly once; the engine's start waits for it.
+    pub ready: ReadySignal,
     /// Messages from every shard.
     pub from_shards: MailboxReceiver<FromShard>,
     /// One mailbox per shard, indexed by shard id.
@@ -61,6 +67,23 @@ impl std::fmt::Debug for ControlPlaneContext {
         f.debug_struct("ControlPlaneContext")
             .field("shards", &self.to_shards.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The control plane's one-shot start-up report to the engine.
+#[derive(Debug)]
+pub struct ReadySignal(Option<crossbeam_channel::Sender<ControlReady>>);
+
+impl ReadySignal {
+    pub(crate) fn new(tx: crossbeam_channel::Sender<ControlReady>) -> Self {
+        Self(Some(tx))
+    }
+
+    /// Reports that the control plane serves (with its endpoints) or failed.
+    pub fn report(&mut self, result: ControlReady) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(result);
+        }
     }
 }
 
@@ -81,32 +104,41 @@ impl ControlPlaneContext {
 pub type ControlPlaneMain =
     Box<dyn FnOnce(ControlPlaneContext) -> LocalBoxFuture<'static, ()> + Send>;
 
-/// The control plane of a node that has no replicated control plane yet: it
-/// answers pings until the engine exits. The control-plane issue replaces it
-/// with Raft and the Cap'n Proto server.
+/// The control plane of a node without the `control` role: it reports ready
+/// at once and answers pings until the engine exits.
 pub fn minimal_control_plane() -> ControlPlaneMain {
-    Box::new(|ctx: ControlPlaneContext| {
+    Box::new(|mut ctx: ControlPlaneContext| {
         Box::pin(async move {
-            let started = Instant::now();
-            loop {
-                let next = tokio::select! {
-                    m = ctx.from_shards.recv() => m,
-                    () = ctx.shutdown.reached(crate::shutdown::Phase::Exit) => None,
-                };
-                let Some(msg) = next else { break };
-                match msg.body.downcast::<Ping>() {
-                    Ok(ping) => {
-                        let uptime_ms = started.elapsed().as_millis() as u64;
-                        let _ = ping.reply.send(Pong { uptime_ms });
-                    }
-                    Err(_) => tracing::warn!(
-                        shard = msg.shard,
-                        "control plane got a message it does not know"
-                    ),
-                }
-            }
+            ctx.ready.report(Ok(Vec::new()));
+            serve_shard_messages(&ctx.from_shards, &ctx.shutdown).await;
         })
     })
+}
+
+/// Answers the shards' pings until the engine exits; every control plane
+/// runs this beside its own work so `/healthz` can see the thread is alive.
+pub async fn serve_shard_messages(
+    from_shards: &MailboxReceiver<FromShard>,
+    shutdown: &ShutdownSignal,
+) {
+    let started = Instant::now();
+    loop {
+        let next = tokio::select! {
+            m = from_shards.recv() => m,
+            () = shutdown.reached(crate::shutdown::Phase::Exit) => None,
+        };
+        let Some(msg) = next else { break };
+        match msg.body.downcast::<Ping>() {
+            Ok(ping) => {
+                let uptime_ms = started.elapsed().as_millis() as u64;
+                let _ = ping.reply.send(Pong { uptime_ms });
+            }
+            Err(_) => tracing::warn!(
+                shard = msg.shard,
+                "control plane got a message it does not know"
+            ),
+        }
+    }
 }
 
 /// A shard's handle to the control plane: send requests, subscribe to events.

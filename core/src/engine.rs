@@ -54,6 +54,8 @@ pub enum StartEngineError {
     ShardDied(ShardId),
     #[error("shard {0} did not finish starting within {START_TIMEOUT:?}")]
     StartTimeout(ShardId),
+    #[error("the control plane failed to start: {0}")]
+    Control(String),
 }
 
 enum Report {
@@ -292,8 +294,10 @@ impl EngineBuilder {
         let (to_control, from_shards) = mailbox(depth);
         let (to_shards, shard_events): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mailbox(depth)).unzip();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let control_ctx = ControlPlaneContext {
             config: config.clone(),
+            ready: control::ReadySignal::new(ready_tx),
             from_shards,
             to_shards,
             shutdown: lifecycle.signal(),
@@ -312,6 +316,7 @@ impl EngineBuilder {
             drained: vec![false; shards],
             exited: vec![false; shards],
             started_at: Instant::now(),
+            control_endpoints: Vec::new(),
         };
         let cpus = if config.engine.cpu_list.is_empty() {
             allowed_cpus()
@@ -345,6 +350,19 @@ impl EngineBuilder {
         engine.wait_started(0..1)?;
         engine.lifecycle.advance(Phase::StartingRest);
         engine.wait_started(1..shards)?;
+        match ready_rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(endpoints)) => engine.control_endpoints = endpoints,
+            Ok(Err(reason)) => {
+                engine.abort();
+                return Err(StartEngineError::Control(reason));
+            }
+            Err(_) => {
+                engine.abort();
+                return Err(StartEngineError::Control(format!(
+                    "it did not report ready within {START_TIMEOUT:?}"
+                )));
+            }
+        }
         engine.lifecycle.advance(Phase::Running);
         tracing::info!(shards, "engine running");
         Ok(engine)
@@ -541,6 +559,7 @@ pub struct RunningEngine {
     drained: Vec<bool>,
     exited: Vec<bool>,
     started_at: Instant,
+    control_endpoints: Vec<Endpoint>,
 }
 
 impl std::fmt::Debug for RunningEngine {
@@ -557,9 +576,12 @@ impl RunningEngine {
         self.drained.len()
     }
 
-    /// Every endpoint the services bound, sorted by name.
+    /// Every endpoint the services and the control plane bound, by name.
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.listeners.endpoints()
+        let mut all = self.listeners.endpoints();
+        all.extend(self.control_endpoints.iter().cloned());
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// The resolved address of the listener called `name`.

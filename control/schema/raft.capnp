@@ -1,0 +1,74 @@
+# Raft between control-plane nodes, and cluster membership. Log entries travel
+# in the same rkyv record encoding the log store writes to disk.
+@0x8a6e691f2703a405;
+
+struct LogId {
+  term @0 :UInt64;
+  nodeId @1 :UInt64;
+  index @2 :UInt64;
+}
+
+struct Vote {
+  term @0 :UInt64;
+  nodeId @1 :UInt64;
+  committed @2 :Bool;
+}
+
+struct OptionalLogId {
+  union {
+    none @0 :Void;
+    some @1 :LogId;
+  }
+}
+
+interface Raft {
+  appendEntries @0 (vote :Vote, prevLogId :OptionalLogId, entries :List(Data), leaderCommit :OptionalLogId)
+      -> (result :AppendResult);
+  vote @1 (vote :Vote, lastLogId :OptionalLogId)
+      -> (vote :Vote, voteGranted :Bool, lastLogId :OptionalLogId);
+  installSnapshot @2 (vote :Vote, meta :Data, offset :UInt64, data :Data, done :Bool)
+      -> (vote :Vote);
+}
+
+struct AppendResult {
+  union {
+    success @0 :Void;
+    partialSuccess @1 :OptionalLogId;
+    conflict @2 :Void;
+    higherVote @3 :Vote;
+  }
+}
+
+struct Member {
+  nodeId @0 :UInt64;
+  address @1 :Text;
+  voter @2 :Bool;
+  # Only in status replies:
+  matched @3 :OptionalLogId;
+}
+
+struct ClusterStatus {
+  nodeId @0 :UInt64;
+  term @1 :UInt64;
+  leaderId @2 :UInt64;        # 0: no known leader
+  state @3 :Text;             # Leader, Follower, Candidate, Learner, Shutdown
+  lastLogIndex @4 :UInt64;
+  appliedIndex @5 :UInt64;
+  committedIndex @6 :UInt64;
+  members @7 :List(Member);
+}
+
+interface Cluster {
+  status @0 () -> (status :ClusterStatus);
+  addLearner @1 (nodeId :UInt64, address :Text) -> ();
+  promote @2 (nodeId :UInt64) -> ();
+  remove @3 (nodeId :UInt64) -> ();
+}
+
+# What a client gets from a node: the KV, cluster administration, and where
+# the leader is when this node is not it.
+interface Node {
+  kv @0 () -> (kv :import "kv.capnp".Kv);
+  cluster @1 () -> (cluster :Cluster);
+  raft @2 () -> (raft :Raft);
+}

@@ -1,0 +1,17 @@
+//! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
+//! `raft.capnp`), which are the public API contract. Nothing else lives here.
+
+#![allow(
+    clippy::all,
+    missing_docs,
+    unused_qualifications,
+    unsafe_op_in_unsafe_fn
+)]
+
+pub mod kv_capnp {
+    include!(concat!(env!("OUT_DIR"), "/kv_capnp.rs"));
+}
+
+pub mod raft_capnp {
+    include!(concat!(env!("OUT_DIR"), "/raft_capnp.rs"));
+}

@@ -1,0 +1,18 @@
+//! `photon-control`: the replicated control plane's durable pieces.
+//!
+//! It owns: the Raft log store ([`logstore`]: segment files of CRC32C-framed
+//! records, group commit, torn-tail recovery, atomically persisted vote and
+//! committed index) and the etcd-like KV state machine ([`kv`]: revisions,
+//! range, put, delete, txn, compaction, leases, watch events). Both are free
+//! of Raft and RPC types so they can be tested and fuzzed on their own; the
+//! openraft and Cap'n Proto glue builds on them.
+//!
+//! It must never import the data-plane crates (storage, ebpf, vmm) nor
+//! `photon-core`'s shard types: the control plane runs on its own thread.
+
+pub mod client;
+pub mod kv;
+pub mod logstore;
+pub mod node;
+pub mod raft;
+pub mod rpc;

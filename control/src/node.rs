@@ -1,0 +1,225 @@
+//! One control-plane node: the Raft log and state machine on disk, openraft,
+//! the Cap'n Proto server, and the leader's lease-expiry loop. Runs on the
+//! control-plane thread (tokio current_thread + `LocalSet`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, SnapshotPolicy};
+
+use crate::kv::Command;
+use crate::logstore::{LogConfig, LogError, LogStore, LogWriter};
+use crate::raft::{KvStateMachine, Proposal, Raft, RaftLogStore};
+use crate::rpc::{self, NodeService, RaftNetworkFactoryImpl};
+
+/// How often the leader looks for expired leases.
+pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Settings of one control-plane node.
+#[derive(Debug, Clone)]
+pub struct ControlNodeConfig {
+    pub node_id: u64,
+    /// Where the Cap'n Proto server listens.
+    pub listen: SocketAddr,
+    /// Where other nodes and clients reach it (defaults to `listen`).
+    pub advertise: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Members to initialize the cluster with when this node's log is empty;
+    /// empty means "wait to be added to an existing cluster".
+    pub initial_members: BTreeMap<u64, SocketAddr>,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl ControlNodeConfig {
+    /// A single-node cluster, for `photon dev`.
+    pub fn single(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            node_id: 1,
+            listen,
+            advertise: listen,
+            data_dir,
+            initial_members: BTreeMap::from([(1, listen)]),
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartNodeError {
+    #[error("cannot open the Raft log in {dir}")]
+    Log {
+        dir: PathBuf,
+        #[source]
+        source: LogError,
+    },
+    #[error("cannot start the Raft log writer thread")]
+    Writer(#[source] std::io::Error),
+    #[error("cannot open the state machine: {0}")]
+    StateMachine(String),
+    #[error("invalid Raft settings: {0}")]
+    RaftConfig(String),
+    #[error("cannot start Raft: {0}")]
+    Raft(String),
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running node; dropping it does not stop it, [`ControlNode::shutdown`] does.
+pub struct ControlNode {
+    pub raft: Raft,
+    pub state_machine: KvStateMachine,
+    pub address: SocketAddr,
+    writer: LogWriter,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlNode {
+    /// Opens the node's files, starts Raft and the RPC server, and initializes
+    /// the cluster if this node's log is empty and initial members are given.
+    pub async fn start(config: ControlNodeConfig) -> Result<ControlNode, StartNodeError> {
+        let log_dir = config.data_dir.join("raft-log");
+        let (store, recovery) =
+            LogStore::open(LogConfig::new(&log_dir)).map_err(|source| StartNodeError::Log {
+                dir: log_dir.clone(),
+                source,
+            })?;
+        if let Some(torn) = &recovery.torn_tail {
+            tracing::warn!(path = %torn.path.display(), offset = torn.offset, bytes = torn.bytes_dropped,
+                reason = %torn.reason, "cut a torn, unacknowledged tail off the Raft log");
+        }
+        let fresh = recovery.last_index == 0 && recovery.meta.vote.is_none();
+        let log_config = LogConfig::new(&log_dir);
+        let writer = LogWriter::start(store, log_config.queue_depth, log_config.batch_requests_max)
+            .map_err(StartNodeError::Writer)?;
+        let state_machine = KvStateMachine::open(&config.data_dir.join("state"))
+            .map_err(|e| StartNodeError::StateMachine(e.to_string()))?;
+        let raft_config = openraft::Config {
+            cluster_name: "photon-control".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartNodeError::RaftConfig(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            RaftNetworkFactoryImpl,
+            RaftLogStore::new(writer.clone()),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(|e| StartNodeError::Raft(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartNodeError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| StartNodeError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let service = NodeService {
+            node_id: config.node_id,
+            raft: raft.clone(),
+            state_machine: state_machine.clone(),
+        };
+        let mut tasks = vec![tokio::task::spawn_local(rpc::serve(listener, service))];
+        tasks.push(tokio::task::spawn_local(expire_leases(
+            raft.clone(),
+            state_machine.clone(),
+        )));
+
+        if fresh && !config.initial_members.is_empty() {
+            let mut members: BTreeMap<u64, BasicNode> = config
+                .initial_members
+                .iter()
+                .map(|(id, a)| (*id, BasicNode::new(a.to_string())))
+                .collect();
+            // This node's own entry uses the address it actually bound.
+            if config.listen.port() == 0 {
+                members.insert(config.node_id, BasicNode::new(address.to_string()));
+            }
+            if let Err(e) = raft.initialize(members).await {
+                // Another member initialized first; its log wins.
+                tracing::info!(error = %e, "cluster already initialized");
+            }
+        }
+        tracing::info!(node = config.node_id, %address, "control-plane node serving");
+        Ok(ControlNode {
+            raft,
+            state_machine,
+            address,
+            writer,
+            tasks,
+        })
+    }
+
+    /// Serves until `stop` resolves, then shuts down.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) {
+        stop.await;
+        self.shutdown().await;
+    }
+
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "Raft did not shut down cleanly");
+        }
+        drop(self.raft);
+        self.writer.shutdown();
+    }
+}
+
+/// The leader revokes expired leases through the log, so every replica
+/// deletes their keys at the same revision.
+async fn expire_leases(raft: Raft, state_machine: KvStateMachine) {
+    let mut tick = tokio::time::interval(LEASE_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let is_leader = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            m.current_leader == Some(m.id)
+        };
+        if !is_leader {
+            continue;
+        }
+        let now = rpc::now_ms();
+        let expired = state_machine.state().kv.expired_leases(now);
+        for id in expired {
+            let proposal = Proposal {
+                now_ms: now,
+                command: Command::LeaseRevoke { id },
+            };
+            if let Err(e) = raft.client_write(proposal).await {
+                tracing::debug!(lease = id, error = %e, "lease revocation not committed; retrying later");
+                break;
+            }
+        }
+    }
+}

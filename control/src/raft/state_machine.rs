@@ -1,0 +1,265 @@
+//! openraft's state machine over the KV store, and the node's snapshot file.
+//!
+//! The applied state sits behind a mutex so that readers (range queries,
+//! watches) and the Raft core can share it; this is the control plane, not a
+//! data path. Snapshots are the KV's rkyv image plus the Raft metadata, kept in
+//! one file replaced atomically (write, fsync, rename, fsync directory).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+
+use super::codec;
+use super::{ApplyResult, TypeConfig};
+use crate::kv::{Event, KvStore};
+
+const SNAPSHOT_FILE: &str = "snapshot";
+const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"PHSNAP01";
+
+/// A snapshot's Raft metadata and the KV image.
+type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
+/// The applied state: what every read sees.
+#[derive(Debug)]
+pub struct Applied {
+    pub kv: KvStore,
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+}
+
+/// Where a node keeps its latest snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+/// Applied batches of events a watch may fall behind by before it is cut.
+pub const WATCH_EVENT_BACKLOG: usize = 4096;
+
+/// The KV state machine of one node. Clones share the state.
+#[derive(Debug, Clone)]
+pub struct KvStateMachine {
+    applied: Arc<Mutex<Applied>>,
+    snapshots: SnapshotStore,
+    events: tokio::sync::broadcast::Sender<Arc<Vec<Event>>>,
+}
+
+fn sm_read_err<E: std::error::Error + 'static>(e: &E) -> StorageError<u64> {
+    StorageIOError::read_state_machine(AnyError::new(e)).into()
+}
+
+fn snapshot_err<E: std::error::Error + 'static>(e: &E) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, AnyError::new(e)).into()
+}
+
+impl KvStateMachine {
+    /// Opens the state machine, starting from the snapshot in `dir` if any.
+    pub fn open(dir: &Path) -> Result<Self, StorageError<u64>> {
+        std::fs::create_dir_all(dir).map_err(|e| sm_read_err(&e))?;
+        let snapshots = SnapshotStore {
+            dir: dir.to_path_buf(),
+        };
+        let applied = match snapshots.load()? {
+            Some((meta, data)) => Applied {
+                kv: KvStore::from_snapshot(&data).map_err(|e| sm_read_err(&e))?,
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership,
+            },
+            None => Applied {
+                kv: KvStore::new(),
+                last_applied: None,
+                membership: StoredMembership::default(),
+            },
+        };
+        Ok(Self {
+            applied: Arc::new(Mutex::new(applied)),
+            snapshots,
+            events: tokio::sync::broadcast::Sender::new(WATCH_EVENT_BACKLOG),
+        })
+    }
+
+    /// Every batch of events applied from now on, in log order.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<Event>>> {
+        self.events.subscribe()
+    }
+
+    /// The applied state, for reads.
+    pub fn state(&self) -> MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SnapshotStore {
+    fn encode(
+        meta: &SnapshotMeta<u64, BasicNode>,
+        data: &[u8],
+    ) -> Result<Vec<u8>, StorageError<u64>> {
+        let meta_bytes = codec::encode_snapshot_meta(meta).map_err(|e| snapshot_err(&e))?;
+        let mut out = Vec::with_capacity(24 + meta_bytes.len() + data.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&(meta_bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(&meta_bytes);
+        out.extend_from_slice(data);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)> {
+        if bytes.len() < 20 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return None;
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let meta_len = usize::try_from(u64::from_le_bytes(body[8..16].try_into().ok()?)).ok()?;
+        let meta_end = 16usize.checked_add(meta_len).filter(|e| *e <= body.len())?;
+        let meta = codec::decode_snapshot_meta(&body[16..meta_end]).ok()?;
+        Some((meta, body[meta_end..].to_vec()))
+    }
+
+    fn load(&self) -> Result<Option<StoredSnapshot>, StorageError<u64>> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => match Self::decode(&bytes) {
+                Some(s) => Ok(Some(s)),
+                None => Err(sm_read_err(&std::io::Error::other(format!(
+                    "snapshot file {} fails its checksum or format",
+                    path.display()
+                )))),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(sm_read_err(&e)),
+        }
+    }
+
+    fn save(
+        &self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<u64>> {
+        use std::io::Write;
+        let bytes = Self::encode(meta, data)?;
+        let tmp = self.dir.join(SNAPSHOT_TMP_FILE);
+        let mut file = std::fs::File::create(&tmp).map_err(|e| snapshot_err(&e))?;
+        file.write_all(&bytes).map_err(|e| snapshot_err(&e))?;
+        file.sync_all().map_err(|e| snapshot_err(&e))?;
+        std::fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE)).map_err(|e| snapshot_err(&e))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| snapshot_err(&e))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let (meta, data) = {
+            let applied = self.state();
+            let data = applied.kv.to_snapshot().map_err(|e| snapshot_err(&e))?;
+            let snapshot_id = match &applied.last_applied {
+                Some(id) => format!(
+                    "{}-{}-{}",
+                    id.leader_id.term, id.leader_id.node_id, id.index
+                ),
+                None => "empty".to_string(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            (meta, data)
+        };
+        self.snapshots.save(&meta, &data)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for KvStateMachine {
+    type SnapshotBuilder = KvStateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let applied = self.state();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyResult>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut applied = self.state();
+        let mut results = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    None
+                }
+                EntryPayload::Normal(proposal) => {
+                    Some(match applied.kv.apply(proposal.command, proposal.now_ms) {
+                        Ok((response, events)) => {
+                            if !events.is_empty() {
+                                // No receiver is not an error: nobody watches.
+                                let _ = self.events.send(Arc::new(events));
+                            }
+                            Ok(response)
+                        }
+                        Err(e) => Err(e),
+                    })
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let kv = KvStore::from_snapshot(&data).map_err(|e| snapshot_err(&e))?;
+        self.snapshots.save(meta, &data)?;
+        let mut applied = self.state();
+        applied.kv = kv;
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        Ok(self.snapshots.load()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

@@ -1,0 +1,109 @@
+//! Cluster administration over Cap'n Proto: status of every member, add a
+//! learner, promote it to voter, remove a node.
+
+use std::collections::BTreeSet;
+
+use capnp::capability::Rc;
+use control_schema::raft_capnp::cluster;
+use openraft::{BasicNode, ChangeMembers};
+
+use super::raft_transport::write_log_id;
+use crate::raft::Raft;
+
+pub struct ClusterService {
+    node_id: u64,
+    raft: Raft,
+}
+
+impl ClusterService {
+    pub fn new(node_id: u64, raft: Raft) -> Self {
+        Self { node_id, raft }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> capnp::Error {
+    capnp::Error::failed(e.to_string())
+}
+
+impl cluster::Server for ClusterService {
+    fn status(
+        self: Rc<Self>,
+        _params: cluster::StatusParams,
+        mut results: cluster::StatusResults,
+    ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
+        let metrics = self.raft.metrics().borrow().clone();
+        let mut s = results.get().init_status();
+        s.set_node_id(self.node_id);
+        s.set_term(metrics.current_term);
+        s.set_leader_id(metrics.current_leader.unwrap_or(0));
+        s.set_state(format!("{:?}", metrics.state));
+        s.set_last_log_index(metrics.last_log_index.unwrap_or(0));
+        s.set_applied_index(metrics.last_applied.map_or(0, |l| l.index));
+        s.set_committed_index(metrics.last_applied.map_or(0, |l| l.index));
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let nodes: Vec<(u64, BasicNode)> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let replication = metrics.replication.clone();
+        let mut list = s.init_members(nodes.len() as u32);
+        for (i, (id, node)) in nodes.iter().enumerate() {
+            let mut m = list.reborrow().get(i as u32);
+            m.set_node_id(*id);
+            m.set_address(node.addr.as_str());
+            m.set_voter(voters.contains(id));
+            let matched = replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned())
+                .flatten();
+            write_log_id(m.init_matched(), &matched);
+        }
+        std::future::ready(Ok(()))
+    }
+
+    async fn add_learner(
+        self: Rc<Self>,
+        params: cluster::AddLearnerParams,
+        _results: cluster::AddLearnerResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let address = p.get_address()?.to_str().map_err(failed)?.to_string();
+        address.parse::<std::net::SocketAddr>().map_err(|e| {
+            capnp::Error::failed(format!("address `{address}` is not host:port: {e}"))
+        })?;
+        self.raft
+            .add_learner(p.get_node_id(), BasicNode::new(address), true)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn promote(
+        self: Rc<Self>,
+        params: cluster::PromoteParams,
+        _results: cluster::PromoteResults,
+    ) -> Result<(), capnp::Error> {
+        let id = params.get()?.get_node_id();
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn remove(
+        self: Rc<Self>,
+        params: cluster::RemoveParams,
+        _results: cluster::RemoveResults,
+    ) -> Result<(), capnp::Error> {
+        let id = params.get()?.get_node_id();
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(failed)?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}

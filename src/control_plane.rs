@@ -1,0 +1,67 @@
+//! Puts the replicated control plane (Raft KV) into the engine's
+//! control-plane thread when the node has the `control` role.
+
+use std::collections::BTreeMap;
+
+use photon_control::node::{ControlNode, ControlNodeConfig};
+use photon_core::config::{Config, ConfigError};
+use photon_core::control::{serve_shard_messages, ControlPlaneContext, ControlPlaneMain};
+use photon_core::listen::Endpoint;
+use photon_core::shutdown::Phase;
+
+/// Name of the control plane's endpoint in the endpoint table.
+pub const CONTROL_ENDPOINT: &str = "control";
+
+/// The control plane's settings for this node. `single` makes a one-node
+/// cluster of this node when no initial members are configured (`photon dev`).
+pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, ConfigError> {
+    let c = &config.control;
+    let advertise = c.advertise.unwrap_or(c.listen);
+    let mut initial_members: BTreeMap<u64, std::net::SocketAddr> =
+        c.members()?.into_iter().collect();
+    if single && initial_members.is_empty() {
+        initial_members.insert(c.node_id, advertise);
+    }
+    Ok(ControlNodeConfig {
+        node_id: c.node_id,
+        listen: c.listen,
+        advertise,
+        data_dir: config.node.data_dir.join("control"),
+        initial_members,
+        heartbeat_ms: c.heartbeat_ms,
+        election_timeout_min_ms: c.election_timeout_min_ms,
+        election_timeout_max_ms: c.election_timeout_max_ms,
+        snapshot_every_entries: c.snapshot_every_entries,
+    })
+}
+
+/// The control-plane thread's main function: start the node, report ready,
+/// answer the shards, stop when the engine exits.
+pub fn main(node_config: ControlNodeConfig) -> ControlPlaneMain {
+    Box::new(move |mut ctx: ControlPlaneContext| {
+        Box::pin(async move {
+            let node = match ControlNode::start(node_config).await {
+                Ok(node) => node,
+                Err(e) => {
+                    let mut reason = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        reason.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    ctx.ready.report(Err(reason));
+                    return;
+                }
+            };
+            ctx.ready.report(Ok(vec![Endpoint {
+                name: CONTROL_ENDPOINT.to_string(),
+                service: "control",
+                addr: node.address,
+            }]));
+            let shutdown = ctx.shutdown.clone();
+            let pings = serve_shard_messages(&ctx.from_shards, &ctx.shutdown);
+            let node_run = node.run_until(async move { shutdown.reached(Phase::Exit).await });
+            tokio::join!(pings, node_run);
+        })
+    })
+}
