@@ -211,10 +211,22 @@ struct Cluster {
     nodes: BTreeMap<u64, Proc>,
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        if std::thread::panicking() {
+            eprintln!("node logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Cluster {
     fn new(name: &str) -> Self {
         let dir = temp_dir(name);
-        let addresses = (1..=3u64)
+        // Nodes 1-3 form the initial cluster; node 4 starts empty and joins.
+        let addresses = (1..=4u64)
             .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
             .collect();
         Self {
@@ -228,6 +240,7 @@ impl Cluster {
         let members: Vec<String> = self
             .addresses
             .iter()
+            .filter(|(i, _)| **i <= 3)
             .map(|(i, a)| format!("\"{i}={a}\""))
             .collect();
         let node_dir = self.dir.join(format!("n{id}"));
@@ -235,10 +248,10 @@ impl Cluster {
         let config = format!(
             "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [\"control\"]\n[engine]\ncores = 1\npin = false\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n[control]\nnode_id = {id}\nlisten = \"{}\"\n\
-             initial_members = [{}]\nsnapshot_every_entries = 100\n",
+             initial_members = [{}]\nsnapshot_every_entries = 100\nsnapshot_keep_entries = 0\n",
             node_dir.display(),
             self.addresses[&id],
-            members.join(", ")
+            if id <= 3 { members.join(", ") } else { String::new() }
         );
         let file = self.dir.join(format!("n{id}.toml"));
         std::fs::write(&file, config).unwrap();
@@ -264,7 +277,11 @@ impl Cluster {
     }
 
     fn endpoints(&self) -> Vec<SocketAddr> {
-        self.addresses.values().copied().collect()
+        self.addresses
+            .iter()
+            .filter(|(i, _)| **i <= 3)
+            .map(|(_, a)| *a)
+            .collect()
     }
 }
 
@@ -396,4 +413,99 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
         }
     });
     assert_eq!(caught_up, seen, "the restarted node serves the same data");
+}
+
+#[test]
+fn membership_changes_under_writes_and_watches_see_every_change_once_across_a_leader_change() {
+    let mut cluster = Cluster::new("membership");
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.start(4);
+    let endpoints = cluster.endpoints();
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let (watched, members) = block_on(async {
+        let mut client = Client::new(endpoints.clone()).unwrap();
+        let leader = client.status().await.unwrap().leader_id;
+        // Watch through a node that will survive the leader's death.
+        let watch_node = (1..=3).find(|id| *id != leader).unwrap();
+        let mut watcher = Client::new(vec![cluster.addresses[&watch_node]]).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let (_handle, _) = watcher
+            .watch(b"m/".to_vec(), b"m0".to_vec(), 1, false, tx)
+            .await
+            .unwrap();
+
+        for i in 0..240 {
+            let (k, v) = (format!("m/{i:05}"), format!("v{i}"));
+            if put(&mut client, &k, &v).await {
+                acked.insert(k, v);
+            }
+            match i {
+                60 => {
+                    client
+                        .add_learner(4, &cluster.addresses[&4].to_string())
+                        .await
+                        .unwrap();
+                    client.promote(4).await.unwrap();
+                }
+                120 => cluster.kill9(leader),
+                180 => client.remove(leader).await.unwrap(),
+                _ => {}
+            }
+        }
+        // Collect events until every acknowledged write was seen (or time out).
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while events.len() < acked.len() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(photon_control::client::WatchMessage::Events(batch))) => {
+                    events.extend(batch)
+                }
+                Ok(Some(photon_control::client::WatchMessage::Cancelled(reason))) => {
+                    panic!("watch cancelled: {reason}")
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let status = Client::new(vec![cluster.addresses[&watch_node]])
+            .unwrap()
+            .status()
+            .await
+            .unwrap();
+        let members: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.node_id)
+            .collect();
+        (events, (leader, members))
+    });
+    let (old_leader, voters) = members;
+    assert!(voters.contains(&4), "node 4 joined as a voter: {voters:?}");
+    assert!(
+        !voters.contains(&old_leader),
+        "the dead leader was removed: {voters:?}"
+    );
+    assert_eq!(voters.len(), 3);
+
+    // Exactly once, in revision order, and every acknowledged write is there.
+    let revisions: Vec<i64> = watched.iter().map(|e| e.kv.mod_revision).collect();
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "events out of order or repeated"
+    );
+    let seen: BTreeMap<String, String> = watched
+        .iter()
+        .map(|e| {
+            (
+                String::from_utf8(e.kv.key.clone()).unwrap(),
+                String::from_utf8(e.kv.value.clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), watched.len(), "a key was reported twice");
+    for (k, v) in &acked {
+        assert_eq!(seen.get(k), Some(v), "watch missed {k}");
+    }
 }

@@ -36,6 +36,9 @@ pub struct ControlNodeConfig {
     pub election_timeout_max_ms: u64,
     /// Take a snapshot (and purge the log before it) every this many entries.
     pub snapshot_every_entries: u64,
+    /// Entries kept behind the latest snapshot.
+    pub snapshot_keep_entries: u64,
+    pub limits: crate::rpc::ServiceLimits,
 }
 
 impl ControlNodeConfig {
@@ -51,6 +54,8 @@ impl ControlNodeConfig {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             snapshot_every_entries: 10_000,
+            snapshot_keep_entries: 1_000,
+            limits: crate::rpc::ServiceLimits::default(),
         }
     }
 }
@@ -114,7 +119,7 @@ impl ControlNode {
             election_timeout_min: config.election_timeout_min_ms,
             election_timeout_max: config.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.snapshot_keep_entries,
             ..Default::default()
         }
         .validate()
@@ -141,11 +146,12 @@ impl ControlNode {
                 address: config.listen,
                 source,
             })?;
-        let service = NodeService {
-            node_id: config.node_id,
-            raft: raft.clone(),
-            state_machine: state_machine.clone(),
-        };
+        let service = NodeService::new(
+            config.node_id,
+            raft.clone(),
+            state_machine.clone(),
+            config.limits,
+        );
         let mut tasks = vec![tokio::task::spawn_local(rpc::serve(listener, service))];
         tasks.push(tokio::task::spawn_local(expire_leases(
             raft.clone(),

@@ -110,6 +110,13 @@ pub struct ControlConfig {
     pub election_timeout_max_ms: u64,
     /// Snapshot (and purge the log) every this many entries.
     pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind the latest snapshot, so a briefly lagging
+    /// follower catches up from the log instead of a whole snapshot.
+    pub snapshot_keep_entries: u64,
+    /// Client proposals a node lets wait for commit at once (back-pressure).
+    pub proposals_pending_max: usize,
+    /// Watches one client connection may hold.
+    pub watches_per_connection_max: usize,
 }
 
 impl Default for ControlConfig {
@@ -123,6 +130,9 @@ impl Default for ControlConfig {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             snapshot_every_entries: 10_000,
+            snapshot_keep_entries: 1_000,
+            proposals_pending_max: 4_096,
+            watches_per_connection_max: 1_024,
         }
     }
 }
@@ -469,6 +479,12 @@ impl Config {
             return bad(
                 "control.election_timeout_max_ms",
                 "must be above control.election_timeout_min_ms".into(),
+            );
+        }
+        if c.proposals_pending_max == 0 || c.watches_per_connection_max == 0 {
+            return bad(
+                "control.proposals_pending_max",
+                "limits must be at least 1".into(),
             );
         }
         if c.snapshot_every_entries == 0 {

@@ -26,6 +26,13 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"PHSNAP01";
 /// A snapshot's Raft metadata and the KV image.
 type StoredSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
 
+/// A mapped snapshot file: the mapping, the Raft metadata, the KV image's range.
+type MappedSnapshot = (
+    memmap2::Mmap,
+    SnapshotMeta<u64, BasicNode>,
+    std::ops::Range<usize>,
+);
+
 /// The applied state: what every read sees.
 #[derive(Debug)]
 pub struct Applied {
@@ -66,9 +73,9 @@ impl KvStateMachine {
         let snapshots = SnapshotStore {
             dir: dir.to_path_buf(),
         };
-        let applied = match snapshots.load()? {
-            Some((meta, data)) => Applied {
-                kv: KvStore::from_snapshot(&data).map_err(|e| sm_read_err(&e))?,
+        let applied = match snapshots.map()? {
+            Some((map, meta, data)) => Applied {
+                kv: KvStore::from_snapshot(&map[data]).map_err(|e| sm_read_err(&e))?,
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership,
             },
@@ -112,7 +119,9 @@ impl SnapshotStore {
         Ok(out)
     }
 
-    fn decode(bytes: &[u8]) -> Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)> {
+    /// Checks the file's framing and checksum; returns the metadata and
+    /// where the KV image lies in `bytes`.
+    fn decode(bytes: &[u8]) -> Option<(SnapshotMeta<u64, BasicNode>, std::ops::Range<usize>)> {
         if bytes.len() < 20 || &bytes[..8] != SNAPSHOT_MAGIC {
             return None;
         }
@@ -123,22 +132,33 @@ impl SnapshotStore {
         let meta_len = usize::try_from(u64::from_le_bytes(body[8..16].try_into().ok()?)).ok()?;
         let meta_end = 16usize.checked_add(meta_len).filter(|e| *e <= body.len())?;
         let meta = codec::decode_snapshot_meta(&body[16..meta_end]).ok()?;
-        Some((meta, body[meta_end..].to_vec()))
+        Some((meta, meta_end..body.len()))
+    }
+
+    /// Maps the snapshot file (no copy until the caller takes one) and checks it.
+    fn map(&self) -> Result<Option<MappedSnapshot>, StorageError<u64>> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(sm_read_err(&e)),
+        };
+        // SAFETY: the snapshot file is only ever replaced by rename, never
+        // written in place, so the mapped inode does not change under us.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| sm_read_err(&e))?;
+        match Self::decode(&map) {
+            Some((meta, data)) => Ok(Some((map, meta, data))),
+            None => Err(sm_read_err(&std::io::Error::other(format!(
+                "snapshot file {} fails its checksum or format",
+                path.display()
+            )))),
+        }
     }
 
     fn load(&self) -> Result<Option<StoredSnapshot>, StorageError<u64>> {
-        let path = self.dir.join(SNAPSHOT_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => match Self::decode(&bytes) {
-                Some(s) => Ok(Some(s)),
-                None => Err(sm_read_err(&std::io::Error::other(format!(
-                    "snapshot file {} fails its checksum or format",
-                    path.display()
-                )))),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(sm_read_err(&e)),
-        }
+        Ok(self
+            .map()?
+            .map(|(map, meta, data)| (meta, map[data].to_vec())))
     }
 
     fn save(

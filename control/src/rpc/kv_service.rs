@@ -21,14 +21,36 @@ pub const NOT_LEADER: &str = "not the leader";
 pub struct KvService {
     raft: Raft,
     state_machine: KvStateMachine,
+    proposals: Rc<tokio::sync::Semaphore>,
+    limits: super::ServiceLimits,
+    /// Watches open on this connection.
+    watches: Rc<std::cell::Cell<usize>>,
 }
 
 impl KvService {
-    pub fn new(raft: Raft, state_machine: KvStateMachine) -> Self {
+    pub fn new(
+        raft: Raft,
+        state_machine: KvStateMachine,
+        proposals: Rc<tokio::sync::Semaphore>,
+        limits: super::ServiceLimits,
+        watches: Rc<std::cell::Cell<usize>>,
+    ) -> Self {
         Self {
             raft,
             state_machine,
+            proposals,
+            limits,
+            watches,
         }
+    }
+}
+
+/// Counts one open watch on its connection for as long as it lives.
+struct WatchSlot(Rc<std::cell::Cell<usize>>);
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -46,6 +68,12 @@ fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Err
 impl KvService {
     /// Proposes `command` through Raft; a follower answers with the leader.
     async fn propose(&self, command: Command) -> capnp::Result<CommandResponse> {
+        let _permit = self.proposals.try_acquire().map_err(|_| {
+            capnp::Error::overloaded(format!(
+                "{} proposals are already waiting on this node (control.proposals_pending_max); retry",
+                self.limits.proposals_pending_max
+            ))
+        })?;
         let proposal = Proposal {
             now_ms: now_ms(),
             command,
@@ -233,6 +261,12 @@ impl kv::Server for KvService {
         mut results: kv::WatchResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
+        if self.watches.get() >= self.limits.watches_per_connection_max {
+            return Err(capnp::Error::failed(format!(
+                "this connection already holds {} watches (control.watches_per_connection_max)",
+                self.limits.watches_per_connection_max
+            )));
+        }
         let key = bytes(p.get_key())?;
         let range_end = bytes(p.get_range_end())?;
         let watcher = p.get_watcher()?;
@@ -261,7 +295,10 @@ impl kv::Server for KvService {
             .set_handle(capnp_rpc::new_client(WatchHandleImpl {
                 cancel: std::cell::RefCell::new(Some(cancel_tx)),
             }));
+        self.watches.set(self.watches.get() + 1);
+        let slot = WatchSlot(self.watches.clone());
         tokio::task::spawn_local(async move {
+            let _slot = slot;
             if deliver(&watcher, &history, with_prev).await.is_err() {
                 return;
             }

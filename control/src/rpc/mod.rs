@@ -57,12 +57,53 @@ fn reader_options() -> capnp::message::ReaderOptions {
     options
 }
 
+/// Named limits of the KV API on one node.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    /// Proposals waiting for commit on this node, all clients together.
+    pub proposals_pending_max: usize,
+    /// Watches one connection may hold.
+    pub watches_per_connection_max: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            proposals_pending_max: 4096,
+            watches_per_connection_max: 1024,
+        }
+    }
+}
+
 /// The bootstrap capability of a node.
 #[derive(Clone)]
 pub struct NodeService {
-    pub node_id: u64,
-    pub raft: Raft,
-    pub state_machine: KvStateMachine,
+    node_id: u64,
+    raft: Raft,
+    state_machine: KvStateMachine,
+    limits: ServiceLimits,
+    /// Shared by every connection: proposals in flight on this node.
+    proposals: std::rc::Rc<tokio::sync::Semaphore>,
+    /// Per connection (see `serve`): watches open on it.
+    watches: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl NodeService {
+    pub fn new(
+        node_id: u64,
+        raft: Raft,
+        state_machine: KvStateMachine,
+        limits: ServiceLimits,
+    ) -> Self {
+        Self {
+            node_id,
+            raft,
+            state_machine,
+            limits,
+            proposals: std::rc::Rc::new(tokio::sync::Semaphore::new(limits.proposals_pending_max)),
+            watches: std::rc::Rc::default(),
+        }
+    }
 }
 
 impl node::Server for NodeService {
@@ -71,7 +112,13 @@ impl node::Server for NodeService {
         _params: node::KvParams,
         mut results: node::KvResults,
     ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
-        let kv = KvService::new(self.raft.clone(), self.state_machine.clone());
+        let kv = KvService::new(
+            self.raft.clone(),
+            self.state_machine.clone(),
+            self.proposals.clone(),
+            self.limits,
+            self.watches.clone(),
+        );
         results.get().set_kv(capnp_rpc::new_client(kv));
         std::future::ready(Ok(()))
     }
@@ -101,7 +148,6 @@ impl node::Server for NodeService {
 /// Accepts connections on `listener` until it fails or the task is dropped;
 /// a bad connection affects only itself.
 pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
-    let bootstrap: node::Client = capnp_rpc::new_client(service);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
@@ -119,7 +165,13 @@ pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
             Side::Server,
             reader_options(),
         );
-        let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.clone().client));
+        // One bootstrap per connection, so per-connection limits count
+        // that connection only.
+        let bootstrap: node::Client = capnp_rpc::new_client(NodeService {
+            watches: std::rc::Rc::default(),
+            ..service.clone()
+        });
+        let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.client));
         tokio::task::spawn_local(async move {
             if let Err(e) = rpc.await {
                 tracing::debug!(%peer, error = %e, "control connection ended");
