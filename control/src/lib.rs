@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod kv;
+pub mod lincheck;
 pub mod logstore;
 pub mod node;
 pub mod raft;
