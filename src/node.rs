@@ -282,16 +282,15 @@ fn print_endpoints(
     );
     let _ = writeln!(out, "{:<10} {:<28} WHAT", "SERVICE", "ENDPOINT");
     for e in endpoints {
-        let what = match e.service {
-            "admin" => "/metrics /healthz /readyz",
-            _ => "",
+        let (url, what) = match e.service {
+            "admin" => (format!("http://{}", e.addr), "/metrics /healthz /readyz"),
+            "control" => (
+                e.addr.to_string(),
+                "Cap'n Proto API: photon ctl kv|lease|cluster",
+            ),
+            _ => (e.addr.to_string(), ""),
         };
-        let _ = writeln!(
-            out,
-            "{:<10} {:<28} {what}",
-            e.name,
-            format!("http://{}", e.addr)
-        );
+        let _ = writeln!(out, "{:<10} {:<28} {what}", e.name, url);
     }
     let _ = writeln!(out, "Stop with Ctrl-C (SIGINT) or SIGTERM.");
     let _ = out.flush();

@@ -60,6 +60,9 @@ pub struct Client {
     endpoints: Vec<SocketAddr>,
     current: usize,
     node: Option<node::Client>,
+    /// Whether any endpoint ever answered: a client that never reached the
+    /// cluster fails at once instead of waiting out an "election".
+    reached: bool,
 }
 
 enum Failure {
@@ -89,9 +92,11 @@ fn classify(e: capnp::Error) -> Failure {
 
 /// capnp prefixes remote failures with "remote exception: "; users want the reason.
 fn strip_remote_prefix(text: &str) -> String {
-    text.trim_start_matches("remote exception: ")
-        .trim_start_matches("Failed: ")
-        .to_string()
+    let mut t = text;
+    for prefix in ["Failed: ", "failed: ", "remote exception: "] {
+        t = t.trim_start_matches(prefix);
+    }
+    t.to_string()
 }
 
 impl Client {
@@ -103,6 +108,7 @@ impl Client {
             endpoints,
             current: 0,
             node: None,
+            reached: false,
         })
     }
 
@@ -117,6 +123,7 @@ impl Client {
                 Ok(n) => {
                     self.current = i;
                     self.node = Some(n.clone());
+                    self.reached = true;
                     return Ok(n);
                 }
                 Err(e) => last = format!("{}: {e}", self.endpoints[i]),
@@ -158,6 +165,7 @@ impl Client {
         while tokio::time::Instant::now() < deadline {
             let node = match self.node().await {
                 Ok(n) => n,
+                Err(e) if !self.reached => return Err(e),
                 Err(e) => {
                     // Every endpoint refused: nodes may be restarting.
                     last = e.to_string();
