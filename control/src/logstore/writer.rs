@@ -42,6 +42,8 @@ enum Request {
     State {
         reply: Reply<LogState>,
     },
+    /// Finish what was queued before, then stop (other handles get `Closed`).
+    Stop,
     #[cfg(test)]
     Hold(Receiver<()>),
 }
@@ -145,10 +147,12 @@ impl LogWriter {
         self.ask(|reply| Request::State { reply }).await
     }
 
-    /// Stops the writer after the queued requests and waits for it.
+    /// Stops the writer after the requests queued before this call and waits
+    /// for its thread. Other handles (openraft keeps log readers in its tasks)
+    /// may still exist; their later requests fail with `Closed`.
     pub fn shutdown(self) {
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(self.tx);
+        let _ = self.tx.send(Request::Stop);
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -184,8 +188,14 @@ fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
                 Err(_) => break,
             }
         }
+        let mut stop = false;
         for request in batch {
+            if stop {
+                refuse(request);
+                continue;
+            }
             match request {
+                Request::Stop => stop = true,
                 Request::Append { entries, done } => match store.append(&entries) {
                     Ok(()) => durable_callbacks.push(done),
                     Err(e) => done(Err(e)),
@@ -201,6 +211,24 @@ fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
             }
         }
         settle(&mut store, &mut durable_callbacks);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Answers a request that arrived after `Stop` with `Closed`.
+fn refuse(request: Request) {
+    match request {
+        Request::Append { done, .. } => done(Err(LogError::Closed)),
+        Request::Truncate { reply, .. }
+        | Request::Purge { reply, .. }
+        | Request::SaveMeta { reply, .. } => drop(reply.send(Err(LogError::Closed))),
+        Request::Read { reply, .. } => drop(reply.send(Err(LogError::Closed))),
+        Request::State { reply } => drop(reply.send(Err(LogError::Closed))),
+        Request::Stop => {}
+        #[cfg(test)]
+        Request::Hold(_) => {}
     }
 }
 
@@ -217,7 +245,9 @@ fn settle(store: &mut LogStore, callbacks: &mut Vec<AppendDone>) {
 
 fn serve(store: &mut LogStore, request: Request) {
     match request {
-        Request::Append { .. } => unreachable!("appends are batched by run()"),
+        Request::Append { .. } | Request::Stop => {
+            unreachable!("appends and stop are handled by run()")
+        }
         Request::Truncate { from, reply } => drop(reply.send(store.truncate(from))),
         Request::Purge {
             upto,
