@@ -659,6 +659,12 @@ fn histories_under_partitions_and_restarts_are_linearizable() {
             .enable_all()
             .build()
             .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, linearizability_scenario(seed));
+        let run = tokio::time::timeout(Duration::from_secs(120), linearizability_scenario(seed));
+        if tokio::task::LocalSet::new()
+            .block_on(&runtime, run)
+            .is_err()
+        {
+            panic!("seed {seed}: the scenario did not finish within 120 s (replay with PHOTON_LIN_SEED={seed})");
+        }
     }
 }
