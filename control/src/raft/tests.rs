@@ -659,7 +659,10 @@ fn histories_under_partitions_and_restarts_are_linearizable() {
             .enable_all()
             .build()
             .unwrap();
-        let run = tokio::time::timeout(Duration::from_secs(120), linearizability_scenario(seed));
+        // The deadline is created inside the runtime: tokio timers need it.
+        let run = async {
+            tokio::time::timeout(Duration::from_secs(120), linearizability_scenario(seed)).await
+        };
         if tokio::task::LocalSet::new()
             .block_on(&runtime, run)
             .is_err()
