@@ -16,6 +16,8 @@
           src = pkgs.lib.cleanSource ./.;
           cargoLock.lockFile = ./Cargo.lock;
           cargoBuildFlags = [ "--package" "photon" ];
+          # etcd-client (bench peer) compiles etcd's protobufs at build time.
+          nativeBuildInputs = [ pkgs.protobuf ];
           # The test suite starts real `photon` processes, binds ports and pins
           # threads; it runs in CI through scripts/test.sh, not in the sandbox.
           doCheck = false;
@@ -37,6 +39,8 @@
             clippy
             cargo-nextest
             curl
+            protobuf
+            etcd
             strace
             perf
           ];

@@ -13,6 +13,8 @@ SUDO=""
 need_apt=()
 command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# etcd-client (the etcd peer of `photon bench kv`) compiles etcd's protobufs.
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -44,6 +44,8 @@ enum Command {
 enum BenchCommand {
     /// Cross-shard call latency and small-request HTTP throughput, against tokio.
     Engine(photon_bench::engine::EngineArgs),
+    /// The replicated KV (control plane) against etcd: puts and gets, 1 and 3 nodes.
+    Kv(photon_bench::kv::KvArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
     /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench(BenchCommand::Engine(args)) => report(photon_bench::engine::run(args)),
+        Command::Bench(BenchCommand::Kv(args)) => report(photon_bench::kv::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }

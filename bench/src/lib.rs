@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod engine;
+pub mod kv;
 pub mod loadgen;
 pub mod report;
 pub mod tokio_baseline;
