@@ -37,7 +37,7 @@ log "flake.nix syntax (nix-instantiate --parse)"
 nix-instantiate --parse flake.nix >/dev/null
 
 log "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy --workspace --all-targets --all-features --release -- -D warnings
 
 log "tests"
-cargo nextest run --workspace --release --no-fail-fast "$@"
+cargo nextest run --workspace --all-features --release --no-fail-fast "$@"

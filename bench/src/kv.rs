@@ -135,6 +135,7 @@ impl Workload {
 
 /// Where a running cluster answers.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 enum Endpoints {
     Photon(Vec<SocketAddr>),
     /// `http://127.0.0.1:PORT` client URLs.
@@ -191,7 +192,15 @@ impl Point {
 
 pub fn run(args: KvArgs) -> anyhow::Result<()> {
     validate(&args)?;
-    let etcd = etcd_version(&args);
+    let etcd = if cfg!(feature = "etcd") {
+        etcd_version(&args)
+    } else {
+        println!(
+            "this photon was built without the `etcd` feature (it needs protoc); for the etcd \
+             comparison run: cargo run --release --features etcd -- bench kv"
+        );
+        None
+    };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&base)?;
     print_header(&args, etcd.as_deref(), &work.path);
@@ -594,6 +603,7 @@ impl SplitMix64 {
 enum KvClient {
     Photon(PhotonClient),
     /// Boxed: tonic's channel makes it ~400 bytes.
+    #[cfg(feature = "etcd")]
     Etcd(Box<etcd_client::KvClient>),
 }
 
@@ -607,6 +617,9 @@ impl KvClient {
                 list.rotate_left(index % addresses.len());
                 Ok(Self::Photon(PhotonClient::new(list)?))
             }
+            #[cfg(not(feature = "etcd"))]
+            Endpoints::Etcd(_) => anyhow::bail!("built without the `etcd` feature"),
+            #[cfg(feature = "etcd")]
             Endpoints::Etcd(urls) => {
                 let mut list = urls.clone();
                 list.rotate_left(index % urls.len());
@@ -632,6 +645,7 @@ impl KvClient {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            #[cfg(feature = "etcd")]
             Self::Etcd(client) => client
                 .put(key, value, None)
                 .await
@@ -655,6 +669,7 @@ impl KvClient {
                     .map_err(|e| e.to_string())?;
                 response.kvs.len()
             }
+            #[cfg(feature = "etcd")]
             Self::Etcd(client) => {
                 let options =
                     serializable.then(|| etcd_client::GetOptions::new().with_serializable());
