@@ -60,6 +60,8 @@ pub struct Client {
     endpoints: Vec<SocketAddr>,
     current: usize,
     node: Option<node::Client>,
+    /// The KV capability of `node`, fetched once per connection.
+    kv: Option<kv::Client>,
     /// Whether any endpoint ever answered: a client that never reached the
     /// cluster fails at once instead of waiting out an "election".
     reached: bool,
@@ -108,6 +110,7 @@ impl Client {
             endpoints,
             current: 0,
             node: None,
+            kv: None,
             reached: false,
         })
     }
@@ -142,6 +145,7 @@ impl Client {
 
     fn switch_to(&mut self, address: Option<SocketAddr>) {
         self.node = None;
+        self.kv = None;
         match address {
             Some(a) => match self.endpoints.iter().position(|e| *e == a) {
                 Some(i) => self.current = i,
@@ -173,7 +177,13 @@ impl Client {
                     continue;
                 }
             };
-            let result = async { node.kv_request().send().promise.await?.get()?.get_kv() }.await;
+            let result = match &self.kv {
+                Some(kv) => Ok(kv.clone()),
+                None => async { node.kv_request().send().promise.await?.get()?.get_kv() }.await,
+            };
+            if let Ok(kv) = &result {
+                self.kv = Some(kv.clone());
+            }
             let outcome = match result {
                 Ok(kv) => call(kv).await,
                 Err(e) => Err(e),

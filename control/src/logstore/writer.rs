@@ -44,6 +44,8 @@ enum Request {
     },
     /// Finish what was queued before, then stop (other handles get `Closed`).
     Stop,
+    /// Remember the committed log id; persisted lazily (see `COMMITTED_FLUSH_INTERVAL`).
+    NoteCommitted(Vec<u8>),
     #[cfg(test)]
     Hold(Receiver<()>),
 }
@@ -113,6 +115,14 @@ impl LogWriter {
         rx.await.map_err(|_| LogError::Closed)?
     }
 
+    /// Records the committed log id without waiting; the writer persists the
+    /// latest one at most every `COMMITTED_FLUSH_INTERVAL` and at stop.
+    pub fn note_committed(&self, committed: Vec<u8>) -> Result<(), LogError> {
+        self.tx
+            .send(Request::NoteCommitted(committed))
+            .map_err(|_| LogError::Closed)
+    }
+
     pub async fn truncate(&self, from: u64) -> Result<(), LogError> {
         self.ask(|reply| Request::Truncate { from, reply }).await
     }
@@ -168,9 +178,21 @@ impl LogWriter {
     }
 }
 
+/// How often, at most, the committed log id is written to the meta file.
+pub const COMMITTED_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
     let mut durable_callbacks: Vec<AppendDone> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut committed = PendingCommitted::default();
+    loop {
+        let first = match rx.recv_timeout(COMMITTED_FLUSH_INTERVAL) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                committed.flush(&mut store, true);
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         // A hold pauses the writer before it gathers a batch, so everything
         // queued meanwhile lands in the next one.
         #[cfg(test)]
@@ -196,6 +218,17 @@ fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
             }
             match request {
                 Request::Stop => stop = true,
+                Request::NoteCommitted(c) => committed.latest = Some(c),
+                // A vote write carries the latest committed id along.
+                Request::SaveMeta {
+                    vote,
+                    committed: c,
+                    reply,
+                } => {
+                    settle(&mut store, &mut durable_callbacks);
+                    let c = c.or_else(|| committed.latest.take());
+                    drop(reply.send(store.save_meta(vote, c)));
+                }
                 Request::Append { entries, done } => match store.append(&entries) {
                     Ok(()) => durable_callbacks.push(done),
                     Err(e) => done(Err(e)),
@@ -211,8 +244,35 @@ fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
             }
         }
         settle(&mut store, &mut durable_callbacks);
+        committed.flush(&mut store, stop);
         if stop {
             return;
+        }
+    }
+    committed.flush(&mut store, true);
+}
+
+/// The committed log id waiting to be written.
+#[derive(Default)]
+struct PendingCommitted {
+    latest: Option<Vec<u8>>,
+    written_at: Option<std::time::Instant>,
+}
+
+impl PendingCommitted {
+    fn flush(&mut self, store: &mut LogStore, now: bool) {
+        let due = now
+            || self
+                .written_at
+                .is_none_or(|t| t.elapsed() >= COMMITTED_FLUSH_INTERVAL);
+        if !due {
+            return;
+        }
+        if let Some(c) = self.latest.take() {
+            if let Err(e) = store.save_meta(None, Some(c)) {
+                tracing::warn!(error = %e, "cannot persist the committed log id");
+            }
+            self.written_at = Some(std::time::Instant::now());
         }
     }
 }
@@ -226,7 +286,7 @@ fn refuse(request: Request) {
         | Request::SaveMeta { reply, .. } => drop(reply.send(Err(LogError::Closed))),
         Request::Read { reply, .. } => drop(reply.send(Err(LogError::Closed))),
         Request::State { reply } => drop(reply.send(Err(LogError::Closed))),
-        Request::Stop => {}
+        Request::Stop | Request::NoteCommitted(_) => {}
         #[cfg(test)]
         Request::Hold(_) => {}
     }
@@ -245,8 +305,8 @@ fn settle(store: &mut LogStore, callbacks: &mut Vec<AppendDone>) {
 
 fn serve(store: &mut LogStore, request: Request) {
     match request {
-        Request::Append { .. } | Request::Stop => {
-            unreachable!("appends and stop are handled by run()")
+        Request::Append { .. } | Request::Stop | Request::NoteCommitted(_) => {
+            unreachable!("appends, stop and committed notes are handled by run()")
         }
         Request::Truncate { from, reply } => drop(reply.send(store.truncate(from))),
         Request::Purge {

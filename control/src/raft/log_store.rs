@@ -129,10 +129,10 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             return Ok(());
         };
         let bytes = codec::encode_log_id(&committed).map_err(write_err)?;
-        self.writer
-            .save_meta(None, Some(bytes))
-            .await
-            .map_err(write_err)
+        // The committed index is a restart hint (a node that loses it re-learns
+        // it from the leader), so the writer persists it at most once a second
+        // instead of an atomic file replace per commit.
+        self.writer.note_committed(bytes).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {

@@ -98,6 +98,13 @@ impl KvService {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
+            // The quorum round timed out (a busy or partitioned cluster): the
+            // read can simply be tried again, so say so in the error's kind.
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(capnp::Error::overloaded(format!(
+                    "the leader could not confirm its leadership with a quorum ({q}); retry"
+                )))
+            }
             Err(e) => Err(capnp::Error::failed(e.to_string())),
         }
     }
