@@ -111,20 +111,28 @@ impl RaftNetworkFactory<TypeConfig> for Router {
     }
 }
 
+impl Connection {
+    /// The target node, after the faults had their say about this message.
+    async fn reach<E: std::error::Error>(&self) -> Result<Raft, RPCError<u64, BasicNode, E>> {
+        self.router
+            .deliver(self.target)
+            .await
+            .ok_or_else(|| unreachable(self.target))
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<u64, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let raft = self
-            .router
-            .deliver(self.target)
-            .await
-            .ok_or_else(|| unreachable(self.target))?;
-        raft.append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let raft = self.reach().await?;
+        raft.append_entries(rpc).await.map_err(|e| self.remote(e))
     }
 
     async fn install_snapshot(
@@ -135,14 +143,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        let raft = self
-            .router
-            .deliver(self.target)
-            .await
-            .ok_or_else(|| unreachable(self.target))?;
-        raft.install_snapshot(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let raft = self.reach().await?;
+        raft.install_snapshot(rpc).await.map_err(|e| self.remote(e))
     }
 
     async fn vote(
@@ -150,14 +152,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let raft = self
-            .router
-            .deliver(self.target)
-            .await
-            .ok_or_else(|| unreachable(self.target))?;
-        raft.vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let raft = self.reach().await?;
+        raft.vote(rpc).await.map_err(|e| self.remote(e))
     }
 }
 
