@@ -9,6 +9,12 @@ use photon_core::control::{serve_shard_messages, ControlPlaneContext, ControlPla
 use photon_core::listen::Endpoint;
 use photon_core::shutdown::Phase;
 
+use photon_iam::seal::ClusterKey;
+
+/// The cluster key's file in the control directory when `iam.cluster_key_file`
+/// is unset.
+pub const CLUSTER_KEY_FILE: &str = "cluster.key";
+
 /// Name of the control plane's endpoint in the endpoint table.
 pub const CONTROL_ENDPOINT: &str = "control";
 
@@ -22,11 +28,30 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
     if single && initial_members.is_empty() {
         initial_members.insert(c.node_id, advertise);
     }
+    let data_dir = config.node.data_dir.join("control");
+    let key_file = config
+        .iam
+        .cluster_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(CLUSTER_KEY_FILE));
+    let cluster_key = if config.iam.cluster_key_file.is_some() {
+        ClusterKey::load(&key_file)
+    } else {
+        std::fs::create_dir_all(&data_dir).map_err(|e| ConfigError::Invalid {
+            key: "node.data_dir".into(),
+            reason: format!("cannot create {}: {e}", data_dir.display()),
+        })?;
+        ClusterKey::load_or_create(&key_file)
+    }
+    .map_err(|e| ConfigError::Invalid {
+        key: "iam.cluster_key_file".into(),
+        reason: e.to_string(),
+    })?;
     Ok(ControlNodeConfig {
         node_id: c.node_id,
         listen: c.listen,
         advertise,
-        data_dir: config.node.data_dir.join("control"),
+        data_dir,
         initial_members,
         heartbeat_ms: c.heartbeat_ms,
         election_timeout_min_ms: c.election_timeout_min_ms,
@@ -36,6 +61,12 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
         limits: photon_control::rpc::ServiceLimits {
             proposals_pending_max: c.proposals_pending_max,
             watches_per_connection_max: c.watches_per_connection_max,
+        },
+        cluster_key,
+        auth: photon_control::rpc::AuthSettings {
+            token_ttl_default_ms: config.iam.token_ttl_default_s * 1000,
+            token_ttl_max_ms: config.iam.token_ttl_max_s * 1000,
+            ..Default::default()
         },
     })
 }

@@ -30,12 +30,40 @@ pub struct CtlArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Token to present instead of the one `photon ctl login` stored.
+    #[arg(long, env = "PHOTON_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,
 }
 
 #[derive(Debug, Subcommand)]
 enum CtlCommand {
+    /// Log in and store a token for the other commands. Without --user: as
+    /// the cluster administrator of the `photon dev` in --data-dir.
+    Login {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// User or service-account name.
+        #[arg(long)]
+        user: Option<String>,
+        /// Project the token acts in (default: "default").
+        #[arg(long, default_value = "")]
+        project: String,
+        /// Read the password (or service-account secret) from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Token lifetime in seconds (default: the cluster's, 1 hour).
+        #[arg(long, default_value_t = 0)]
+        ttl: u32,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Who the stored token speaks for.
+    Whoami,
+    /// Identity and access management.
+    #[command(subcommand)]
+    Iam(crate::ctl_iam::IamCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -186,6 +214,12 @@ fn endpoints(args: &CtlArgs) -> anyhow::Result<Vec<SocketAddr>> {
     if !args.endpoints.is_empty() {
         return Ok(args.endpoints.clone());
     }
+    let from_data_dir = args.data_dir.join("endpoints.json").exists();
+    if !from_data_dir && !matches!(args.command, CtlCommand::Login { .. }) {
+        if let Some(stored) = crate::ctl_auth::stored_endpoints() {
+            return Ok(stored);
+        }
+    }
     let file = args.data_dir.join("endpoints.json");
     if let Ok(text) = std::fs::read_to_string(&file) {
         let doc: Value = serde_json::from_str(&text)
@@ -200,8 +234,33 @@ fn endpoints(args: &CtlArgs) -> anyhow::Result<Vec<SocketAddr>> {
 }
 
 async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
-    let mut client = Client::new(endpoints(&args)?)?;
+    let endpoints = endpoints(&args)?;
+    if let CtlCommand::Login {
+        tenant,
+        user,
+        project,
+        password_stdin,
+        ttl,
+    } = args.command
+    {
+        let request = crate::ctl_auth::LoginRequest {
+            endpoints,
+            data_dir: args.data_dir,
+            tenant,
+            user,
+            project,
+            password_stdin,
+            ttl_seconds: ttl,
+        };
+        return crate::ctl_auth::login(request, args.json).await;
+    }
+    let token = crate::ctl_auth::token_for(args.token.clone(), &endpoints).await?;
+    let mut client = Client::with_token(endpoints, token)?;
     match args.command {
+        CtlCommand::Login { .. } => unreachable!("handled above"),
+        CtlCommand::Logout => crate::ctl_auth::logout(&mut client).await,
+        CtlCommand::Whoami => crate::ctl_auth::whoami(&mut client, args.json).await,
+        CtlCommand::Iam(cmd) => crate::ctl_iam::run(&mut client, cmd, args.json).await,
         CtlCommand::Kv(cmd) => kv(&mut client, cmd, args.json).await,
         CtlCommand::Lease(cmd) => lease(&mut client, cmd, args.json).await,
         CtlCommand::Cluster(cmd) => cluster(&mut client, cmd, args.json).await,

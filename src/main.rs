@@ -3,6 +3,8 @@
 
 mod control_plane;
 mod ctl;
+mod ctl_auth;
+mod ctl_iam;
 mod node;
 
 use std::process::ExitCode;
@@ -46,6 +48,8 @@ enum BenchCommand {
     Engine(photon_bench::engine::EngineArgs),
     /// The replicated KV (control plane) against etcd: puts and gets, 1 and 3 nodes.
     Kv(photon_bench::kv::KvArgs),
+    /// IAM request checks: token verification (cold, cached, raw Ed25519 floor) and authorization.
+    Iam(photon_bench::iam::IamArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
     /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Engine(args)) => report(photon_bench::engine::run(args)),
         Command::Bench(BenchCommand::Kv(args)) => report(photon_bench::kv::run(args)),
+        Command::Bench(BenchCommand::Iam(args)) => report(photon_bench::iam::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }

@@ -2,99 +2,22 @@
 //! and three real `photon node` processes that lose their leader to kill -9
 //! under writes without losing an acknowledged write.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{block_on, ctl_as, ctl_json_as, Cluster, Dev};
 use photon_control::client::Client;
 use photon_control::kv::{PutRequest, RangeRequest};
 
-fn photon() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_photon"))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("photon-ctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for `dir/endpoints.json` and returns its endpoints by name.
-fn endpoints(dir: &Path, child: &mut Child) -> BTreeMap<String, SocketAddr> {
-    let file = dir.join("endpoints.json");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            return v["endpoints"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, a)| (k.clone(), a.as_str().unwrap().parse().unwrap()))
-                .collect();
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("photon exited early: {status}");
-        }
-        assert!(Instant::now() < deadline, "no {}", file.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn ctl(endpoint: SocketAddr, args: &[&str]) -> Output {
-    photon()
-        .args(["ctl", "--endpoints", &endpoint.to_string()])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ctl_json(endpoint: SocketAddr, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = ctl(endpoint, &all);
-    assert!(
-        out.status.success(),
-        "photon ctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn ctl_drives_the_kv_of_photon_dev() {
-    let dir = temp_dir("dev");
-    let mut child = photon()
-        .args([
-            "dev",
-            "--cores",
-            "1",
-            "--admin",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let control = endpoints(&dir, &mut child)["control"];
-    let _guard = Proc(child);
+    let dev = Dev::start("dev");
+    let control = dev.control;
+    let ctl = |_: std::net::SocketAddr, args: &[&str]| ctl_as(&dev.admin_config, control, args);
+    let ctl_json =
+        |_: std::net::SocketAddr, args: &[&str]| ctl_json_as(&dev.admin_config, control, args);
 
     let put = ctl_json(control, &["kv", "put", "app/a", "1"]);
     let first_revision = put["revision"].as_i64().unwrap();
@@ -196,103 +119,6 @@ fn ctl_drives_the_kv_of_photon_dev() {
     );
 }
 
-/// A free port on 127.0.0.1, for addresses that must be known before start.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Cluster {
-    dir: PathBuf,
-    addresses: BTreeMap<u64, SocketAddr>,
-    nodes: BTreeMap<u64, Proc>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        if std::thread::panicking() {
-            eprintln!("node logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-impl Cluster {
-    fn new(name: &str) -> Self {
-        let dir = temp_dir(name);
-        // Nodes 1-3 form the initial cluster; node 4 starts empty and joins.
-        let addresses = (1..=4u64)
-            .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
-            .collect();
-        Self {
-            dir,
-            addresses,
-            nodes: BTreeMap::new(),
-        }
-    }
-
-    fn start(&mut self, id: u64) {
-        let members: Vec<String> = self
-            .addresses
-            .iter()
-            .filter(|(i, _)| **i <= 3)
-            .map(|(i, a)| format!("\"{i}={a}\""))
-            .collect();
-        let node_dir = self.dir.join(format!("n{id}"));
-        std::fs::create_dir_all(&node_dir).unwrap();
-        let config = format!(
-            "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [\"control\"]\n[engine]\ncores = 1\npin = false\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n[control]\nnode_id = {id}\nlisten = \"{}\"\n\
-             initial_members = [{}]\nsnapshot_every_entries = 100\nsnapshot_keep_entries = 0\n",
-            node_dir.display(),
-            self.addresses[&id],
-            if id <= 3 { members.join(", ") } else { String::new() }
-        );
-        let file = self.dir.join(format!("n{id}.toml"));
-        std::fs::write(&file, config).unwrap();
-        let log = std::fs::File::create(self.dir.join(format!("n{id}.log"))).unwrap();
-        let mut child = photon()
-            .args(["node", "--config"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let _ = std::fs::remove_file(node_dir.join("endpoints.json"));
-        endpoints(&node_dir, &mut child);
-        self.nodes.insert(id, Proc(child));
-    }
-
-    fn kill9(&mut self, id: u64) {
-        if let Some(mut p) = self.nodes.remove(&id) {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(p.0.id() as i32, libc::SIGKILL) };
-            let _ = p.0.wait();
-        }
-    }
-
-    fn endpoints(&self) -> Vec<SocketAddr> {
-        self.addresses
-            .iter()
-            .filter(|(i, _)| **i <= 3)
-            .map(|(_, a)| *a)
-            .collect()
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, f)
-}
-
 async fn put(client: &mut Client, key: &str, value: &str) -> bool {
     client
         .put(PutRequest {
@@ -337,9 +163,10 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
         cluster.start(id);
     }
     let endpoints = cluster.endpoints();
+    let token = cluster.admin_token();
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
     let leader = block_on(async {
-        let mut client = Client::new(endpoints.clone()).unwrap();
+        let mut client = Cluster::client(endpoints.clone(), &token);
         for i in 0..150 {
             let (k, v) = (format!("w/{i:05}"), format!("v{i}"));
             if put(&mut client, &k, &v).await {
@@ -359,7 +186,7 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
     cluster.kill9(leader);
     let started = Instant::now();
     let new_leader = block_on(async {
-        let mut client = Client::new(endpoints.clone()).unwrap();
+        let mut client = Cluster::client(endpoints.clone(), &token);
         for i in 150..300 {
             let (k, v) = (format!("w/{i:05}"), format!("v{i}"));
             if put(&mut client, &k, &v).await {
@@ -371,8 +198,7 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
             .iter()
             .find(|a| **a != cluster.addresses[&leader])
             .unwrap();
-        Client::new(vec![survivor])
-            .unwrap()
+        Cluster::client(vec![survivor], &token)
             .status()
             .await
             .unwrap()
@@ -391,7 +217,7 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
 
     // Every acknowledged write is there, read linearizably from the cluster.
     let seen = block_on(async {
-        let mut client = Client::new(endpoints.clone()).unwrap();
+        let mut client = Cluster::client(endpoints.clone(), &token);
         read_all(&mut client, false).await
     });
     for (k, v) in &acked {
@@ -402,7 +228,7 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
     // snapshot: the log was purged every 100 entries).
     cluster.start(leader);
     let caught_up = block_on(async {
-        let mut client = Client::new(vec![cluster.addresses[&leader]]).unwrap();
+        let mut client = Cluster::client(vec![cluster.addresses[&leader]], &token);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let local = read_all(&mut client, true).await;
@@ -423,13 +249,14 @@ fn membership_changes_under_writes_and_watches_see_every_change_once_across_a_le
     }
     cluster.start(4);
     let endpoints = cluster.endpoints();
+    let token = cluster.admin_token();
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
     let (watched, members) = block_on(async {
-        let mut client = Client::new(endpoints.clone()).unwrap();
+        let mut client = Cluster::client(endpoints.clone(), &token);
         let leader = client.status().await.unwrap().leader_id;
         // Watch through a node that will survive the leader's death.
         let watch_node = (1..=3).find(|id| *id != leader).unwrap();
-        let mut watcher = Client::new(vec![cluster.addresses[&watch_node]]).unwrap();
+        let mut watcher = Cluster::client(vec![cluster.addresses[&watch_node]], &token);
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
         let (_handle, _) = watcher
             .watch(b"m/".to_vec(), b"m0".to_vec(), 1, false, tx)
@@ -468,8 +295,7 @@ fn membership_changes_under_writes_and_watches_see_every_change_once_across_a_le
                 Ok(None) | Err(_) => break,
             }
         }
-        let status = Client::new(vec![cluster.addresses[&watch_node]])
-            .unwrap()
+        let status = Cluster::client(vec![cluster.addresses[&watch_node]], &token)
             .status()
             .await
             .unwrap();

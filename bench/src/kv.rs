@@ -137,7 +137,8 @@ impl Workload {
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 enum Endpoints {
-    Photon(Vec<SocketAddr>),
+    /// Addresses, and the cluster administrator's token once it is known.
+    Photon(Vec<SocketAddr>, Option<String>),
     /// `http://127.0.0.1:PORT` client URLs.
     Etcd(Vec<String>),
 }
@@ -612,10 +613,11 @@ impl KvClient {
     /// client, so that serializable reads spread over the members.
     async fn connect(endpoints: &Endpoints, index: usize) -> anyhow::Result<Self> {
         match endpoints {
-            Endpoints::Photon(addresses) => {
+            Endpoints::Photon(addresses, token) => {
                 let mut list = addresses.clone();
                 list.rotate_left(index % addresses.len());
-                Ok(Self::Photon(PhotonClient::new(list)?))
+                let token = token.clone().context("no token yet")?;
+                Ok(Self::Photon(PhotonClient::with_token(list, token)?))
             }
             #[cfg(not(feature = "etcd"))]
             Endpoints::Etcd(_) => anyhow::bail!("built without the `etcd` feature"),
@@ -825,17 +827,25 @@ impl Cluster {
             system: System::Photon,
             dir: dir.clone(),
             nodes: Vec::new(),
-            endpoints: Endpoints::Photon(addresses.clone()),
+            endpoints: Endpoints::Photon(addresses.clone(), None),
         };
+        // Every node of a cluster shares one cluster key.
+        let key_file = dir.join("cluster.key");
+        let _ = std::fs::remove_file(&key_file);
+        photon_iam::seal::ClusterKey::generate()
+            .write_new(&key_file)
+            .context("cannot write the cluster key")?;
         for (i, address) in addresses.iter().enumerate() {
             let id = i + 1;
             let data_dir = dir.join(format!("n{id}"));
             let config = format!(
                 "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [\"control\"]\n\
                  [engine]\ncores = 1\npin = false\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-                 [control]\nnode_id = {id}\nlisten = \"{address}\"\ninitial_members = [{}]\n",
+                 [control]\nnode_id = {id}\nlisten = \"{address}\"\ninitial_members = [{}]\n\
+                 [iam]\ncluster_key_file = \"{}\"\n",
                 data_dir.display(),
-                members.join(", ")
+                members.join(", "),
+                key_file.display()
             );
             let file = dir.join(format!("n{id}.toml"));
             std::fs::write(&file, config)?;
@@ -857,6 +867,8 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        let token = admin_token(&dir, &addresses, &mut cluster)?;
+        cluster.endpoints = Endpoints::Photon(addresses, Some(token));
         cluster.wait_writable()?;
         Ok(cluster)
     }
@@ -946,6 +958,41 @@ impl Cluster {
 }
 
 /// Prints one table per workload and cluster size; returns every row as JSON.
+/// Logs in as the cluster administrator whose credentials the bootstrapping
+/// node wrote into its data directory.
+fn admin_token(
+    dir: &Path,
+    addresses: &[SocketAddr],
+    cluster: &mut Cluster,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let credentials = loop {
+        cluster.check_alive()?;
+        let found = (1..=addresses.len())
+            .map(|id| dir.join(format!("n{id}/control/admin.credentials")))
+            .find(|p| p.exists());
+        if let Some(path) = found {
+            break path;
+        }
+        if Instant::now() > deadline {
+            bail!("no node wrote admin.credentials in {STARTUP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&credentials)?;
+    let table: toml::Table = text.parse().context("admin.credentials")?;
+    let password = table["password"]
+        .as_str()
+        .context("admin.credentials has no password")?
+        .to_owned();
+    let addresses = addresses.to_vec();
+    block_on(async move {
+        let mut client = PhotonClient::new(addresses)?;
+        let (token, _) = client.login("system", "admin", &password, "", 0).await?;
+        Ok::<_, anyhow::Error>(token)
+    })?
+}
+
 fn print_tables(args: &KvArgs, points: &[Point], with_etcd: bool) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
     let workloads = [

@@ -65,10 +65,21 @@ interface Cluster {
   remove @3 (nodeId :UInt64) -> ();
 }
 
-# What a client gets from a node: the KV, cluster administration, and where
-# the leader is when this node is not it.
+# What an authenticated caller gets: capabilities scoped to its token's
+# tenant and project, each call checked against its roles.
+interface Session {
+  whoami @0 () -> (identity :import "iam.capnp".Identity);
+  iam @1 () -> (iam :import "iam.capnp".Iam);
+  kv @2 () -> (kv :import "kv.capnp".Kv);
+  cluster @3 () -> (cluster :Cluster);
+}
+
+# The bootstrap capability of every node. Nothing is reachable without
+# credentials: clients log in or present a token; peers prove they hold the
+# cluster key.
 interface Node {
-  kv @0 () -> (kv :import "kv.capnp".Kv);
-  cluster @1 () -> (cluster :Cluster);
-  raft @2 () -> (raft :Raft);
+  login @0 (tenant :Text, principal :Text, secret :Text, project :Text, ttlSeconds :UInt32)
+      -> (token :Text, expiresAtMs :UInt64);
+  authenticate @1 (token :Text) -> (session :Session);
+  peer @2 (proof :Data) -> (raft :Raft);
 }

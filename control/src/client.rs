@@ -7,8 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use control_schema::iam_capnp::iam;
 use control_schema::kv_capnp::{kv, watcher};
-use control_schema::raft_capnp::{cluster, node};
+use control_schema::raft_capnp::{cluster, node, session};
 
 use crate::kv::{
     DeleteRangeRequest, DeleteRangeResponse, Event, PutRequest, PutResponse, RangeRequest,
@@ -26,6 +27,8 @@ pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 pub enum ClientError {
     #[error("no control-plane endpoint given")]
     NoEndpoints,
+    #[error("no token: log in first (photon ctl login)")]
+    NoToken,
     #[error("cannot reach any control-plane node ({tried}): {last}")]
     Unreachable { tried: String, last: String },
     #[error("{0}")]
@@ -55,12 +58,24 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// The capabilities of one connection.
+#[derive(Clone)]
+struct Caps {
+    node: node::Client,
+    session: Option<session::Client>,
+    kv: Option<kv::Client>,
+}
+
 /// A connection to the control plane.
 pub struct Client {
     endpoints: Vec<SocketAddr>,
     current: usize,
     node: Option<node::Client>,
-    /// The KV capability of `node`, fetched once per connection.
+    /// The token every call presents (None: only `login` works).
+    token: Option<String>,
+    /// The session and KV capabilities of `node`, obtained once per
+    /// connection (pipelined: no extra round trip).
+    session: Option<session::Client>,
     kv: Option<kv::Client>,
     /// Whether any endpoint ever answered: a client that never reached the
     /// cluster fails at once instead of waiting out an "election".
@@ -102,6 +117,7 @@ fn strip_remote_prefix(text: &str) -> String {
 }
 
 impl Client {
+    /// A client without a token: it can only [`login`](Self::login).
     pub fn new(endpoints: Vec<SocketAddr>) -> Result<Self, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
@@ -110,9 +126,72 @@ impl Client {
             endpoints,
             current: 0,
             node: None,
+            token: None,
+            session: None,
             kv: None,
             reached: false,
         })
+    }
+
+    /// A client whose calls present `token`.
+    pub fn with_token(endpoints: Vec<SocketAddr>, token: String) -> Result<Self, ClientError> {
+        let mut client = Self::new(endpoints)?;
+        client.token = Some(token);
+        Ok(client)
+    }
+
+    /// Replaces the token (after a refresh); the next call authenticates anew.
+    pub fn set_token(&mut self, token: String) {
+        self.token = Some(token);
+        self.session = None;
+        self.kv = None;
+    }
+
+    /// Logs in and returns the token and its expiry (ms since the epoch).
+    pub async fn login(
+        &mut self,
+        tenant: &str,
+        principal: &str,
+        secret: &str,
+        project: &str,
+        ttl_seconds: u32,
+    ) -> Result<(String, u64), ClientError> {
+        self.retrying(|caps| async move {
+            let mut call = caps.node.login_request();
+            {
+                let mut p = call.get();
+                p.set_tenant(tenant);
+                p.set_principal(principal);
+                p.set_secret(secret);
+                p.set_project(project);
+                p.set_ttl_seconds(ttl_seconds);
+            }
+            let reply = call.send().promise.await?;
+            let r = reply.get()?;
+            Ok((r.get_token()?.to_string()?, r.get_expires_at_ms()))
+        })
+        .await
+    }
+
+    /// The capabilities of the current connection for this client's token.
+    fn caps(&mut self, node: node::Client) -> Caps {
+        if self.session.is_none() {
+            if let Some(token) = &self.token {
+                let mut call = node.authenticate_request();
+                call.get().set_token(token);
+                self.session = Some(call.send().pipeline.get_session());
+            }
+        }
+        if self.kv.is_none() {
+            if let Some(session) = &self.session {
+                self.kv = Some(session.kv_request().send().pipeline.get_kv());
+            }
+        }
+        Caps {
+            node,
+            session: self.session.clone(),
+            kv: self.kv.clone(),
+        }
     }
 
     async fn node(&mut self) -> Result<node::Client, ClientError> {
@@ -145,6 +224,7 @@ impl Client {
 
     fn switch_to(&mut self, address: Option<SocketAddr>) {
         self.node = None;
+        self.session = None;
         self.kv = None;
         match address {
             Some(a) => match self.endpoints.iter().position(|e| *e == a) {
@@ -164,6 +244,50 @@ impl Client {
         F: Fn(kv::Client) -> Fut,
         Fut: std::future::Future<Output = capnp::Result<T>>,
     {
+        if self.token.is_none() {
+            return Err(ClientError::NoToken);
+        }
+        self.retrying(|caps| {
+            let kv = caps.kv.expect("a client with a token has a KV capability");
+            call(kv)
+        })
+        .await
+    }
+
+    /// Runs `call` against the session of the current node.
+    async fn with_session<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(session::Client) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
+        if self.token.is_none() {
+            return Err(ClientError::NoToken);
+        }
+        self.retrying(|caps| {
+            let session = caps.session.expect("a client with a token has a session");
+            call(session)
+        })
+        .await
+    }
+
+    /// Runs `call` against the IAM API of the current node.
+    pub async fn with_iam<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(iam::Client) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
+        self.with_session(|session| call(session.iam_request().send().pipeline.get_iam()))
+            .await
+    }
+
+    /// Runs `call` with the current node's capabilities, following "not the
+    /// leader" to the leader and moving to another endpoint when one fails,
+    /// until [`CALL_RETRY_DEADLINE`].
+    async fn retrying<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Caps) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
         let deadline = tokio::time::Instant::now() + CALL_RETRY_DEADLINE;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
@@ -177,17 +301,8 @@ impl Client {
                     continue;
                 }
             };
-            let result = match &self.kv {
-                Some(kv) => Ok(kv.clone()),
-                None => async { node.kv_request().send().promise.await?.get()?.get_kv() }.await,
-            };
-            if let Ok(kv) = &result {
-                self.kv = Some(kv.clone());
-            }
-            let outcome = match result {
-                Ok(kv) => call(kv).await,
-                Err(e) => Err(e),
-            };
+            let caps = self.caps(node);
+            let outcome = call(caps).await;
             match outcome.map_err(classify) {
                 Ok(v) => return Ok(v),
                 Err(Failure::Remote(e)) => return Err(ClientError::Remote(e)),
@@ -362,20 +477,18 @@ impl Client {
     }
 
     async fn cluster(&mut self) -> Result<cluster::Client, ClientError> {
-        let node = self.node().await?;
-        let result = async {
-            node.cluster_request()
+        self.with_session(|session| async move {
+            session
+                .cluster_request()
                 .send()
                 .promise
                 .await?
                 .get()?
                 .get_cluster()
-        }
-        .await;
-        result.map_err(|e| ClientError::Remote(strip_remote_prefix(&e.to_string())))
+        })
+        .await
     }
 
-    /// Status as the node the client is connected to sees it.
     pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
         let cluster = self.cluster().await?;
         let result = async {
@@ -519,5 +632,68 @@ impl watcher::Server for WatcherSink {
         let reason = params.get()?.get_reason()?.to_string()?;
         let _ = self.events.send(WatchMessage::Cancelled(reason)).await;
         Ok(())
+    }
+}
+
+/// A role binding as the IAM API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BindingInfo {
+    pub principal: String,
+    pub project: String,
+    pub role: String,
+}
+
+/// Who a token speaks for (`whoami`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IdentityInfo {
+    pub tenant: String,
+    pub principal: String,
+    pub project: String,
+    pub kind: String,
+    pub cluster_admin: bool,
+    pub token_id: String,
+    pub issued_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub bindings: Vec<BindingInfo>,
+}
+
+pub fn read_binding(
+    b: control_schema::iam_capnp::binding_info::Reader<'_>,
+) -> capnp::Result<BindingInfo> {
+    Ok(BindingInfo {
+        principal: b.get_principal()?.to_string()?,
+        project: b.get_project()?.to_string()?,
+        role: b.get_role()?.to_string()?,
+    })
+}
+
+fn read_identity(
+    i: control_schema::iam_capnp::identity::Reader<'_>,
+) -> capnp::Result<IdentityInfo> {
+    Ok(IdentityInfo {
+        tenant: i.get_tenant()?.to_string()?,
+        principal: i.get_principal()?.to_string()?,
+        project: i.get_project()?.to_string()?,
+        kind: i.get_kind()?.to_string()?,
+        cluster_admin: i.get_cluster_admin(),
+        token_id: i.get_token_id()?.to_string()?,
+        issued_at_ms: i.get_issued_at_ms(),
+        expires_at_ms: i.get_expires_at_ms(),
+        bindings: i
+            .get_bindings()?
+            .iter()
+            .map(read_binding)
+            .collect::<capnp::Result<_>>()?,
+    })
+}
+
+impl Client {
+    /// Who this client's token speaks for.
+    pub async fn whoami(&mut self) -> Result<IdentityInfo, ClientError> {
+        self.with_session(|session| async move {
+            let reply = session.whoami_request().send().promise.await?;
+            read_identity(reply.get()?.get_identity()?)
+        })
+        .await
     }
 }

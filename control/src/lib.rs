@@ -11,6 +11,7 @@
 //! `photon-core`'s shard types: the control plane runs on its own thread.
 
 pub mod client;
+pub mod iam_node;
 pub mod kv;
 pub mod lincheck;
 pub mod logstore;

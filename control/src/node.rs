@@ -39,11 +39,19 @@ pub struct ControlNodeConfig {
     /// Entries kept behind the latest snapshot.
     pub snapshot_keep_entries: u64,
     pub limits: crate::rpc::ServiceLimits,
+    /// Seals secrets in the KV and proves this node to its peers; every
+    /// node of a cluster holds the same one.
+    pub cluster_key: photon_iam::seal::ClusterKey,
+    pub auth: crate::rpc::AuthSettings,
 }
 
 impl ControlNodeConfig {
     /// A single-node cluster, for `photon dev`.
-    pub fn single(listen: SocketAddr, data_dir: PathBuf) -> Self {
+    pub fn single(
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        cluster_key: photon_iam::seal::ClusterKey,
+    ) -> Self {
         Self {
             node_id: 1,
             listen,
@@ -56,6 +64,8 @@ impl ControlNodeConfig {
             snapshot_every_entries: 10_000,
             snapshot_keep_entries: 1_000,
             limits: crate::rpc::ServiceLimits::default(),
+            cluster_key,
+            auth: crate::rpc::AuthSettings::default(),
         }
     }
 }
@@ -76,6 +86,8 @@ pub enum StartNodeError {
     RaftConfig(String),
     #[error("cannot start Raft: {0}")]
     Raft(String),
+    #[error("this node's cluster key does not open the cluster's IAM records: every node of a cluster must use the same iam.cluster_key_file")]
+    ClusterKey,
     #[error("cannot listen on {address}")]
     Listen {
         address: SocketAddr,
@@ -88,6 +100,8 @@ pub enum StartNodeError {
 pub struct ControlNode {
     pub raft: Raft,
     pub state_machine: KvStateMachine,
+    /// This node's IAM view (fed by applied `iam/` records).
+    pub directory: Arc<photon_iam::Directory>,
     pub address: SocketAddr,
     writer: LogWriter,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -127,7 +141,9 @@ impl ControlNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            RaftNetworkFactoryImpl,
+            RaftNetworkFactoryImpl {
+                peer_proof: config.cluster_key.peer_proof(),
+            },
             RaftLogStore::new(writer.clone()),
             state_machine.clone(),
         )
@@ -146,13 +162,31 @@ impl ControlNode {
                 address: config.listen,
                 source,
             })?;
-        let service = NodeService::new(
-            config.node_id,
-            raft.clone(),
-            state_machine.clone(),
-            config.limits,
-        );
-        let mut tasks = vec![tokio::task::spawn_local(rpc::serve(listener, service))];
+        let iam_state = crate::iam_node::load(&state_machine);
+        if crate::iam_node::key_mismatch(&iam_state, &config.cluster_key) {
+            return Err(StartNodeError::ClusterKey);
+        }
+        let directory = photon_iam::Directory::new(config.cluster_key.clone());
+        directory.replace(iam_state);
+        let proposer = rpc::Proposer::new(raft.clone(), state_machine.clone(), config.limits);
+        let auth = rpc::Auth::new(directory.clone(), config.auth);
+        let service = NodeService::new(config.node_id, proposer.clone(), auth);
+        let mut tasks = vec![
+            tokio::task::spawn_local(rpc::serve(listener, service)),
+            tokio::task::spawn_local(crate::iam_node::follow(
+                state_machine.clone(),
+                directory.clone(),
+            )),
+            tokio::task::spawn_local(crate::iam_node::bootstrap(
+                proposer,
+                directory.clone(),
+                crate::iam_node::BootstrapSettings {
+                    credentials_path: config
+                        .data_dir
+                        .join(crate::iam_node::ADMIN_CREDENTIALS_FILE),
+                },
+            )),
+        ];
         tasks.push(tokio::task::spawn_local(expire_leases(
             raft.clone(),
             state_machine.clone(),
@@ -177,6 +211,7 @@ impl ControlNode {
         Ok(ControlNode {
             raft,
             state_machine,
+            directory,
             address,
             writer,
             tasks,

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The sections of the file. Environment variables are matched against these
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
-const SECTIONS: &[&str] = &["node", "engine", "admin", "control", "log", "shutdown"];
+const SECTIONS: &[&str] = &[
+    "node", "engine", "admin", "control", "iam", "log", "shutdown",
+];
 
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "PHOTON_";
@@ -43,6 +45,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub admin: AdminConfig,
     pub control: ControlConfig,
+    pub iam: IamConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -90,6 +93,32 @@ pub struct EngineConfig {
 pub struct AdminConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub listen: SocketAddr,
+}
+
+/// Identity and access (tokens, sealed secrets) of a node with the `control` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamConfig {
+    /// File holding the cluster key (64 hex characters, mode 0600) that seals
+    /// secrets in the KV and authenticates Raft peers; the same file on every
+    /// node. Unset: `<data_dir>/control/cluster.key`, created on first start
+    /// (fine for one node; a multi-node cluster must set it).
+    pub cluster_key_file: Option<PathBuf>,
+    /// Lifetime of a token when the caller asks for none, in seconds.
+    pub token_ttl_default_s: u64,
+    /// Longest token lifetime a caller may ask for, in seconds; a rotated-out
+    /// signing key keeps verifying this long.
+    pub token_ttl_max_s: u64,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        Self {
+            cluster_key_file: None,
+            token_ttl_default_s: 3_600,
+            token_ttl_max_s: 12 * 3_600,
+        }
+    }
 }
 
 /// The replicated control plane (Raft KV) of a node with the `control` role.
@@ -426,6 +455,16 @@ impl Config {
         }
         if e.preempt_timer_ms == 0 {
             return bad("engine.preempt_timer_ms", "must be at least 1".into());
+        }
+        let iam = &self.iam;
+        if iam.token_ttl_max_s == 0 || iam.token_ttl_max_s > 7 * 24 * 3_600 {
+            return bad("iam.token_ttl_max_s", "must be 1 s to 7 days".into());
+        }
+        if iam.token_ttl_default_s == 0 || iam.token_ttl_default_s > iam.token_ttl_max_s {
+            return bad(
+                "iam.token_ttl_default_s",
+                "must be at least 1 s and at most iam.token_ttl_max_s".into(),
+            );
         }
         for (key, value, max) in [
             (

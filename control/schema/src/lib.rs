@@ -1,5 +1,5 @@
 //! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
-//! `raft.capnp`), which are the public API contract. Nothing else lives here.
+//! `iam.capnp`, `raft.capnp`), which are the public API contract. Nothing else lives here.
 
 #![allow(
     clippy::all,
@@ -10,6 +10,10 @@
 
 pub mod kv_capnp {
     include!(concat!(env!("OUT_DIR"), "/kv_capnp.rs"));
+}
+
+pub mod iam_capnp {
+    include!(concat!(env!("OUT_DIR"), "/iam_capnp.rs"));
 }
 
 pub mod raft_capnp {

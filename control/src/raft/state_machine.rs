@@ -271,6 +271,10 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         applied.kv = kv;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
+        drop(applied);
+        // An empty batch tells followers of the event stream (the IAM view)
+        // that the whole state was replaced and must be read again.
+        let _ = self.events.send(Arc::new(Vec::new()));
         Ok(())
     }
 

@@ -13,11 +13,28 @@ use crate::raft::Raft;
 pub struct ClusterService {
     node_id: u64,
     raft: Raft,
+    /// Checked on every call: a revoked or expired token loses the capability.
+    session: std::rc::Rc<super::Session>,
 }
 
 impl ClusterService {
-    pub fn new(node_id: u64, raft: Raft) -> Self {
-        Self { node_id, raft }
+    pub fn new(node_id: u64, raft: Raft, session: std::rc::Rc<super::Session>) -> Self {
+        Self {
+            node_id,
+            raft,
+            session,
+        }
+    }
+
+    pub(crate) fn check(&self) -> capnp::Result<()> {
+        if self.session.identity()?.cluster_admin {
+            Ok(())
+        } else {
+            Err(capnp::Error::failed(format!(
+                "{}: cluster membership is the cluster administrator's",
+                super::PERMISSION_DENIED
+            )))
+        }
     }
 }
 
@@ -26,11 +43,12 @@ fn failed(e: impl std::fmt::Display) -> capnp::Error {
 }
 
 impl cluster::Server for ClusterService {
-    fn status(
+    async fn status(
         self: Rc<Self>,
         _params: cluster::StatusParams,
         mut results: cluster::StatusResults,
-    ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
+    ) -> Result<(), capnp::Error> {
+        self.check()?;
         let metrics = self.raft.metrics().borrow().clone();
         let mut s = results.get().init_status();
         s.set_node_id(self.node_id);
@@ -57,7 +75,7 @@ impl cluster::Server for ClusterService {
                 .flatten();
             write_log_id(m.init_matched(), &matched);
         }
-        std::future::ready(Ok(()))
+        Ok(())
     }
 
     async fn add_learner(
@@ -65,6 +83,7 @@ impl cluster::Server for ClusterService {
         params: cluster::AddLearnerParams,
         _results: cluster::AddLearnerResults,
     ) -> Result<(), capnp::Error> {
+        self.check()?;
         let p = params.get()?;
         let address = p.get_address()?.to_str().map_err(failed)?.to_string();
         address.parse::<std::net::SocketAddr>().map_err(|e| {
@@ -82,6 +101,7 @@ impl cluster::Server for ClusterService {
         params: cluster::PromoteParams,
         _results: cluster::PromoteResults,
     ) -> Result<(), capnp::Error> {
+        self.check()?;
         let id = params.get()?.get_node_id();
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -95,6 +115,7 @@ impl cluster::Server for ClusterService {
         params: cluster::RemoveParams,
         _results: cluster::RemoveResults,
     ) -> Result<(), capnp::Error> {
+        self.check()?;
         let id = params.get()?.get_node_id();
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)

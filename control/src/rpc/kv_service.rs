@@ -2,51 +2,113 @@
 //! state machine's types, writes proposed through Raft, linearizable reads
 //! through openraft's read index, and watches fed by applied events.
 
+use std::sync::Arc;
+
 use capnp::capability::Rc;
 use control_schema::kv_capnp::{kv, watch_handle, watcher};
-use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use photon_iam::{Identity, Scope};
 
 use super::convert::{
     bytes, kv_error, read_delete, read_put, read_range, read_txn, write_delete, write_event,
     write_put, write_range, write_txn,
 };
+use super::kv_scope::{resource, KeyScope};
 use super::now_ms;
-use crate::kv::{Command, CommandResponse, Event};
-use crate::raft::{KvStateMachine, Proposal, Raft};
+use super::proposer::{wrong_response, Proposer};
+use super::session::Session;
+use crate::kv::{Command, CommandResponse, Event, KeyValue, RequestOp, TxnRequest};
 
-/// Prefix of the error a follower returns for a request only the leader can
-/// serve; the client library parses the rest (`leader <id> at <address>`).
-pub const NOT_LEADER: &str = "not the leader";
+pub use super::proposer::NOT_LEADER;
+
+/// Marks a lease as a tenant's: `iam/lease/<id>` holds the tenant's key
+/// prefix and lives on the lease itself, so it goes when the lease goes.
+fn lease_owner_key(id: i64) -> Vec<u8> {
+    format!("iam/lease/{id}").into_bytes()
+}
 
 pub struct KvService {
-    raft: Raft,
-    state_machine: KvStateMachine,
-    proposals: Rc<tokio::sync::Semaphore>,
-    limits: super::ServiceLimits,
+    proposer: Proposer,
+    session: Rc<Session>,
+    scope: KeyScope,
     /// Watches open on this connection.
-    watches: Rc<std::cell::Cell<usize>>,
+    watches: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl KvService {
     pub fn new(
-        raft: Raft,
-        state_machine: KvStateMachine,
-        proposals: Rc<tokio::sync::Semaphore>,
-        limits: super::ServiceLimits,
-        watches: Rc<std::cell::Cell<usize>>,
+        proposer: Proposer,
+        session: Rc<Session>,
+        scope: KeyScope,
+        watches: std::rc::Rc<std::cell::Cell<usize>>,
     ) -> Self {
         Self {
-            raft,
-            state_machine,
-            proposals,
-            limits,
+            proposer,
+            session,
+            scope,
             watches,
+        }
+    }
+
+    fn check(&self, action: &str, key: &[u8]) -> capnp::Result<Arc<Identity>> {
+        self.session.check(Scope::Project, action, &resource(key))
+    }
+
+    /// Checks every key a txn names: compares and reads need `kv:Get`,
+    /// writes `kv:Put`/`kv:Delete`.
+    fn check_txn(&self, txn: &TxnRequest) -> capnp::Result<()> {
+        for c in &txn.compare {
+            self.check("kv:Get", &c.key)?;
+        }
+        for op in txn.success.iter().chain(&txn.failure) {
+            match op {
+                RequestOp::Range(r) => self.check("kv:Get", &r.key)?,
+                RequestOp::Put(p) => self.check("kv:Put", &p.key)?,
+                RequestOp::DeleteRange(d) => self.check("kv:Delete", &d.key)?,
+                RequestOp::Txn(t) => return self.check_txn(t),
+            };
+        }
+        Ok(())
+    }
+
+    /// Drops the key-values the caller may not read (a range can span keys
+    /// its roles treat differently) and gives back the caller's key names.
+    fn visible(&self, identity: &Identity, kvs: &mut Vec<KeyValue>) {
+        if !identity.cluster_admin {
+            kvs.retain(|kv| {
+                self.session
+                    .allows(identity, "kv:Get", &resource(self.scope.strip(&kv.key)))
+            });
+        }
+        kvs.iter_mut().for_each(|kv| self.scope.strip_kv(kv));
+    }
+
+    /// A tenant may only use leases it granted.
+    async fn check_lease(&self, id: i64) -> capnp::Result<()> {
+        if self.scope.is_whole() || id == 0 {
+            return Ok(());
+        }
+        self.proposer.linearizable().await?;
+        let owner = self
+            .proposer
+            .state_machine
+            .state()
+            .kv
+            .range(&crate::kv::RangeRequest {
+                key: lease_owner_key(id),
+                ..Default::default()
+            })
+            .map_err(kv_error)?;
+        match owner.kvs.first() {
+            Some(kv) if kv.value == self.scope.prefix() => Ok(()),
+            _ => Err(capnp::Error::failed(format!(
+                "lease {id} not found (LeaseNotFound)"
+            ))),
         }
     }
 }
 
 /// Counts one open watch on its connection for as long as it lives.
-struct WatchSlot(Rc<std::cell::Cell<usize>>);
+struct WatchSlot(std::rc::Rc<std::cell::Cell<usize>>);
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
@@ -54,65 +116,7 @@ impl Drop for WatchSlot {
     }
 }
 
-fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Error {
-    match (&forward.leader_id, &forward.leader_node) {
-        (Some(id), Some(node)) => {
-            capnp::Error::failed(format!("{NOT_LEADER}: leader {id} at {}", node.addr))
-        }
-        _ => capnp::Error::failed(format!("{NOT_LEADER}: no leader is known yet; retry")),
-    }
-}
-
 // ---- calls ----
-
-impl KvService {
-    /// Proposes `command` through Raft; a follower answers with the leader.
-    async fn propose(&self, command: Command) -> capnp::Result<CommandResponse> {
-        let _permit = self.proposals.try_acquire().map_err(|_| {
-            capnp::Error::overloaded(format!(
-                "{} proposals are already waiting on this node (control.proposals_pending_max); retry",
-                self.limits.proposals_pending_max
-            ))
-        })?;
-        let proposal = Proposal {
-            now_ms: now_ms(),
-            command,
-        };
-        match self.raft.client_write(proposal).await {
-            Ok(response) => match response.data {
-                Some(result) => result.map_err(kv_error),
-                None => Err(capnp::Error::failed(
-                    "internal: a command applied as a blank entry".into(),
-                )),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
-            Err(e) => Err(capnp::Error::failed(e.to_string())),
-        }
-    }
-
-    /// Waits until this node may serve a linearizable read (openraft's read
-    /// index: the leader confirms its leadership with a quorum and waits for
-    /// its state machine to apply up to the commit index it saw).
-    async fn linearizable(&self) -> capnp::Result<()> {
-        use openraft::error::CheckIsLeaderError;
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
-            // The quorum round timed out (a busy or partitioned cluster): the
-            // read can simply be tried again, so say so in the error's kind.
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-                Err(capnp::Error::overloaded(format!(
-                    "the leader could not confirm its leadership with a quorum ({q}); retry"
-                )))
-            }
-            Err(e) => Err(capnp::Error::failed(e.to_string())),
-        }
-    }
-}
-
-fn wrong_response() -> capnp::Error {
-    capnp::Error::failed("internal: the state machine answered another command".into())
-}
 
 impl kv::Server for KvService {
     async fn range(
@@ -122,15 +126,19 @@ impl kv::Server for KvService {
     ) -> Result<(), capnp::Error> {
         let wire = params.get()?.get_request()?;
         let request = read_range(wire)?;
+        let identity = self.check("kv:Get", &request.key)?;
+        let request = self.scope.map_range(request);
         if !wire.get_serializable() {
-            self.linearizable().await?;
+            self.proposer.linearizable().await?;
         }
-        let response = self
+        let mut response = self
+            .proposer
             .state_machine
             .state()
             .kv
             .range(&request)
             .map_err(kv_error)?;
+        self.visible(&identity, &mut response.kvs);
         write_range(results.get().init_response(), &response);
         Ok(())
     }
@@ -141,9 +149,39 @@ impl kv::Server for KvService {
         mut results: kv::PutResults,
     ) -> Result<(), capnp::Error> {
         let request = read_put(params.get()?.get_request()?)?;
-        let CommandResponse::Put(response) = self.propose(Command::Put(request)).await? else {
-            return Err(wrong_response());
+        self.check("kv:Put", &request.key)?;
+        let request = self.scope.map_put(request)?;
+        let command = if request.lease != 0 && !self.scope.is_whole() {
+            // The put and the lease-ownership check commit together.
+            let lease = request.lease;
+            Command::Txn(TxnRequest {
+                compare: vec![crate::kv::Compare {
+                    key: lease_owner_key(lease),
+                    range_end: Vec::new(),
+                    target: crate::kv::CompareTarget::Value(self.scope.prefix().to_vec()),
+                    result: crate::kv::CompareResult::Equal,
+                }],
+                success: vec![RequestOp::Put(request)],
+                failure: Vec::new(),
+            })
+        } else {
+            Command::Put(request)
         };
+        let mut response = match self.proposer.propose(command).await? {
+            CommandResponse::Put(response) => response,
+            CommandResponse::Txn(txn) => match txn.responses.into_iter().next() {
+                Some(crate::kv::ResponseOp::Put(response)) if txn.succeeded => response,
+                _ => {
+                    return Err(capnp::Error::failed(
+                        "lease not found (LeaseNotFound)".into(),
+                    ))
+                }
+            },
+            _ => return Err(wrong_response()),
+        };
+        if let Some(kv) = &mut response.prev_kv {
+            self.scope.strip_kv(kv);
+        }
         write_put(results.get().init_response(), &response);
         Ok(())
     }
@@ -154,11 +192,17 @@ impl kv::Server for KvService {
         mut results: kv::DeleteRangeResults,
     ) -> Result<(), capnp::Error> {
         let request = read_delete(params.get()?.get_request()?)?;
-        let CommandResponse::DeleteRange(response) =
-            self.propose(Command::DeleteRange(request)).await?
+        self.check("kv:Delete", &request.key)?;
+        let request = self.scope.map_delete(request)?;
+        let CommandResponse::DeleteRange(mut response) =
+            self.proposer.propose(Command::DeleteRange(request)).await?
         else {
             return Err(wrong_response());
         };
+        response
+            .prev_kvs
+            .iter_mut()
+            .for_each(|kv| self.scope.strip_kv(kv));
         write_delete(results.get().init_response(), &response);
         Ok(())
     }
@@ -169,9 +213,14 @@ impl kv::Server for KvService {
         mut results: kv::TxnResults,
     ) -> Result<(), capnp::Error> {
         let request = read_txn(params.get()?.get_request()?, 1)?;
-        let CommandResponse::Txn(response) = self.propose(Command::Txn(request)).await? else {
+        self.check_txn(&request)?;
+        let request = self.scope.map_txn(request)?;
+        let CommandResponse::Txn(mut response) =
+            self.proposer.propose(Command::Txn(request)).await?
+        else {
             return Err(wrong_response());
         };
+        self.scope.strip_txn(&mut response);
         write_txn(results.get().init_response(), &response);
         Ok(())
     }
@@ -182,7 +231,16 @@ impl kv::Server for KvService {
         mut results: kv::CompactResults,
     ) -> Result<(), capnp::Error> {
         let revision = params.get()?.get_revision();
-        let CommandResponse::Compact(response) = self.propose(Command::Compact(revision)).await?
+        // Compaction drops history of every tenant: the cluster admin's call.
+        let identity = self.session.identity()?;
+        if !identity.cluster_admin {
+            return Err(capnp::Error::failed(format!(
+                "{}: compaction is the cluster administrator's (it drops every tenant's history)",
+                super::session::PERMISSION_DENIED
+            )));
+        }
+        let CommandResponse::Compact(response) =
+            self.proposer.propose(Command::Compact(revision)).await?
         else {
             return Err(wrong_response());
         };
@@ -196,13 +254,26 @@ impl kv::Server for KvService {
         mut results: kv::LeaseGrantResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
+        self.session
+            .check(Scope::Project, "kv:LeaseGrant", "kv/lease")?;
         let command = Command::LeaseGrant {
             id: p.get_id(),
             ttl_ms: p.get_ttl_ms(),
         };
-        let CommandResponse::LeaseGrant(response) = self.propose(command).await? else {
+        let CommandResponse::LeaseGrant(response) = self.proposer.propose(command).await? else {
             return Err(wrong_response());
         };
+        if !self.scope.is_whole() {
+            // Record the owner on the lease itself. Should this fail, the
+            // lease is unusable by anyone but the admin and simply expires.
+            let owner = crate::kv::PutRequest {
+                key: lease_owner_key(response.id),
+                value: self.scope.prefix().to_vec(),
+                lease: response.id,
+                ..Default::default()
+            };
+            self.proposer.propose(Command::Put(owner)).await?;
+        }
         let mut r = results.get();
         r.set_id(response.id);
         r.set_ttl_ms(response.ttl_ms);
@@ -215,8 +286,11 @@ impl kv::Server for KvService {
         mut results: kv::LeaseRevokeResults,
     ) -> Result<(), capnp::Error> {
         let id = params.get()?.get_id();
+        self.session
+            .check(Scope::Project, "kv:LeaseRevoke", "kv/lease")?;
+        self.check_lease(id).await?;
         let CommandResponse::LeaseRevoke(response) =
-            self.propose(Command::LeaseRevoke { id }).await?
+            self.proposer.propose(Command::LeaseRevoke { id }).await?
         else {
             return Err(wrong_response());
         };
@@ -230,8 +304,13 @@ impl kv::Server for KvService {
         mut results: kv::LeaseKeepAliveResults,
     ) -> Result<(), capnp::Error> {
         let id = params.get()?.get_id();
-        let CommandResponse::LeaseKeepAlive(response) =
-            self.propose(Command::LeaseKeepAlive { id }).await?
+        self.session
+            .check(Scope::Project, "kv:LeaseKeepAlive", "kv/lease")?;
+        self.check_lease(id).await?;
+        let CommandResponse::LeaseKeepAlive(response) = self
+            .proposer
+            .propose(Command::LeaseKeepAlive { id })
+            .await?
         else {
             return Err(wrong_response());
         };
@@ -245,19 +324,29 @@ impl kv::Server for KvService {
         mut results: kv::LeaseTimeToLiveResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        self.linearizable().await?;
+        self.session
+            .check(Scope::Project, "kv:GetLease", "kv/lease")?;
+        self.check_lease(p.get_id()).await?;
+        self.proposer.linearizable().await?;
         let response = self
+            .proposer
             .state_machine
             .state()
             .kv
             .lease_time_to_live(p.get_id(), now_ms(), p.get_keys())
             .map_err(kv_error)?;
+        let keys: Vec<&[u8]> = response
+            .keys
+            .iter()
+            .filter(|k| self.scope.is_whole() || k.starts_with(self.scope.prefix()))
+            .map(|k| self.scope.strip(k))
+            .collect();
         let mut r = results.get();
         r.set_granted_ttl_ms(response.granted_ttl_ms);
         r.set_remaining_ms(response.remaining_ms);
-        let mut keys = r.init_keys(response.keys.len() as u32);
-        for (i, k) in response.keys.iter().enumerate() {
-            keys.set(i as u32, k);
+        let mut list = r.init_keys(keys.len() as u32);
+        for (i, k) in keys.iter().enumerate() {
+            list.set(i as u32, k);
         }
         Ok(())
     }
@@ -268,20 +357,21 @@ impl kv::Server for KvService {
         mut results: kv::WatchResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        if self.watches.get() >= self.limits.watches_per_connection_max {
+        let limit = self.proposer.limits.watches_per_connection_max;
+        if self.watches.get() >= limit {
             return Err(capnp::Error::failed(format!(
-                "this connection already holds {} watches (control.watches_per_connection_max)",
-                self.limits.watches_per_connection_max
+                "this connection already holds {limit} watches (control.watches_per_connection_max)"
             )));
         }
         let key = bytes(p.get_key())?;
-        let range_end = bytes(p.get_range_end())?;
+        self.check("kv:Watch", &key)?;
+        let (key, range_end) = self.scope.range(&key, &bytes(p.get_range_end())?);
         let watcher = p.get_watcher()?;
         let with_prev = p.get_prev_kv();
         // Subscribe before reading history so no event falls in between.
-        let mut live = self.state_machine.subscribe();
+        let mut live = self.proposer.state_machine.subscribe();
         let (history, revision) = {
-            let state = self.state_machine.state();
+            let state = self.proposer.state_machine.state();
             let current = state.kv.revision();
             let start = match p.get_start_revision() {
                 0 => current + 1,
@@ -304,9 +394,14 @@ impl kv::Server for KvService {
             }));
         self.watches.set(self.watches.get() + 1);
         let slot = WatchSlot(self.watches.clone());
+        let this = self.clone();
         tokio::task::spawn_local(async move {
             let _slot = slot;
-            if deliver(&watcher, &history, with_prev).await.is_err() {
+            if this
+                .deliver_visible(&watcher, &history, with_prev)
+                .await
+                .is_err()
+            {
                 return;
             }
             loop {
@@ -323,7 +418,12 @@ impl kv::Server for KvService {
                             })
                             .cloned()
                             .collect();
-                        if !mine.is_empty() && deliver(&watcher, &mine, with_prev).await.is_err() {
+                        if !mine.is_empty()
+                            && this
+                                .deliver_visible(&watcher, &mine, with_prev)
+                                .await
+                                .is_err()
+                        {
                             return;
                         }
                     }
@@ -340,6 +440,52 @@ impl kv::Server for KvService {
             }
         });
         Ok(())
+    }
+}
+
+impl KvService {
+    /// Delivers the events the watcher's caller may still see (its token is
+    /// checked again: a revoked token's watch ends), with its key names.
+    async fn deliver_visible(
+        &self,
+        watcher: &watcher::Client,
+        events: &[Event],
+        with_prev: bool,
+    ) -> capnp::Result<()> {
+        let identity = match self.session.identity() {
+            Ok(identity) => identity,
+            Err(e) => {
+                let mut request = watcher.cancelled_request();
+                request.get().set_reason(e.to_string());
+                let _ = request.send().promise.await;
+                return Err(e);
+            }
+        };
+        if self.scope.is_whole() && identity.cluster_admin {
+            return deliver(watcher, events, with_prev).await;
+        }
+        let visible: Vec<Event> = events
+            .iter()
+            .filter(|e| {
+                self.session.allows(
+                    &identity,
+                    "kv:Watch",
+                    &resource(self.scope.strip(&e.kv.key)),
+                )
+            })
+            .map(|e| {
+                let mut e = e.clone();
+                self.scope.strip_kv(&mut e.kv);
+                if let Some(prev) = &mut e.prev_kv {
+                    self.scope.strip_kv(prev);
+                }
+                e
+            })
+            .collect();
+        if visible.is_empty() {
+            return Ok(());
+        }
+        deliver(watcher, &visible, with_prev).await
     }
 }
 

@@ -7,8 +7,12 @@
 
 mod cluster_service;
 pub(crate) mod convert;
+mod iam_service;
+pub mod kv_scope;
 mod kv_service;
+mod proposer;
 mod raft_transport;
+pub mod session;
 
 use std::net::SocketAddr;
 
@@ -20,10 +24,10 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 
 pub use cluster_service::ClusterService;
 pub use kv_service::{KvService, NOT_LEADER};
+pub use proposer::Proposer;
 pub(crate) use raft_transport::read_log_id as read_optional_log_id;
 pub use raft_transport::{RaftNetworkFactoryImpl, RaftService};
-
-use crate::raft::{KvStateMachine, Raft};
+pub use session::{Auth, AuthSettings, Session, PERMISSION_DENIED, UNAUTHENTICATED};
 
 /// Largest message a connection accepts, in 8-byte words (64 MiB): bounds
 /// what one peer or client can make a node allocate.
@@ -75,73 +79,253 @@ impl Default for ServiceLimits {
     }
 }
 
-/// The bootstrap capability of a node.
+/// The bootstrap capability of a node: login, authentication, and the
+/// peers' way into Raft. One per connection (see `serve`).
 #[derive(Clone)]
 pub struct NodeService {
     node_id: u64,
-    raft: Raft,
-    state_machine: KvStateMachine,
-    limits: ServiceLimits,
-    /// Shared by every connection: proposals in flight on this node.
-    proposals: std::rc::Rc<tokio::sync::Semaphore>,
-    /// Per connection (see `serve`): watches open on it.
+    proposer: Proposer,
+    auth: std::rc::Rc<Auth>,
+    /// Where this connection comes from (login rate limits count per source).
+    source: std::net::IpAddr,
+    /// Per connection: watches open on it.
     watches: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl NodeService {
-    pub fn new(
-        node_id: u64,
-        raft: Raft,
-        state_machine: KvStateMachine,
-        limits: ServiceLimits,
-    ) -> Self {
+    pub fn new(node_id: u64, proposer: Proposer, auth: std::rc::Rc<Auth>) -> Self {
         Self {
             node_id,
-            raft,
-            state_machine,
-            limits,
-            proposals: std::rc::Rc::new(tokio::sync::Semaphore::new(limits.proposals_pending_max)),
+            proposer,
+            auth,
+            source: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             watches: std::rc::Rc::default(),
         }
     }
 }
 
+/// The uniform answer to a failed login: which part was wrong is not said.
+const LOGIN_FAILED: &str =
+    "unauthenticated: login failed (unknown tenant or principal, or wrong password)";
+
+impl NodeService {
+    async fn login_inner(
+        &self,
+        tenant: String,
+        principal: String,
+        secret: String,
+        project: String,
+        ttl_seconds: u32,
+    ) -> capnp::Result<(String, u64)> {
+        let ttl_ms = self.auth.ttl_ms(ttl_seconds)?;
+        let limited = self.auth.limiter.borrow_mut().attempt(
+            &format!("{tenant}/{principal}"),
+            self.source,
+            std::time::Instant::now(),
+        );
+        if let Err(retry) = limited {
+            // `failed`, not `overloaded`: clients must not retry this on their own.
+            return Err(capnp::Error::failed(format!("unauthenticated: {retry}")));
+        }
+        // Read the principal where the latest password is: the leader.
+        self.proposer.linearizable().await?;
+        let valid_names = photon_iam::model::check_name("tenant", &tenant).is_ok()
+            && photon_iam::model::check_name("principal", &principal).is_ok();
+        let record: Option<photon_iam::model::Principal> = if valid_names {
+            let key = photon_iam::model::keys::principal(&tenant, &principal);
+            let found = self
+                .proposer
+                .state_machine
+                .state()
+                .kv
+                .range(&crate::kv::RangeRequest {
+                    key: key.into_bytes(),
+                    ..Default::default()
+                })
+                .map_err(convert::kv_error)?;
+            found
+                .kvs
+                .first()
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        } else {
+            None
+        };
+        let hash = record.as_ref().map(|p| p.secret_hash.clone());
+        let matches = self
+            .auth
+            .hash_work(move || match hash {
+                Some(hash) => photon_iam::password::verify_secret(&secret, &hash),
+                None => {
+                    photon_iam::password::verify_dummy(&secret);
+                    false
+                }
+            })
+            .await?;
+        if !matches {
+            tracing::info!(%tenant, %principal, source = %self.source, "login refused");
+            return Err(capnp::Error::failed(LOGIN_FAILED.into()));
+        }
+        let project = if project.is_empty() {
+            photon_iam::model::DEFAULT_PROJECT.to_owned()
+        } else {
+            project
+        };
+        let project_key = photon_iam::model::keys::project(&tenant, &project);
+        let project_exists = photon_iam::model::check_name("project", &project).is_ok()
+            && self
+                .proposer
+                .state_machine
+                .state()
+                .kv
+                .range(&crate::kv::RangeRequest {
+                    key: project_key.into_bytes(),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .is_ok_and(|r| r.count > 0);
+        if !project_exists {
+            return Err(capnp::Error::failed(format!(
+                "not found: project {project:?} in tenant {tenant:?}"
+            )));
+        }
+        let (token, claims) = self
+            .auth
+            .directory
+            .issue_token(&tenant, &principal, &project, now_ms(), ttl_ms)
+            .map_err(|e| capnp::Error::failed(e.to_string()))?;
+        tracing::info!(%tenant, %principal, %project, token_id = %claims.jti, "login");
+        Ok((token, claims.exp))
+    }
+}
+
 impl node::Server for NodeService {
-    fn kv(
+    async fn login(
         self: capnp::capability::Rc<Self>,
-        _params: node::KvParams,
-        mut results: node::KvResults,
-    ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
+        params: node::LoginParams,
+        mut results: node::LoginResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let text = |r: capnp::text::Reader<'_>| {
+            r.to_string()
+                .map_err(|_| capnp::Error::failed("invalid argument: text is not UTF-8".into()))
+        };
+        let (token, expires) = self
+            .login_inner(
+                text(p.get_tenant()?)?,
+                text(p.get_principal()?)?,
+                text(p.get_secret()?)?,
+                text(p.get_project()?)?,
+                p.get_ttl_seconds(),
+            )
+            .await?;
+        let mut r = results.get();
+        r.set_token(&token);
+        r.set_expires_at_ms(expires);
+        Ok(())
+    }
+
+    async fn authenticate(
+        self: capnp::capability::Rc<Self>,
+        params: node::AuthenticateParams,
+        mut results: node::AuthenticateResults,
+    ) -> Result<(), capnp::Error> {
+        let token =
+            params.get()?.get_token()?.to_string().map_err(|_| {
+                capnp::Error::failed(format!("{UNAUTHENTICATED}: token is not UTF-8"))
+            })?;
+        self.auth.verify(&token)?;
+        let session = SessionService {
+            node_id: self.node_id,
+            proposer: self.proposer.clone(),
+            session: std::rc::Rc::new(Session::new(self.auth.clone(), token)),
+            watches: self.watches.clone(),
+        };
+        results.get().set_session(capnp_rpc::new_client(session));
+        Ok(())
+    }
+
+    async fn peer(
+        self: capnp::capability::Rc<Self>,
+        params: node::PeerParams,
+        mut results: node::PeerResults,
+    ) -> Result<(), capnp::Error> {
+        let proof = params.get()?.get_proof()?;
+        if !self.auth.directory.cluster_key().check_peer_proof(proof) {
+            tracing::warn!(source = %self.source, "refused a Raft peer without the cluster key");
+            return Err(capnp::Error::failed(format!(
+                "{UNAUTHENTICATED}: peer proof refused (nodes of one cluster must share iam.cluster_key_file)"
+            )));
+        }
+        results
+            .get()
+            .set_raft(capnp_rpc::new_client(RaftService::new(
+                self.proposer.raft.clone(),
+            )));
+        Ok(())
+    }
+}
+
+/// What an authenticated caller holds: capabilities scoped to its token.
+pub struct SessionService {
+    node_id: u64,
+    proposer: Proposer,
+    session: std::rc::Rc<Session>,
+    watches: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl control_schema::raft_capnp::session::Server for SessionService {
+    async fn whoami(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::WhoamiParams,
+        mut results: control_schema::raft_capnp::session::WhoamiResults,
+    ) -> Result<(), capnp::Error> {
+        iam_service::whoami(
+            &self.session,
+            &self.proposer.state_machine,
+            results.get().init_identity(),
+        )
+    }
+
+    async fn iam(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::IamParams,
+        mut results: control_schema::raft_capnp::session::IamResults,
+    ) -> Result<(), capnp::Error> {
+        self.session.identity()?;
+        let iam = iam_service::IamService::new(self.proposer.clone(), self.session.clone());
+        results.get().set_iam(capnp_rpc::new_client(iam));
+        Ok(())
+    }
+
+    async fn kv(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::KvParams,
+        mut results: control_schema::raft_capnp::session::KvResults,
+    ) -> Result<(), capnp::Error> {
+        let identity = self.session.identity()?;
         let kv = KvService::new(
-            self.raft.clone(),
-            self.state_machine.clone(),
-            self.proposals.clone(),
-            self.limits,
+            self.proposer.clone(),
+            self.session.clone(),
+            kv_scope::KeyScope::for_identity(&identity),
             self.watches.clone(),
         );
         results.get().set_kv(capnp_rpc::new_client(kv));
-        std::future::ready(Ok(()))
+        Ok(())
     }
 
-    fn cluster(
+    async fn cluster(
         self: capnp::capability::Rc<Self>,
-        _params: node::ClusterParams,
-        mut results: node::ClusterResults,
-    ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
-        let cluster = ClusterService::new(self.node_id, self.raft.clone());
+        _params: control_schema::raft_capnp::session::ClusterParams,
+        mut results: control_schema::raft_capnp::session::ClusterResults,
+    ) -> Result<(), capnp::Error> {
+        let cluster = ClusterService::new(
+            self.node_id,
+            self.proposer.raft.clone(),
+            self.session.clone(),
+        );
+        cluster.check()?;
         results.get().set_cluster(capnp_rpc::new_client(cluster));
-        std::future::ready(Ok(()))
-    }
-
-    fn raft(
-        self: capnp::capability::Rc<Self>,
-        _params: node::RaftParams,
-        mut results: node::RaftResults,
-    ) -> impl std::future::Future<Output = Result<(), capnp::Error>> + 'static {
-        results
-            .get()
-            .set_raft(capnp_rpc::new_client(RaftService::new(self.raft.clone())));
-        std::future::ready(Ok(()))
+        Ok(())
     }
 }
 
@@ -169,6 +353,7 @@ pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
         // that connection only.
         let bootstrap: node::Client = capnp_rpc::new_client(NodeService {
             watches: std::rc::Rc::default(),
+            source: peer.ip(),
             ..service.clone()
         });
         let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.client));
@@ -181,7 +366,7 @@ pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
 }
 
 /// Wall clock in ms since the epoch: the leader stamps proposals with it.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

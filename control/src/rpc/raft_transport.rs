@@ -140,11 +140,15 @@ impl raft::Server for RaftService {
 /// openraft's view of the other nodes: one Cap'n Proto connection per peer,
 /// opened on first use and again after it failed.
 #[derive(Clone, Default)]
-pub struct RaftNetworkFactoryImpl;
+pub struct RaftNetworkFactoryImpl {
+    /// What this node shows its peers: proof it holds the cluster key.
+    pub peer_proof: [u8; 32],
+}
 
 /// The connection to one peer.
 pub struct PeerConnection {
     target: u64,
+    peer_proof: [u8; 32],
     address: String,
     client: Option<raft::Client>,
 }
@@ -155,6 +159,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftNetworkFactoryImpl {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerConnection {
         PeerConnection {
             target,
+            peer_proof: self.peer_proof,
             address: node.addr.clone(),
             client: None,
         }
@@ -188,8 +193,9 @@ impl PeerConnection {
         let node = connect(address)
             .await
             .map_err(|e| unreachable(self.target, e))?;
-        let raft = node
-            .raft_request()
+        let mut request = node.peer_request();
+        request.get().set_proof(&self.peer_proof);
+        let raft = request
             .send()
             .promise
             .await

@@ -1,0 +1,232 @@
+//! IAM on a control-plane node: the local [`Directory`] fed from the state
+//! machine's applied events (the in-process form of a KV watch on `iam/`),
+//! and the first-start bootstrap that creates the signing key, the `system`
+//! tenant and the cluster administrator.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use photon_iam::model::{self, keys, Principal, PrincipalKind};
+use photon_iam::seal::ClusterKey;
+use photon_iam::{password, records, Directory, Snapshot};
+
+use crate::kv::{prefix_end, Command, CommandResponse, Compare, CompareResult, CompareTarget};
+use crate::kv::{EventKind, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::raft::KvStateMachine;
+use crate::rpc::{now_ms, Proposer};
+
+/// How often a node that leads checks whether the cluster still needs its
+/// first administrator.
+const BOOTSTRAP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The file the bootstrapping node writes the administrator's credentials to.
+pub const ADMIN_CREDENTIALS_FILE: &str = "admin.credentials";
+
+/// Every IAM record in the applied state, as a snapshot.
+pub fn load(state_machine: &KvStateMachine) -> Snapshot {
+    let prefix = model::PREFIX.as_bytes();
+    let kvs = state_machine
+        .state()
+        .kv
+        .range(&RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            ..Default::default()
+        })
+        .map(|r| r.kvs)
+        .unwrap_or_default();
+    let mut snapshot = Snapshot::default();
+    for kv in &kvs {
+        snapshot.apply(&kv.key, Some(&kv.value));
+    }
+    snapshot
+}
+
+/// Whether the applied state was sealed with another cluster key.
+pub fn key_mismatch(snapshot: &Snapshot, key: &ClusterKey) -> bool {
+    snapshot
+        .cluster_key_check
+        .as_deref()
+        .is_some_and(|check| !photon_iam::seal::key_matches_check(key, check))
+}
+
+/// Keeps `directory` equal to the applied `iam/` records: reloads on start,
+/// after a snapshot was installed (an empty event batch) or when it fell
+/// behind, and applies event batches otherwise.
+pub async fn follow(state_machine: KvStateMachine, directory: Arc<Directory>) {
+    loop {
+        let mut live = state_machine.subscribe();
+        let snapshot = load(&state_machine);
+        if key_mismatch(&snapshot, directory.cluster_key()) {
+            tracing::error!(
+                "the IAM records were sealed with another cluster key: this node cannot open access keys or sign tokens (check iam.cluster_key_file)"
+            );
+        }
+        directory.replace(snapshot);
+        loop {
+            match live.recv().await {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => directory.apply(
+                    events
+                        .iter()
+                        .filter(|e| e.kv.key.starts_with(model::PREFIX.as_bytes()))
+                        .map(|e| {
+                            let value = match e.kind {
+                                EventKind::Put => Some(e.kv.value.as_slice()),
+                                EventKind::Delete => None,
+                            };
+                            (e.kv.key.as_slice(), value)
+                        }),
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Where the administrator's credentials go, and how to write them.
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    pub credentials_path: PathBuf,
+}
+
+/// On the leader, until the cluster has its administrator: creates the
+/// cluster-key check, the first signing key, the `system` tenant and the
+/// administrator with a random password, which is written (0600) to
+/// `credentials_path` before it is proposed, so a crash cannot commit a
+/// password nobody knows.
+pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: BootstrapSettings) {
+    let mut tick = tokio::time::interval(BOOTSTRAP_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        if bootstrapped(&proposer.state_machine) {
+            return;
+        }
+        if !proposer.is_leader() {
+            continue;
+        }
+        match bootstrap_once(&proposer, &directory, &settings).await {
+            Ok(true) => {
+                tracing::info!(path = %settings.credentials_path.display(), "created the cluster administrator");
+                eprintln!(
+                    "photon: created the cluster administrator; its credentials are in {} (mode 0600)",
+                    settings.credentials_path.display()
+                );
+                return;
+            }
+            Ok(false) => {
+                // Another node bootstrapped first.
+                let _ = std::fs::remove_file(&settings.credentials_path);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "IAM bootstrap failed; retrying"),
+        }
+    }
+}
+
+fn bootstrapped(state_machine: &KvStateMachine) -> bool {
+    state_machine
+        .state()
+        .kv
+        .range(&RangeRequest {
+            key: keys::tenant(model::SYSTEM_TENANT).into_bytes(),
+            count_only: true,
+            ..Default::default()
+        })
+        .is_ok_and(|r| r.count > 0)
+}
+
+async fn bootstrap_once(
+    proposer: &Proposer,
+    directory: &Directory,
+    settings: &BootstrapSettings,
+) -> Result<bool, String> {
+    let admin_password = password::generate_secret();
+    write_credentials(&settings.credentials_path, &admin_password)
+        .map_err(|e| format!("cannot write {}: {e}", settings.credentials_path.display()))?;
+    let hash = {
+        let secret = admin_password.clone();
+        tokio::task::spawn_blocking(move || password::hash_secret(&secret))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+    };
+    let now = now_ms();
+    let cluster_key = directory.cluster_key();
+    let pair = photon_iam::token::KeyPair::generate(password::generate_id("k", 8));
+    let admin = Principal {
+        tenant: model::SYSTEM_TENANT.into(),
+        name: model::CLUSTER_ADMIN.into(),
+        kind: PrincipalKind::User,
+        secret_hash: hash,
+        cluster_admin: true,
+        tokens_not_before_ms: 0,
+        created_ms: now,
+    };
+    let records = [
+        records::cluster_key_check(cluster_key),
+        records::signing_key(cluster_key, &pair, now, None),
+        records::tenant(model::SYSTEM_TENANT, now),
+        records::project(model::SYSTEM_TENANT, model::DEFAULT_PROJECT, now),
+        records::principal(&admin),
+        records::binding(
+            model::SYSTEM_TENANT,
+            model::CLUSTER_ADMIN,
+            model::ALL_PROJECTS,
+            "admin",
+        ),
+    ];
+    let command = Command::Txn(TxnRequest {
+        compare: vec![Compare {
+            key: keys::tenant(model::SYSTEM_TENANT).into_bytes(),
+            range_end: Vec::new(),
+            target: CompareTarget::Version(0),
+            result: CompareResult::Equal,
+        }],
+        success: records
+            .into_iter()
+            .map(|(key, value)| {
+                RequestOp::Put(PutRequest {
+                    key: key.into_bytes(),
+                    value,
+                    ..Default::default()
+                })
+            })
+            .collect(),
+        failure: Vec::new(),
+    });
+    match proposer.propose(command).await {
+        Ok(CommandResponse::Txn(response)) => Ok(response.succeeded),
+        Ok(_) => Err("the state machine answered another command".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes the administrator's credentials (mode 0600, replacing atomically).
+fn write_credentials(path: &Path, password: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    writeln!(
+        file,
+        "# PhotonCloud cluster administrator, created on this cluster's first start.\n\
+         # Keep this file private. `photon ctl login --data-dir DIR` reads it.\n\
+         tenant = \"{}\"\nprincipal = \"{}\"\npassword = \"{password}\"",
+        model::SYSTEM_TENANT,
+        model::CLUSTER_ADMIN,
+    )?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

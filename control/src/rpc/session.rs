@@ -1,0 +1,166 @@
+//! Authentication on a node: the shared [`Auth`] state (the IAM directory,
+//! this thread's verifier, the login limiter) and the per-caller
+//! [`Session`] every scoped capability holds. A session re-checks its token
+//! on every call (a cached check: revocation and expiry still apply at once)
+//! and authorizes the call's action on its resource.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use photon_iam::directory::Denied;
+use photon_iam::ratelimit::{LoginLimiter, LoginLimits};
+use photon_iam::token::TokenError;
+use photon_iam::{Directory, Identity, Scope, Verifier};
+
+use super::now_ms;
+
+/// Prefix of errors for a missing, invalid, expired or revoked token.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+/// Prefix of errors for an authenticated caller its roles do not allow.
+pub const PERMISSION_DENIED: &str = "permission denied";
+
+/// Token lifetimes and login limits of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// Lifetime of a token when the caller asks for none.
+    pub token_ttl_default_ms: u64,
+    /// Longest lifetime a caller may ask for; retired signing keys verify
+    /// this long after a rotation.
+    pub token_ttl_max_ms: u64,
+    pub login: LoginLimits,
+    /// Password hashes computed at once on this node (each takes ~19 MiB
+    /// and tens of ms of CPU, off the control thread).
+    pub hashing_concurrent_max: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl_default_ms: 3_600_000,
+            token_ttl_max_ms: 12 * 3_600_000,
+            login: LoginLimits::default(),
+            hashing_concurrent_max: 2,
+        }
+    }
+}
+
+/// A node's authentication state, shared by every connection (control
+/// thread only).
+pub struct Auth {
+    pub directory: Arc<Directory>,
+    pub verifier: RefCell<Verifier>,
+    pub limiter: RefCell<LoginLimiter>,
+    pub hashing: tokio::sync::Semaphore,
+    pub settings: AuthSettings,
+}
+
+impl Auth {
+    pub fn new(directory: Arc<Directory>, settings: AuthSettings) -> Rc<Self> {
+        Rc::new(Self {
+            verifier: RefCell::new(Verifier::new(directory.clone())),
+            directory,
+            limiter: RefCell::new(LoginLimiter::new(settings.login)),
+            hashing: tokio::sync::Semaphore::new(settings.hashing_concurrent_max),
+            settings,
+        })
+    }
+
+    /// Verifies `token` now.
+    pub fn verify(&self, token: &str) -> capnp::Result<Arc<Identity>> {
+        self.verifier
+            .borrow_mut()
+            .verify(token, now_ms())
+            .map_err(unauthenticated)
+    }
+
+    /// The token lifetime for a request of `ttl_seconds` (0: the default).
+    pub fn ttl_ms(&self, ttl_seconds: u32) -> capnp::Result<u64> {
+        let asked = u64::from(ttl_seconds) * 1000;
+        if asked == 0 {
+            return Ok(self.settings.token_ttl_default_ms);
+        }
+        if asked > self.settings.token_ttl_max_ms {
+            return Err(capnp::Error::failed(format!(
+                "invalid argument: a token lives at most {} s (iam.token_ttl_max_s)",
+                self.settings.token_ttl_max_ms / 1000
+            )));
+        }
+        Ok(asked)
+    }
+
+    /// Runs an argon2id hash or verification on the blocking pool, at most
+    /// `hashing_concurrent_max` at once, so the control thread (and Raft's
+    /// heartbeats) never wait for it.
+    pub async fn hash_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> capnp::Result<T> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| capnp::Error::failed(format!("internal: hashing task failed: {e}")))
+    }
+}
+
+pub fn unauthenticated(e: TokenError) -> capnp::Error {
+    capnp::Error::failed(format!("{UNAUTHENTICATED}: {e}"))
+}
+
+pub fn denied(e: Denied) -> capnp::Error {
+    capnp::Error::failed(format!("{PERMISSION_DENIED}: {e}"))
+}
+
+/// An authenticated caller.
+pub struct Session {
+    pub auth: Rc<Auth>,
+    token: String,
+}
+
+impl Session {
+    pub fn new(auth: Rc<Auth>, token: String) -> Self {
+        Self { auth, token }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The caller, if its token is still valid.
+    pub fn identity(&self) -> capnp::Result<Arc<Identity>> {
+        self.auth.verify(&self.token)
+    }
+
+    /// The caller, if its token is valid and its roles allow `action` on
+    /// `resource` in `scope`.
+    pub fn check(
+        &self,
+        scope: Scope,
+        action: &str,
+        resource: &str,
+    ) -> capnp::Result<Arc<Identity>> {
+        let identity = self.identity()?;
+        self.auth
+            .verifier
+            .borrow_mut()
+            .authorize(&identity, scope, action, resource)
+            .map_err(denied)?;
+        Ok(identity)
+    }
+
+    /// Whether `identity` may do `action` on `resource` (for filtering
+    /// results key by key).
+    pub fn allows(&self, identity: &Identity, action: &str, resource: &str) -> bool {
+        identity.cluster_admin
+            || self
+                .auth
+                .verifier
+                .borrow_mut()
+                .authorize(identity, Scope::Project, action, resource)
+                .is_ok()
+    }
+}

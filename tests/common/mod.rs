@@ -1,0 +1,340 @@
+//! Shared by the integration tests: start `photon dev` and `photon node`
+//! processes, log in, and run `photon ctl` as a given user.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use photon_control::client::Client;
+
+pub fn photon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_photon"))
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("photon-ctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `dir/endpoints.json` and returns its endpoints by name.
+pub fn endpoints(dir: &Path, child: &mut Child) -> BTreeMap<String, SocketAddr> {
+    let file = dir.join("endpoints.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            return v["endpoints"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, a)| (k.clone(), a.as_str().unwrap().parse().unwrap()))
+                .collect();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("photon exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `photon ctl` as the user logged in under `config_dir`.
+pub fn ctl_as(config_dir: &Path, endpoint: SocketAddr, args: &[&str]) -> Output {
+    photon()
+        .env("PHOTON_CONFIG_DIR", config_dir)
+        .env_remove("PHOTON_TOKEN")
+        .args(["ctl", "--endpoints", &endpoint.to_string()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Like [`ctl_as`] with `--json`; panics unless it succeeds.
+pub fn ctl_json_as(config_dir: &Path, endpoint: SocketAddr, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ctl_as(config_dir, endpoint, &all);
+    assert!(
+        out.status.success(),
+        "photon ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `photon ctl login` as `user` of `tenant`, storing the token in `config_dir`.
+pub fn login_as(config_dir: &Path, endpoint: SocketAddr, tenant: &str, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = photon()
+        .env("PHOTON_CONFIG_DIR", config_dir)
+        .args([
+            "ctl",
+            "--endpoints",
+            &endpoint.to_string(),
+            "login",
+            "--tenant",
+            tenant,
+            "--user",
+            user,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "login as {tenant}/{user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `photon ctl` with `stdin` fed to it.
+pub fn ctl_stdin_as(config_dir: &Path, endpoint: SocketAddr, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = photon()
+        .env("PHOTON_CONFIG_DIR", config_dir)
+        .env_remove("PHOTON_TOKEN")
+        .args(["ctl", "--endpoints", &endpoint.to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{stdin}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A running `photon dev` with its cluster administrator logged in (token
+/// in `admin_config`).
+pub struct Dev {
+    pub dir: PathBuf,
+    pub control: SocketAddr,
+    pub admin_config: PathBuf,
+    _proc: Proc,
+}
+
+impl Dev {
+    pub fn start(name: &str) -> Self {
+        let dir = temp_dir(name);
+        let data = dir.join("data");
+        let mut child = photon()
+            .args([
+                "dev",
+                "--cores",
+                "1",
+                "--admin",
+                "127.0.0.1:0",
+                "--control",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let control = endpoints(&data, &mut child)["control"];
+        let proc_ = Proc(child);
+        let admin_config = dir.join("admin-config");
+        // The administrator appears once the node has bootstrapped IAM.
+        let credentials = data.join("control").join("admin.credentials");
+        wait_for(&credentials);
+        let out = photon()
+            .env("PHOTON_CONFIG_DIR", &admin_config)
+            .args(["ctl", "login", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dev login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            dir,
+            control,
+            admin_config,
+            _proc: proc_,
+        }
+    }
+
+    /// `photon ctl --json` as the cluster administrator.
+    pub fn admin_json(&self, args: &[&str]) -> serde_json::Value {
+        ctl_json_as(&self.admin_config, self.control, args)
+    }
+}
+
+/// Waits (up to a minute) for `path` to exist.
+pub fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no {}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads the cluster administrator's password from a credentials file.
+pub fn admin_password(credentials: &Path) -> String {
+    let text = std::fs::read_to_string(credentials).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["password"].as_str().unwrap().to_owned()
+}
+
+/// A free port on 127.0.0.1, for addresses that must be known before start.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub addresses: BTreeMap<u64, SocketAddr>,
+    pub nodes: BTreeMap<u64, Proc>,
+    /// The cluster key every node shares (`iam.cluster_key_file`).
+    pub key_file: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        if std::thread::panicking() {
+            eprintln!("node logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Cluster {
+    pub fn new(name: &str) -> Self {
+        let dir = temp_dir(name);
+        // Nodes 1-3 form the initial cluster; node 4 starts empty and joins.
+        let addresses = (1..=4u64)
+            .map(|id| (id, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .collect();
+        let key_file = dir.join("cluster.key");
+        photon_iam::seal::ClusterKey::generate()
+            .write_new(&key_file)
+            .unwrap();
+        Self {
+            dir,
+            addresses,
+            nodes: BTreeMap::new(),
+            key_file,
+        }
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let members: Vec<String> = self
+            .addresses
+            .iter()
+            .filter(|(i, _)| **i <= 3)
+            .map(|(i, a)| format!("\"{i}={a}\""))
+            .collect();
+        let node_dir = self.dir.join(format!("n{id}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let config = format!(
+            "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [\"control\"]\n[engine]\ncores = 1\npin = false\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[control]\nnode_id = {id}\nlisten = \"{}\"\n\
+             initial_members = [{}]\nsnapshot_every_entries = 100\nsnapshot_keep_entries = 0\n\
+             [iam]\ncluster_key_file = \"{}\"\n",
+            node_dir.display(),
+            self.addresses[&id],
+            if id <= 3 { members.join(", ") } else { String::new() },
+            self.key_file.display()
+        );
+        let file = self.dir.join(format!("n{id}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let log = std::fs::File::create(self.dir.join(format!("n{id}.log"))).unwrap();
+        let mut child = photon()
+            .args(["node", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let _ = std::fs::remove_file(node_dir.join("endpoints.json"));
+        endpoints(&node_dir, &mut child);
+        self.nodes.insert(id, Proc(child));
+    }
+
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut p) = self.nodes.remove(&id) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(p.0.id() as i32, libc::SIGKILL) };
+            let _ = p.0.wait();
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        self.addresses
+            .iter()
+            .filter(|(i, _)| **i <= 3)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, f)
+}
+
+impl Cluster {
+    /// Logs in as the cluster administrator (whose credentials the
+    /// bootstrapping node wrote into its data directory) and returns a token.
+    pub fn admin_token(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let credentials = loop {
+            let found = (1..=4u64)
+                .map(|id| self.dir.join(format!("n{id}/control/admin.credentials")))
+                .find(|p| p.exists());
+            if let Some(path) = found {
+                break path;
+            }
+            assert!(Instant::now() < deadline, "no node wrote admin.credentials");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let password = admin_password(&credentials);
+        let endpoints = self.endpoints();
+        block_on(async move {
+            let mut client = Client::new(endpoints).unwrap();
+            client
+                .login("system", "admin", &password, "", 0)
+                .await
+                .unwrap()
+                .0
+        })
+    }
+
+    /// A client for `endpoints` presenting `token`.
+    pub fn client(endpoints: Vec<SocketAddr>, token: &str) -> Client {
+        Client::with_token(endpoints, token.to_owned()).unwrap()
+    }
+}
