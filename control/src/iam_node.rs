@@ -95,14 +95,16 @@ pub struct BootstrapSettings {
 
 /// On the leader, until the cluster has its administrator: creates the
 /// cluster-key check, the first signing key, the `system` tenant and the
-/// administrator with a random password, which is written (0600) to
-/// `credentials_path` before it is proposed, so a crash cannot commit a
-/// password nobody knows.
+/// administrator with a random password. The password is written (0600) to a
+/// pending file before it is proposed, so a crash cannot commit a password
+/// nobody knows, and renamed to `credentials_path` once committed, so a
+/// reader never finds a password that does not work yet.
 pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: BootstrapSettings) {
     let mut tick = tokio::time::interval(BOOTSTRAP_CHECK_INTERVAL);
     loop {
         tick.tick().await;
         if bootstrapped(&proposer.state_machine) {
+            recover_pending(&proposer.state_machine, &settings.credentials_path).await;
             return;
         }
         if !proposer.is_leader() {
@@ -110,6 +112,9 @@ pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: 
         }
         match bootstrap_once(&proposer, &directory, &settings).await {
             Ok(true) => {
+                if let Err(e) = publish(&settings.credentials_path) {
+                    tracing::error!(error = %e, "cannot move the administrator's credentials into place");
+                }
                 tracing::info!(path = %settings.credentials_path.display(), "created the cluster administrator");
                 eprintln!(
                     "photon: created the cluster administrator; its credentials are in {} (mode 0600)",
@@ -119,7 +124,7 @@ pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: 
             }
             Ok(false) => {
                 // Another node bootstrapped first.
-                let _ = std::fs::remove_file(&settings.credentials_path);
+                let _ = std::fs::remove_file(pending_path(&settings.credentials_path));
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "IAM bootstrap failed; retrying"),
@@ -145,8 +150,9 @@ async fn bootstrap_once(
     settings: &BootstrapSettings,
 ) -> Result<bool, String> {
     let admin_password = password::generate_secret();
-    write_credentials(&settings.credentials_path, &admin_password)
-        .map_err(|e| format!("cannot write {}: {e}", settings.credentials_path.display()))?;
+    let pending = pending_path(&settings.credentials_path);
+    write_credentials(&pending, &admin_password)
+        .map_err(|e| format!("cannot write {}: {e}", pending.display()))?;
     let hash = {
         let secret = admin_password.clone();
         tokio::task::spawn_blocking(move || password::hash_secret(&secret))
@@ -202,6 +208,59 @@ async fn bootstrap_once(
         Ok(CommandResponse::Txn(response)) => Ok(response.succeeded),
         Ok(_) => Err("the state machine answered another command".to_owned()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn pending_path(path: &Path) -> PathBuf {
+    path.with_extension("pending")
+}
+
+/// Moves committed credentials into place.
+fn publish(path: &Path) -> std::io::Result<()> {
+    std::fs::rename(pending_path(path), path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// After a crash between commit and rename: publishes the pending file if
+/// its password is the committed one, else drops it.
+async fn recover_pending(state_machine: &KvStateMachine, path: &Path) {
+    let pending = pending_path(path);
+    let Ok(text) = std::fs::read_to_string(&pending) else {
+        return;
+    };
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .map(str::to_owned);
+    let hash = state_machine
+        .state()
+        .kv
+        .range(&RangeRequest {
+            key: keys::principal(model::SYSTEM_TENANT, model::CLUSTER_ADMIN).into_bytes(),
+            ..Default::default()
+        })
+        .ok()
+        .and_then(|r| r.kvs.into_iter().next())
+        .and_then(|kv| serde_json::from_slice::<Principal>(&kv.value).ok())
+        .map(|p| p.secret_hash);
+    let committed = match (password, hash) {
+        (Some(password), Some(hash)) => {
+            tokio::task::spawn_blocking(move || password::verify_secret(&password, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    if committed {
+        if let Err(e) = publish(path) {
+            tracing::error!(error = %e, "cannot move the administrator's credentials into place");
+        }
+    } else {
+        let _ = std::fs::remove_file(&pending);
     }
 }
 

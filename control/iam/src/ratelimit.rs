@@ -312,6 +312,33 @@ impl LoginLimiter {
         }
         Ok(())
     }
+
+    /// Gives back the token a successful login took: only failed attempts
+    /// count against the limits, so people who log in often are never
+    /// throttled, while guessing still is (each guess costs a token before
+    /// its secret is checked).
+    pub fn refund(&mut self, principal: &str, source: IpAddr, now: Instant) {
+        let source_key = SourceKey {
+            principal: principal.to_owned(),
+            source,
+        };
+        let source_rule = self.sources.rule;
+        if let Some(bucket) = self.sources.buckets.get_mut(&source_key) {
+            let refilled = source_rule.refilled(*bucket, now);
+            *bucket = Bucket {
+                tokens: (refilled.tokens + 1).min(source_rule.burst),
+                ..refilled
+            };
+        }
+        let principal_rule = self.principals.rule;
+        if let Some(bucket) = self.principals.buckets.get_mut(principal) {
+            let refilled = principal_rule.refilled(*bucket, now);
+            *bucket = Bucket {
+                tokens: (refilled.tokens + 1).min(principal_rule.burst),
+                ..refilled
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +346,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn successful_logins_are_refunded() {
+        let mut limiter = LoginLimiter::new(LoginLimits::default());
+        let now = Instant::now();
+        let source = address(1);
+        for _ in 0..50 {
+            limiter.attempt("acme/alice", source, now).unwrap();
+            limiter.refund("acme/alice", source, now);
+        }
+        for _ in 0..LoginLimits::default().per_source_burst {
+            limiter.attempt("acme/alice", source, now).unwrap();
+        }
+        assert!(limiter.attempt("acme/alice", source, now).is_err());
+    }
 
     fn address(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))

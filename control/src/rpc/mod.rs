@@ -118,8 +118,12 @@ impl NodeService {
         ttl_seconds: u32,
     ) -> capnp::Result<(String, u64)> {
         let ttl_ms = self.auth.ttl_ms(ttl_seconds)?;
+        // Read the principal where the latest password is: the leader (a
+        // follower's redirect counts no attempt).
+        self.proposer.linearizable().await?;
+        let limit_key = format!("{tenant}/{principal}");
         let limited = self.auth.limiter.borrow_mut().attempt(
-            &format!("{tenant}/{principal}"),
+            &limit_key,
             self.source,
             std::time::Instant::now(),
         );
@@ -127,8 +131,6 @@ impl NodeService {
             // `failed`, not `overloaded`: clients must not retry this on their own.
             return Err(capnp::Error::failed(format!("unauthenticated: {retry}")));
         }
-        // Read the principal where the latest password is: the leader.
-        self.proposer.linearizable().await?;
         let valid_names = photon_iam::model::check_name("tenant", &tenant).is_ok()
             && photon_iam::model::check_name("principal", &principal).is_ok();
         let record: Option<photon_iam::model::Principal> = if valid_names {
@@ -165,6 +167,10 @@ impl NodeService {
             tracing::info!(%tenant, %principal, source = %self.source, "login refused");
             return Err(capnp::Error::failed(LOGIN_FAILED.into()));
         }
+        self.auth
+            .limiter
+            .borrow_mut()
+            .refund(&limit_key, self.source, std::time::Instant::now());
         let project = if project.is_empty() {
             photon_iam::model::DEFAULT_PROJECT.to_owned()
         } else {
