@@ -48,8 +48,10 @@ pub enum IamCommand {
     Bindings { principal: Option<String> },
     /// Revoke a token (every node refuses it within a second).
     RevokeToken {
-        /// The token; read from stdin when omitted.
-        token: Option<String>,
+        /// The token to revoke; read from stdin when omitted. (Not named
+        /// `token`: that is the global option naming the caller's token.)
+        #[arg(id = "revoked_token", value_name = "TOKEN")]
+        revoked: Option<String>,
     },
     /// Refuse every token PRINCIPAL holds now (default: yourself).
     SignOut { principal: Option<String> },
@@ -317,8 +319,8 @@ pub async fn run(client: &mut Client, cmd: IamCommand, as_json: bool) -> anyhow:
                 .collect();
             print_rows(as_json, &rows, &["principal", "project", "role"]);
         }
-        IamCommand::RevokeToken { token } => {
-            let token = match token {
+        IamCommand::RevokeToken { revoked } => {
+            let token = match revoked {
                 Some(t) => t,
                 None => read_secret("token", true)?,
             };

@@ -180,3 +180,82 @@ fn a_node_with_another_cluster_key_cannot_join() {
             .unwrap();
     });
 }
+
+/// The library data-plane shards use, fed over the network by a KV watch:
+/// access keys appear with their secret, revocations and deletions arrive.
+#[test]
+fn a_remote_directory_follows_the_cluster() {
+    use photon_iam::{Directory, Verifier};
+    let mut cluster = Cluster::new("iamfeed");
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let admin = cluster.admin_token();
+    let user_token = cluster.admin_token();
+    let key = photon_iam::seal::ClusterKey::load(&cluster.key_file).unwrap();
+    let directory = Directory::new(key);
+    let endpoints = cluster.endpoints();
+    block_on(async {
+        let feed_client = Cluster::client(vec![endpoints[2]], &admin);
+        tokio::task::spawn_local(photon_control::iam_node::follow_remote(
+            feed_client,
+            directory.clone(),
+        ));
+        let mut client = Cluster::client(endpoints.clone(), &admin);
+        let (id, secret) = client
+            .with_iam(|iam| async move {
+                let reply = iam.create_access_key_request().send().promise.await?;
+                let r = reply.get()?;
+                Ok((r.get_id()?.to_string()?, r.get_secret()?.to_string()?))
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let record = loop {
+            if let Some(found) = directory.access_key_secret(&id) {
+                break found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the access key never arrived: {} keys, {} tenants, generation {}",
+                directory.snapshot().access_keys.len(),
+                directory.snapshot().tenants.len(),
+                directory.generation()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(record.1, secret.as_bytes());
+        assert_eq!(record.0.principal, "admin");
+
+        let mut verifier = Verifier::new(directory.clone());
+        let now = photon_control::rpc::now_ms;
+        assert!(verifier.verify(&user_token, now()).is_ok());
+        revoke(&mut client, &user_token).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while verifier.verify(&user_token, now()).is_ok() {
+            assert!(Instant::now() < deadline, "the revocation never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            verifier.verify(&user_token, now()).unwrap_err(),
+            photon_iam::token::TokenError::Revoked
+        );
+        client
+            .with_iam(|iam| {
+                let id = id.clone();
+                async move {
+                    let mut call = iam.delete_access_key_request();
+                    call.get().set_id(&id);
+                    call.send().promise.await?;
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while directory.access_key_secret(&id).is_some() {
+            assert!(Instant::now() < deadline, "the deletion never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}

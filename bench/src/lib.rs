@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod engine;
+pub mod iam;
 pub mod kv;
 pub mod loadgen;
 pub mod report;

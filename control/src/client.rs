@@ -305,7 +305,16 @@ impl Client {
             let outcome = call(caps).await;
             match outcome.map_err(classify) {
                 Ok(v) => return Ok(v),
-                Err(Failure::Remote(e)) => return Err(ClientError::Remote(e)),
+                Err(Failure::Remote(e)) => {
+                    if e.starts_with(rpc::UNAUTHENTICATED) {
+                        // A refused session stays refused: authenticate
+                        // again on the next call (the node may have caught
+                        // up, or the token was replaced).
+                        self.session = None;
+                        self.kv = None;
+                    }
+                    return Err(ClientError::Remote(e));
+                }
                 Err(Failure::Redirect(address)) => {
                     last = format!("{NOT_LEADER} (redirected to {address:?})");
                     if address.is_none() {

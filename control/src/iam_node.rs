@@ -289,3 +289,71 @@ fn write_credentials(path: &Path, password: &str) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Keeps `directory` equal to the cluster's `iam/` records over the network,
+/// for a node that holds no replica (no `control` role): a linearizable read
+/// of every record, then a watch from the next revision; on any break
+/// (compaction, a lagging watch, a lost connection) it reads everything again.
+/// `client` must present the cluster administrator's (or a system service
+/// account's) token: only it sees `iam/`.
+pub async fn follow_remote(mut client: crate::client::Client, directory: Arc<Directory>) {
+    loop {
+        let reason = sync_remote(&mut client, &directory).await;
+        tracing::warn!(%reason, "IAM feed interrupted; reading every record again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Bounded queue of watch deliveries between the connection and the feed.
+const REMOTE_FEED_QUEUE_DEPTH: usize = 64;
+
+async fn sync_remote(client: &mut crate::client::Client, directory: &Directory) -> String {
+    use crate::client::WatchMessage;
+    let key = model::PREFIX.as_bytes().to_vec();
+    let range_end = prefix_end(&key);
+    let all = match client
+        .range(
+            RangeRequest {
+                key: key.clone(),
+                range_end: range_end.clone(),
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+    {
+        Ok(all) => all,
+        Err(e) => return e.to_string(),
+    };
+    let mut snapshot = Snapshot::default();
+    for kv in &all.kvs {
+        snapshot.apply(&kv.key, Some(&kv.value));
+    }
+    if key_mismatch(&snapshot, directory.cluster_key()) {
+        tracing::error!(
+            "the IAM records were sealed with another cluster key (check iam.cluster_key_file)"
+        );
+    }
+    directory.replace(snapshot);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(REMOTE_FEED_QUEUE_DEPTH);
+    let _handle = match client
+        .watch(key, range_end, all.revision + 1, false, tx)
+        .await
+    {
+        Ok((handle, _)) => handle,
+        Err(e) => return e.to_string(),
+    };
+    while let Some(message) = rx.recv().await {
+        match message {
+            WatchMessage::Events(events) => directory.apply(events.iter().map(|e| {
+                let value = match e.kind {
+                    EventKind::Put => Some(e.kv.value.as_slice()),
+                    EventKind::Delete => None,
+                };
+                (e.kv.key.as_slice(), value)
+            })),
+            WatchMessage::Cancelled(reason) => return reason,
+        }
+    }
+    "the watch connection closed".to_owned()
+}

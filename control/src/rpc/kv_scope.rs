@@ -9,7 +9,7 @@ use photon_iam::Identity;
 
 use crate::kv::{
     prefix_end, Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp,
-    ResponseOp, TxnRequest, TxnResponse,
+    TxnRequest,
 };
 
 /// Keys only the IAM service writes.
@@ -99,13 +99,28 @@ impl KeyScope {
         r
     }
 
+    /// A tenant's empty key would name its own prefix: refused like the
+    /// store refuses an empty key.
+    fn check_key(&self, key: &[u8]) -> capnp::Result<()> {
+        if key.is_empty() && !self.is_whole() {
+            return Err(capnp::Error::failed(
+                "invalid argument: key is empty; every request needs a non-empty key".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn map_put(&self, mut p: PutRequest) -> capnp::Result<PutRequest> {
+        self.check_key(&p.key)?;
         p.key = self.key(&p.key);
         self.check_writable(&p.key, &[])?;
         Ok(p)
     }
 
     pub fn map_delete(&self, mut d: DeleteRangeRequest) -> capnp::Result<DeleteRangeRequest> {
+        if d.range_end.is_empty() {
+            self.check_key(&d.key)?;
+        }
         (d.key, d.range_end) = self.range(&d.key, &d.range_end);
         self.check_writable(&d.key, &d.range_end)?;
         Ok(d)
@@ -137,26 +152,6 @@ impl KeyScope {
             success: ops(txn.success)?,
             failure: ops(txn.failure)?,
         })
-    }
-
-    pub fn strip_txn(&self, response: &mut TxnResponse) {
-        if self.is_whole() {
-            return;
-        }
-        for op in &mut response.responses {
-            match op {
-                ResponseOp::Range(r) => r.kvs.iter_mut().for_each(|kv| self.strip_kv(kv)),
-                ResponseOp::Put(p) => {
-                    if let Some(kv) = &mut p.prev_kv {
-                        self.strip_kv(kv);
-                    }
-                }
-                ResponseOp::DeleteRange(d) => {
-                    d.prev_kvs.iter_mut().for_each(|kv| self.strip_kv(kv));
-                }
-                ResponseOp::Txn(t) => self.strip_txn(t),
-            }
-        }
     }
 }
 

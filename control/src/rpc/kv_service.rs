@@ -57,17 +57,69 @@ impl KvService {
     /// writes `kv:Put`/`kv:Delete`.
     fn check_txn(&self, txn: &TxnRequest) -> capnp::Result<()> {
         for c in &txn.compare {
-            self.check("kv:Get", &c.key)?;
+            // A compare over a range reveals whether its keys hold: every
+            // key it covers must be readable.
+            self.check_range("kv:Get", &c.key, &c.range_end)?;
         }
         for op in txn.success.iter().chain(&txn.failure) {
             match op {
-                RequestOp::Range(r) => self.check("kv:Get", &r.key)?,
-                RequestOp::Put(p) => self.check("kv:Put", &p.key)?,
-                RequestOp::DeleteRange(d) => self.check("kv:Delete", &d.key)?,
-                RequestOp::Txn(t) => return self.check_txn(t),
-            };
+                // Reads are filtered key by key in the response.
+                RequestOp::Range(r) => {
+                    self.check("kv:Get", &r.key)?;
+                }
+                RequestOp::Put(p) => {
+                    self.check("kv:Put", &p.key)?;
+                }
+                RequestOp::DeleteRange(d) => self.check_range("kv:Delete", &d.key, &d.range_end)?,
+                RequestOp::Txn(t) => self.check_txn(t)?,
+            }
         }
         Ok(())
+    }
+
+    /// Checks `action` on the start key and, for a range, on every key the
+    /// range holds now (keys written between this check and the commit are
+    /// not seen: the check is as of the request).
+    fn check_range(&self, action: &str, key: &[u8], range_end: &[u8]) -> capnp::Result<()> {
+        let identity = self.check(action, key)?;
+        if range_end.is_empty() || identity.cluster_admin {
+            return Ok(());
+        }
+        let (start, end) = self.scope.range(key, range_end);
+        let present = self
+            .proposer
+            .state_machine
+            .state()
+            .kv
+            .range(&crate::kv::RangeRequest {
+                key: start,
+                range_end: end,
+                keys_only: true,
+                ..Default::default()
+            })
+            .map_err(kv_error)?;
+        for kv in &present.kvs {
+            self.check(action, self.scope.strip(&kv.key))?;
+        }
+        Ok(())
+    }
+
+    /// Filters and renames the results of a txn as [`visible`](Self::visible) does.
+    fn visible_txn(&self, identity: &Identity, response: &mut crate::kv::TxnResponse) {
+        for op in &mut response.responses {
+            match op {
+                crate::kv::ResponseOp::Range(r) => self.visible(identity, &mut r.kvs),
+                crate::kv::ResponseOp::Put(p) => {
+                    if let Some(kv) = &mut p.prev_kv {
+                        self.scope.strip_kv(kv);
+                    }
+                }
+                crate::kv::ResponseOp::DeleteRange(d) => {
+                    d.prev_kvs.iter_mut().for_each(|kv| self.scope.strip_kv(kv));
+                }
+                crate::kv::ResponseOp::Txn(t) => self.visible_txn(identity, t),
+            }
+        }
     }
 
     /// Drops the key-values the caller may not read (a range can span keys
@@ -192,7 +244,7 @@ impl kv::Server for KvService {
         mut results: kv::DeleteRangeResults,
     ) -> Result<(), capnp::Error> {
         let request = read_delete(params.get()?.get_request()?)?;
-        self.check("kv:Delete", &request.key)?;
+        self.check_range("kv:Delete", &request.key, &request.range_end)?;
         let request = self.scope.map_delete(request)?;
         let CommandResponse::DeleteRange(mut response) =
             self.proposer.propose(Command::DeleteRange(request)).await?
@@ -213,6 +265,7 @@ impl kv::Server for KvService {
         mut results: kv::TxnResults,
     ) -> Result<(), capnp::Error> {
         let request = read_txn(params.get()?.get_request()?, 1)?;
+        let identity = self.session.identity()?;
         self.check_txn(&request)?;
         let request = self.scope.map_txn(request)?;
         let CommandResponse::Txn(mut response) =
@@ -220,7 +273,7 @@ impl kv::Server for KvService {
         else {
             return Err(wrong_response());
         };
-        self.scope.strip_txn(&mut response);
+        self.visible_txn(&identity, &mut response);
         write_txn(results.get().init_response(), &response);
         Ok(())
     }
