@@ -286,7 +286,7 @@ fn print_endpoints(
             "admin" => (format!("http://{}", e.addr), "/metrics /healthz /readyz"),
             "control" => (
                 e.addr.to_string(),
-                "Cap'n Proto API: photon ctl kv|lease|cluster",
+                "Cap'n Proto API: photon ctl login|kv|lease|iam|cluster",
             ),
             _ => (e.addr.to_string(), ""),
         };
