@@ -39,9 +39,11 @@ pub struct ControlNodeConfig {
     /// Entries kept behind the latest snapshot.
     pub snapshot_keep_entries: u64,
     pub limits: crate::rpc::ServiceLimits,
-    /// Seals secrets in the KV and proves this node to its peers; every
-    /// node of a cluster holds the same one.
-    pub cluster_key: photon_iam::seal::ClusterKey,
+    /// This node's IAM view, holding the cluster key (which seals secrets in
+    /// the KV and proves this node to its peers; every node of a cluster
+    /// holds the same one). Created by the caller so the node's data-plane
+    /// shards can share it.
+    pub directory: Arc<photon_iam::Directory>,
     pub auth: crate::rpc::AuthSettings,
 }
 
@@ -64,7 +66,7 @@ impl ControlNodeConfig {
             snapshot_every_entries: 10_000,
             snapshot_keep_entries: 1_000,
             limits: crate::rpc::ServiceLimits::default(),
-            cluster_key,
+            directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
         }
     }
@@ -142,7 +144,7 @@ impl ControlNode {
             config.node_id,
             Arc::new(raft_config),
             RaftNetworkFactoryImpl {
-                peer_proof: config.cluster_key.peer_proof(),
+                peer_proof: config.directory.cluster_key().peer_proof(),
             },
             RaftLogStore::new(writer.clone()),
             state_machine.clone(),
@@ -163,10 +165,10 @@ impl ControlNode {
                 source,
             })?;
         let iam_state = crate::iam_node::load(&state_machine);
-        if crate::iam_node::key_mismatch(&iam_state, &config.cluster_key) {
+        let directory = config.directory.clone();
+        if crate::iam_node::key_mismatch(&iam_state, directory.cluster_key()) {
             return Err(StartNodeError::ClusterKey);
         }
-        let directory = photon_iam::Directory::new(config.cluster_key.clone());
         directory.replace(iam_state);
         let proposer = rpc::Proposer::new(raft.clone(), state_machine.clone(), config.limits);
         let auth = rpc::Auth::new(directory.clone(), config.auth);
