@@ -234,6 +234,15 @@ impl ControlNode {
             tracing::warn!(error = %e, "Raft did not shut down cleanly");
         }
         drop(self.raft);
+        if let Ok(state) = self.writer.state().await {
+            let s = state.stats;
+            tracing::info!(
+                entries = s.entries_appended,
+                append_requests = s.append_requests,
+                syncs = s.syncs,
+                "Raft log writer: entries per sync shows group commit at work"
+            );
+        }
         self.writer.shutdown();
     }
 }
@@ -255,10 +264,7 @@ async fn expire_leases(raft: Raft, state_machine: KvStateMachine) {
         let now = rpc::now_ms();
         let expired = state_machine.state().kv.expired_leases(now);
         for id in expired {
-            let proposal = Proposal {
-                now_ms: now,
-                command: Command::LeaseRevoke { id },
-            };
+            let proposal = Proposal::one(now, Command::LeaseRevoke { id });
             if let Err(e) = raft.client_write(proposal).await {
                 tracing::debug!(lease = id, error = %e, "lease revocation not committed; retrying later");
                 break;

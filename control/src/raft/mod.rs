@@ -21,17 +21,30 @@ pub use state_machine::{KvStateMachine, SnapshotStore};
 
 use crate::kv::{Command, CommandResponse, KvError};
 
-/// One client command as it travels through the log.
+/// Client commands as they travel through the log: one entry carries every
+/// command a node batched while the previous entry was being made durable
+/// (openraft 0.9 writes one log entry batch per fdatasync, so batching here
+/// is what lets concurrent clients share a sync). Each command applies on its
+/// own, in order, as if it were its own entry.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Proposal {
-    /// The leader's wall clock when it accepted the command, in ms since the epoch.
+    /// The leader's wall clock when it accepted the commands, in ms since the epoch.
     pub now_ms: u64,
-    pub command: Command,
+    pub commands: Vec<Command>,
 }
 
-/// What applying a log entry returned: `Some` for a client's command, `None`
-/// for Raft's own entries (blank, membership).
-pub type ApplyResult = Option<Result<CommandResponse, KvError>>;
+impl Proposal {
+    pub fn one(now_ms: u64, command: Command) -> Self {
+        Self {
+            now_ms,
+            commands: vec![command],
+        }
+    }
+}
+
+/// What applying a log entry returned: `Some` with one result per command
+/// for a client entry, `None` for Raft's own entries (blank, membership).
+pub type ApplyResult = Option<Vec<Result<CommandResponse, KvError>>>;
 
 openraft::declare_raft_types!(
     /// openraft types of the PhotonCloud control plane.

@@ -232,16 +232,24 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
                     None
                 }
                 EntryPayload::Normal(proposal) => {
-                    Some(match applied.kv.apply(proposal.command, proposal.now_ms) {
-                        Ok((response, events)) => {
-                            if !events.is_empty() {
-                                // No receiver is not an error: nobody watches.
-                                let _ = self.events.send(Arc::new(events));
-                            }
-                            Ok(response)
-                        }
-                        Err(e) => Err(e),
-                    })
+                    let mut events = Vec::new();
+                    let responses = proposal
+                        .commands
+                        .into_iter()
+                        .map(|command| {
+                            applied.kv.apply(command, proposal.now_ms).map(
+                                |(response, mut command_events)| {
+                                    events.append(&mut command_events);
+                                    response
+                                },
+                            )
+                        })
+                        .collect();
+                    if !events.is_empty() {
+                        // No receiver is not an error: nobody watches.
+                        let _ = self.events.send(Arc::new(events));
+                    }
+                    Some(responses)
                 }
             };
             results.push(result);

@@ -220,9 +220,9 @@ async fn leader(nodes: &BTreeMap<u64, Node>) -> u64 {
 }
 
 fn put(key: &str, value: &str) -> Proposal {
-    Proposal {
-        now_ms: 1_700_000_000_000,
-        command: Command::Put(PutRequest {
+    Proposal::one(
+        1_700_000_000_000,
+        Command::Put(PutRequest {
             key: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
             lease: 0,
@@ -230,7 +230,7 @@ fn put(key: &str, value: &str) -> Proposal {
             ignore_value: false,
             ignore_lease: false,
         }),
-    }
+    )
 }
 
 fn all_keys(node: &Node) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
@@ -290,7 +290,7 @@ async fn cluster_scenario() {
             .client_write(put(&format!("key-{i:03}"), &format!("value-{i}")))
             .await
             .unwrap();
-        assert!(matches!(response.data, Some(Ok(_))));
+        assert!(matches!(response.data.as_deref(), Some([Ok(_)])));
     }
     let last = nodes[&leader_id]
         .raft

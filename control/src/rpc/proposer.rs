@@ -7,8 +7,24 @@ use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 
 use super::convert::kv_error;
 use super::{now_ms, ServiceLimits};
-use crate::kv::{Command, CommandResponse};
+use crate::kv::{Command, CommandResponse, CompareTarget, RequestOp, TxnRequest};
 use crate::raft::{KvStateMachine, Proposal, Raft};
+
+/// Commands one log entry carries at most.
+pub const BATCH_COMMANDS_MAX: usize = 256;
+/// Approximate bytes of commands one log entry carries at most (a larger
+/// single command goes alone); keeps entries far below the RPC message limit.
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
+/// Batches proposed to Raft at once. openraft 0.9 makes one append durable
+/// at a time, so commands arriving meanwhile wait here and share the next
+/// entry (and its fdatasync); a second batch in flight keeps it ready.
+pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
+
+/// A command waiting for its batch.
+struct Pending {
+    command: Command,
+    reply: tokio::sync::oneshot::Sender<capnp::Result<CommandResponse>>,
+}
 
 /// Prefix of the error a follower returns for a request only the leader can
 /// serve; the client library parses the rest (`leader <id> at <address>`).
@@ -21,6 +37,7 @@ pub struct Proposer {
     pub state_machine: KvStateMachine,
     proposals: Rc<tokio::sync::Semaphore>,
     pub limits: ServiceLimits,
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
 
 pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Error {
@@ -33,16 +50,24 @@ pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) ->
 }
 
 impl Proposer {
+    /// Must be called inside the control thread's `LocalSet`: it starts the
+    /// batching task, which ends when every clone is dropped.
     pub fn new(raft: Raft, state_machine: KvStateMachine, limits: ServiceLimits) -> Self {
+        // Unbounded, but every entry holds a `proposals` permit: at most
+        // `proposals_pending_max` wait.
+        let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::task::spawn_local(batch_proposals(raft.clone(), pending));
         Self {
             raft,
             state_machine,
             proposals: Rc::new(tokio::sync::Semaphore::new(limits.proposals_pending_max)),
             limits,
+            queue,
         }
     }
 
-    /// Proposes `command` through Raft; a follower answers with the leader.
+    /// Proposes `command` through Raft, in a batch with the commands other
+    /// clients propose meanwhile; a follower answers with the leader.
     pub async fn propose(&self, command: Command) -> capnp::Result<CommandResponse> {
         let _permit = self.proposals.try_acquire().map_err(|_| {
             capnp::Error::overloaded(format!(
@@ -50,20 +75,13 @@ impl Proposer {
                 self.limits.proposals_pending_max
             ))
         })?;
-        let proposal = Proposal {
-            now_ms: now_ms(),
-            command,
-        };
-        match self.raft.client_write(proposal).await {
-            Ok(response) => match response.data {
-                Some(result) => result.map_err(kv_error),
-                None => Err(capnp::Error::failed(
-                    "internal: a command applied as a blank entry".into(),
-                )),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
-            Err(e) => Err(capnp::Error::failed(e.to_string())),
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Pending { command, reply })
+            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?
     }
 
     /// Waits until this node may serve a linearizable read (openraft's read
@@ -91,6 +109,111 @@ impl Proposer {
         let m = metrics.borrow();
         m.current_leader == Some(m.id)
     }
+}
+
+/// Takes the first waiting command, waits for a free in-flight slot (more
+/// commands queue meanwhile), then proposes everything queued as one entry.
+async fn batch_proposals(raft: Raft, mut pending: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT_MAX));
+    while let Some(first) = pending.recv().await {
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = command_bytes(&first.command);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_COMMANDS_MAX && bytes < BATCH_BYTES_MAX {
+            match pending.try_recv() {
+                Ok(next) => {
+                    bytes += command_bytes(&next.command);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::task::spawn_local(async move {
+            let _slot = slot;
+            propose_batch(&raft, batch).await;
+        });
+    }
+}
+
+async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
+    let count = batch.len();
+    let (commands, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let outcome = raft
+        .client_write(Proposal {
+            now_ms: now_ms(),
+            commands,
+        })
+        .await;
+    match outcome {
+        Ok(response) => match response.data {
+            Some(results) if results.len() == count => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result.map_err(kv_error));
+                }
+            }
+            _ => {
+                for reply in replies {
+                    let _ = reply.send(Err(capnp::Error::failed(
+                        "internal: a batch applied without one result per command".into(),
+                    )));
+                }
+            }
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            for reply in replies {
+                let _ = reply.send(Err(not_leader(&f)));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(capnp::Error::failed(message.clone())));
+            }
+        }
+    }
+}
+
+/// About how many bytes a command adds to a log entry.
+fn command_bytes(command: &Command) -> usize {
+    const OVERHEAD: usize = 64;
+    OVERHEAD
+        + match command {
+            Command::Put(p) => p.key.len() + p.value.len(),
+            Command::DeleteRange(d) => d.key.len() + d.range_end.len(),
+            Command::Txn(t) => txn_bytes(t),
+            _ => 0,
+        }
+}
+
+fn txn_bytes(txn: &TxnRequest) -> usize {
+    let compares: usize = txn
+        .compare
+        .iter()
+        .map(|c| {
+            c.key.len()
+                + c.range_end.len()
+                + match &c.target {
+                    CompareTarget::Value(v) => v.len(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    let ops: usize = txn
+        .success
+        .iter()
+        .chain(&txn.failure)
+        .map(|op| match op {
+            RequestOp::Range(r) => r.key.len() + r.range_end.len(),
+            RequestOp::Put(p) => p.key.len() + p.value.len(),
+            RequestOp::DeleteRange(d) => d.key.len() + d.range_end.len(),
+            RequestOp::Txn(t) => txn_bytes(t),
+        })
+        .sum();
+    compares + ops
 }
 
 pub(crate) fn wrong_response() -> capnp::Error {
