@@ -15,10 +15,18 @@ command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # etcd-client (the etcd peer of `photon bench kv`) compiles etcd's protobufs.
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# The S3 tests check our SigV4 and XML against botocore (python3.11, as the
+# machine image has it with the aws CLI and boto3).
+command -v python3.11 >/dev/null 2>&1 || need_apt+=(python3.11 python3-pip)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3.11 -c 'import botocore, boto3' >/dev/null 2>&1; then
+  log "installing boto3 for python3.11"
+  python3.11 -m pip install --quiet boto3 awscli || python3.11 -m pip install --quiet --break-system-packages boto3 awscli
 fi
 
 if command -v rustup >/dev/null 2>&1; then

@@ -1,0 +1,64 @@
+//! Feeds arbitrary bytes to every S3 request body parser
+//! (CompleteMultipartUpload, DeleteObjects, CreateBucketConfiguration): each
+//! must return a value or a refusal, never panic, and stay within its
+//! limits; refusals must map to an S3 error that can be written out.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use storage_s3::xml::{
+    parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete, DeleteResult,
+    DeletedObject, ParseXmlBodyError, DELETE_OBJECTS_MAX, ELEMENT_TEXT_BYTES_MAX,
+    MULTIPART_PARTS_MAX,
+};
+
+fn refuse(error: ParseXmlBodyError) {
+    let s3_error = error.to_s3_error();
+    assert_eq!(s3_error.http_status(), 400);
+    assert!(!s3_error.to_xml("request", "host").is_empty());
+}
+
+fuzz_target!(|data: &[u8]| {
+    match parse_complete_multipart_upload(data) {
+        Ok(parts) => {
+            assert!(!parts.is_empty() && parts.len() <= MULTIPART_PARTS_MAX);
+            assert!(parts
+                .iter()
+                .all(|part| (1..=10_000).contains(&part.part_number)));
+        }
+        Err(error) => refuse(error),
+    }
+    match parse_delete(data) {
+        Ok(request) => {
+            assert!(!request.objects.is_empty() && request.objects.len() <= DELETE_OBJECTS_MAX);
+            assert!(request
+                .objects
+                .iter()
+                .all(|object| object.key.len() <= ELEMENT_TEXT_BYTES_MAX));
+            // Whatever keys were read must be writable back as a DeleteResult.
+            let deleted: Vec<DeletedObject<'_>> = request
+                .objects
+                .iter()
+                .map(|object| DeletedObject {
+                    key: &object.key,
+                    version_id: object.version_id.as_deref(),
+                })
+                .collect();
+            let body = DeleteResult {
+                quiet: request.quiet,
+                deleted: &deleted,
+                errors: &[],
+            }
+            .to_xml();
+            assert!(!body.is_empty());
+        }
+        Err(error) => refuse(error),
+    }
+    match parse_create_bucket_configuration(data) {
+        Ok(configuration) => {
+            if let Some(region) = configuration.location_constraint {
+                assert!(!region.is_empty() && region.len() <= ELEMENT_TEXT_BYTES_MAX);
+            }
+        }
+        Err(error) => refuse(error),
+    }
+});
