@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 use common::{block_on, Cluster};
 use photon_control::client::{Client, ClientError};
 
+/// Asks `node` itself (no redirect to the leader) who `token` is.
 async fn whoami_on(node: SocketAddr, token: &str) -> Result<String, String> {
-    let mut client = Cluster::client(vec![node], token);
-    client
-        .whoami()
-        .await
-        .map(|i| i.token_id)
-        .map_err(|e| e.to_string())
+    let answer = async {
+        let bootstrap = photon_control::rpc::connect(node).await?;
+        let mut call = bootstrap.authenticate_request();
+        call.get().set_token(token);
+        let session = call.send().pipeline.get_session();
+        let reply = session.whoami_request().send().promise.await?;
+        Ok::<_, capnp::Error>(reply.get()?.get_identity()?.get_token_id()?.to_string()?)
+    };
+    answer.await.map_err(|e| e.to_string())
 }
 
 async fn revoke(client: &mut Client, token: &str) -> Result<(), ClientError> {

@@ -171,7 +171,7 @@ impl ControlNode {
         }
         directory.replace(iam_state);
         let proposer = rpc::Proposer::new(raft.clone(), state_machine.clone(), config.limits);
-        let auth = rpc::Auth::new(directory.clone(), config.auth);
+        let auth = rpc::Auth::new(directory.clone(), raft.clone(), config.auth);
         let service = NodeService::new(config.node_id, proposer.clone(), auth);
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service)),

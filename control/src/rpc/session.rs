@@ -49,6 +49,9 @@ impl Default for AuthSettings {
 /// thread only).
 pub struct Auth {
     pub directory: Arc<Directory>,
+    /// To tell a token this node cannot vouch for yet (it lags the leader)
+    /// from a bad one.
+    raft: crate::raft::Raft,
     pub verifier: RefCell<Verifier>,
     pub limiter: RefCell<LoginLimiter>,
     pub hashing: tokio::sync::Semaphore,
@@ -56,8 +59,13 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(directory: Arc<Directory>, settings: AuthSettings) -> Rc<Self> {
+    pub fn new(
+        directory: Arc<Directory>,
+        raft: crate::raft::Raft,
+        settings: AuthSettings,
+    ) -> Rc<Self> {
         Rc::new(Self {
+            raft,
             verifier: RefCell::new(Verifier::new(directory.clone())),
             directory,
             limiter: RefCell::new(LoginLimiter::new(settings.login)),
@@ -66,12 +74,43 @@ impl Auth {
         })
     }
 
-    /// Verifies `token` now.
+    /// Verifies `token` now. A follower that does not know the token's key
+    /// or principal may simply lag the leader (it was not yet replicated to,
+    /// or it lost an election race): it sends the caller to the leader
+    /// instead of refusing a token the cluster accepts.
     pub fn verify(&self, token: &str) -> capnp::Result<Arc<Identity>> {
-        self.verifier
-            .borrow_mut()
-            .verify(token, now_ms())
-            .map_err(unauthenticated)
+        let result = self.verifier.borrow_mut().verify(token, now_ms());
+        match result {
+            Ok(identity) => Ok(identity),
+            Err(e @ (TokenError::UnknownKey | TokenError::PrincipalGone)) => Err(self
+                .redirect_if_follower()
+                .unwrap_or_else(|| unauthenticated(e))),
+            Err(e) => Err(unauthenticated(e)),
+        }
+    }
+
+    /// A "not the leader" answer when this node is not the leader.
+    fn redirect_if_follower(&self) -> Option<capnp::Error> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader == Some(metrics.id) {
+            return None;
+        }
+        let leader = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| (id, node.addr.clone()))
+        });
+        Some(match leader {
+            Some((id, address)) => {
+                capnp::Error::failed(format!("{}: leader {id} at {address}", super::NOT_LEADER))
+            }
+            None => capnp::Error::failed(format!(
+                "{}: no leader is known yet; retry",
+                super::NOT_LEADER
+            )),
+        })
     }
 
     /// The token lifetime for a request of `ttl_seconds` (0: the default).
