@@ -42,6 +42,19 @@ fn failed(e: impl std::fmt::Display) -> capnp::Error {
     capnp::Error::failed(e.to_string())
 }
 
+/// A membership change refused because this node no longer leads is a
+/// redirect (the client retries at the leader), not a failure.
+fn membership_error(
+    e: openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, BasicNode>>,
+) -> capnp::Error {
+    match e {
+        openraft::error::RaftError::APIError(
+            openraft::error::ClientWriteError::ForwardToLeader(f),
+        ) => super::proposer::not_leader(&f),
+        other => failed(other),
+    }
+}
+
 impl cluster::Server for ClusterService {
     async fn status(
         self: Rc<Self>,
@@ -92,7 +105,7 @@ impl cluster::Server for ClusterService {
         self.raft
             .add_learner(p.get_node_id(), BasicNode::new(address), true)
             .await
-            .map_err(failed)?;
+            .map_err(membership_error)?;
         Ok(())
     }
 
@@ -106,7 +119,7 @@ impl cluster::Server for ClusterService {
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
-            .map_err(failed)?;
+            .map_err(membership_error)?;
         Ok(())
     }
 
@@ -120,11 +133,11 @@ impl cluster::Server for ClusterService {
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
             .await
-            .map_err(failed)?;
+            .map_err(membership_error)?;
         self.raft
             .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
             .await
-            .map_err(failed)?;
+            .map_err(membership_error)?;
         Ok(())
     }
 }

@@ -19,6 +19,11 @@ pub const BATCH_BYTES_MAX: usize = 4 << 20;
 /// at a time, so commands arriving meanwhile wait here and share the next
 /// entry (and its fdatasync); a second batch in flight keeps it ready.
 pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// Linearizable reads one read-index round serves at most.
+pub const READS_PER_ROUND_MAX: usize = 4096;
+
+/// A linearizable read waiting for its read-index round.
+type ReadWaiter = tokio::sync::oneshot::Sender<capnp::Result<()>>;
 
 /// A command waiting for its batch.
 struct Pending {
@@ -38,6 +43,8 @@ pub struct Proposer {
     proposals: Rc<tokio::sync::Semaphore>,
     pub limits: ServiceLimits,
     queue: tokio::sync::mpsc::UnboundedSender<Pending>,
+    /// Linearizable reads waiting for the next read-index round.
+    reads: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
 }
 
 pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Error {
@@ -57,12 +64,15 @@ impl Proposer {
         // `proposals_pending_max` wait.
         let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
         tokio::task::spawn_local(batch_proposals(raft.clone(), pending));
+        let (reads, waiting) = tokio::sync::mpsc::unbounded_channel();
+        tokio::task::spawn_local(batch_reads(raft.clone(), waiting));
         Self {
             raft,
             state_machine,
             proposals: Rc::new(tokio::sync::Semaphore::new(limits.proposals_pending_max)),
             limits,
             queue,
+            reads,
         }
     }
 
@@ -86,21 +96,22 @@ impl Proposer {
 
     /// Waits until this node may serve a linearizable read (openraft's read
     /// index: the leader confirms its leadership with a quorum and waits for
-    /// its state machine to apply up to the commit index it saw).
+    /// its state machine to apply up to the commit index it saw). Reads that
+    /// arrive while a round is running share the next round.
     pub async fn linearizable(&self) -> capnp::Result<()> {
-        use openraft::error::CheckIsLeaderError;
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
-            // The quorum round timed out (a busy or partitioned cluster): the
-            // read can simply be tried again, so say so in the error's kind.
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-                Err(capnp::Error::overloaded(format!(
-                    "the leader could not confirm its leadership with a quorum ({q}); retry"
-                )))
-            }
-            Err(e) => Err(capnp::Error::failed(e.to_string())),
-        }
+        let _permit = self.proposals.try_acquire().map_err(|_| {
+            capnp::Error::overloaded(format!(
+                "{} requests are already waiting on this node (control.proposals_pending_max); retry",
+                self.limits.proposals_pending_max
+            ))
+        })?;
+        let (waiter, answer) = tokio::sync::oneshot::channel();
+        self.reads
+            .send(waiter)
+            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?
     }
 
     /// Whether this node believes it leads (for background duties).
@@ -174,6 +185,42 @@ async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
                 let _ = reply.send(Err(capnp::Error::failed(message.clone())));
             }
         }
+    }
+}
+
+/// Runs one read-index round at a time for every read that arrived before
+/// it started: a round that starts after a read arrived sees a commit index
+/// at least as new as that read's arrival, so each read stays linearizable.
+async fn batch_reads(raft: Raft, mut waiting: tokio::sync::mpsc::UnboundedReceiver<ReadWaiter>) {
+    while let Some(first) = waiting.recv().await {
+        let mut waiters = vec![first];
+        while waiters.len() < READS_PER_ROUND_MAX {
+            match waiting.try_recv() {
+                Ok(next) => waiters.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome = read_index(&raft).await;
+        for waiter in waiters {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+}
+
+/// One read-index round.
+async fn read_index(raft: &Raft) -> capnp::Result<()> {
+    use openraft::error::CheckIsLeaderError;
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
+        // The quorum round timed out (a busy or partitioned cluster): the
+        // read can simply be tried again, so say so in the error's kind.
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+            Err(capnp::Error::overloaded(format!(
+                "the leader could not confirm its leadership with a quorum ({q}); retry"
+            )))
+        }
+        Err(e) => Err(capnp::Error::failed(e.to_string())),
     }
 }
 
