@@ -26,17 +26,7 @@ pub const ADMIN_CREDENTIALS_FILE: &str = "admin.credentials";
 
 /// Every IAM record in the applied state, as a snapshot.
 pub fn load(state_machine: &KvStateMachine) -> Snapshot {
-    let prefix = model::PREFIX.as_bytes();
-    let kvs = state_machine
-        .state()
-        .kv
-        .range(&RangeRequest {
-            key: prefix.to_vec(),
-            range_end: prefix_end(prefix),
-            ..Default::default()
-        })
-        .map(|r| r.kvs)
-        .unwrap_or_default();
+    let kvs = state_machine.scan_prefix_local(model::PREFIX.as_bytes());
     let mut snapshot = Snapshot::default();
     for kv in &kvs {
         snapshot.apply(&kv.key, Some(&kv.value));
@@ -134,14 +124,8 @@ pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: 
 
 fn bootstrapped(state_machine: &KvStateMachine) -> bool {
     state_machine
-        .state()
-        .kv
-        .range(&RangeRequest {
-            key: keys::tenant(model::SYSTEM_TENANT).into_bytes(),
-            count_only: true,
-            ..Default::default()
-        })
-        .is_ok_and(|r| r.count > 0)
+        .get_local(keys::tenant(model::SYSTEM_TENANT).as_bytes())
+        .is_some()
 }
 
 async fn bootstrap_once(
@@ -237,14 +221,7 @@ async fn recover_pending(state_machine: &KvStateMachine, path: &Path) {
         .and_then(|l| l.strip_suffix('"'))
         .map(str::to_owned);
     let hash = state_machine
-        .state()
-        .kv
-        .range(&RangeRequest {
-            key: keys::principal(model::SYSTEM_TENANT, model::CLUSTER_ADMIN).into_bytes(),
-            ..Default::default()
-        })
-        .ok()
-        .and_then(|r| r.kvs.into_iter().next())
+        .get_local(keys::principal(model::SYSTEM_TENANT, model::CLUSTER_ADMIN).as_bytes())
         .and_then(|kv| serde_json::from_slice::<Principal>(&kv.value).ok())
         .map(|p| p.secret_hash);
     let committed = match (password, hash) {

@@ -17,7 +17,7 @@ use openraft::{
 
 use super::codec;
 use super::{ApplyResult, TypeConfig};
-use crate::kv::{Event, KvStore};
+use crate::kv::{prefix_end, Event, KeyValue, KvStore, RangeRequest};
 
 const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
@@ -100,6 +100,34 @@ impl KvStateMachine {
     /// The applied state, for reads.
     pub fn state(&self) -> MutexGuard<'_, Applied> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current value of `key` in this replica's applied state (no read
+    /// index: callers that need the latest call `Proposer::linearizable` first).
+    pub fn get_local(&self, key: &[u8]) -> Option<KeyValue> {
+        let request = RangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        };
+        self.state()
+            .kv
+            .range(&request)
+            .ok()
+            .and_then(|r| r.kvs.into_iter().next())
+    }
+
+    /// Every current key-value under `prefix` in this replica's applied state.
+    pub fn scan_prefix_local(&self, prefix: &[u8]) -> Vec<KeyValue> {
+        let request = RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            ..Default::default()
+        };
+        self.state()
+            .kv
+            .range(&request)
+            .map(|r| r.kvs)
+            .unwrap_or_default()
     }
 }
 

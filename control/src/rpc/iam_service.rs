@@ -18,7 +18,7 @@ use super::proposer::{wrong_response, Proposer};
 use super::session::{denied, Session, PERMISSION_DENIED};
 use crate::kv::{
     prefix_end, Command, CommandResponse, Compare, CompareResult, CompareTarget,
-    DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    DeleteRangeRequest, KeyValue, PutRequest, RequestOp, TxnRequest,
 };
 
 /// How long a revocation record outlives the token it revokes (clock skew
@@ -147,22 +147,10 @@ impl IamService {
     /// Every record under `prefix`, read linearizably.
     async fn read_prefix(&self, prefix: &str) -> capnp::Result<Vec<KeyValue>> {
         self.proposer.linearizable().await?;
-        self.read_prefix_local(prefix)
-    }
-
-    fn read_prefix_local(&self, prefix: &str) -> capnp::Result<Vec<KeyValue>> {
-        let response = self
+        Ok(self
             .proposer
             .state_machine
-            .state()
-            .kv
-            .range(&RangeRequest {
-                key: prefix.as_bytes().to_vec(),
-                range_end: prefix_end(prefix.as_bytes()),
-                ..Default::default()
-            })
-            .map_err(super::convert::kv_error)?;
-        Ok(response.kvs)
+            .scan_prefix_local(prefix.as_bytes()))
     }
 
     async fn read_one<T: serde::de::DeserializeOwned>(
@@ -170,17 +158,7 @@ impl IamService {
         key: &str,
     ) -> capnp::Result<Option<(KeyValue, T)>> {
         self.proposer.linearizable().await?;
-        let response = self
-            .proposer
-            .state_machine
-            .state()
-            .kv
-            .range(&RangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            })
-            .map_err(super::convert::kv_error)?;
-        match response.kvs.into_iter().next() {
+        match self.proposer.state_machine.get_local(key.as_bytes()) {
             None => Ok(None),
             Some(kv) => {
                 let value = serde_json::from_slice(&kv.value).map_err(|_| {
@@ -278,16 +256,7 @@ pub fn whoami(
 ) -> capnp::Result<()> {
     let identity = session.identity()?;
     let prefix = keys::bindings_of_principal(identity.tenant(), identity.principal());
-    let kvs = state_machine
-        .state()
-        .kv
-        .range(&RangeRequest {
-            key: prefix.as_bytes().to_vec(),
-            range_end: prefix_end(prefix.as_bytes()),
-            ..Default::default()
-        })
-        .map_err(super::convert::kv_error)?
-        .kvs;
+    let kvs = state_machine.scan_prefix_local(prefix.as_bytes());
     let bindings: Vec<model::Binding> = IamService::parse_all(&kvs);
     write_identity(out, &identity, &bindings);
     Ok(())

@@ -140,17 +140,8 @@ impl KvService {
             return Ok(());
         }
         self.proposer.linearizable().await?;
-        let owner = self
-            .proposer
-            .state_machine
-            .state()
-            .kv
-            .range(&crate::kv::RangeRequest {
-                key: lease_owner_key(id),
-                ..Default::default()
-            })
-            .map_err(kv_error)?;
-        match owner.kvs.first() {
+        let owner = self.proposer.state_machine.get_local(&lease_owner_key(id));
+        match owner {
             Some(kv) if kv.value == self.scope.prefix() => Ok(()),
             _ => Err(capnp::Error::failed(format!(
                 "lease {id} not found (LeaseNotFound)"

@@ -135,19 +135,9 @@ impl NodeService {
             && photon_iam::model::check_name("principal", &principal).is_ok();
         let record: Option<photon_iam::model::Principal> = if valid_names {
             let key = photon_iam::model::keys::principal(&tenant, &principal);
-            let found = self
-                .proposer
+            self.proposer
                 .state_machine
-                .state()
-                .kv
-                .range(&crate::kv::RangeRequest {
-                    key: key.into_bytes(),
-                    ..Default::default()
-                })
-                .map_err(convert::kv_error)?;
-            found
-                .kvs
-                .first()
+                .get_local(key.as_bytes())
                 .and_then(|kv| serde_json::from_slice(&kv.value).ok())
         } else {
             None
@@ -181,14 +171,8 @@ impl NodeService {
             && self
                 .proposer
                 .state_machine
-                .state()
-                .kv
-                .range(&crate::kv::RangeRequest {
-                    key: project_key.into_bytes(),
-                    count_only: true,
-                    ..Default::default()
-                })
-                .is_ok_and(|r| r.count > 0);
+                .get_local(project_key.as_bytes())
+                .is_some();
         if !project_exists {
             return Err(capnp::Error::failed(format!(
                 "not found: project {project:?} in tenant {tenant:?}"

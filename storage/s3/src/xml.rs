@@ -90,7 +90,8 @@ pub fn format_timestamp(time: SystemTime) -> String {
     } else {
         (since_epoch.as_secs(), since_epoch.subsec_millis())
     };
-    let (year, month, day) = civil_from_days(seconds / 86_400);
+    // `seconds` is clamped to year 9999 above, so it fits an i64.
+    let (year, month, day) = crate::sigv4::time::civil_from_days((seconds / 86_400) as i64);
     let second_of_day = seconds % 86_400;
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milliseconds:03}Z",
@@ -98,27 +99,6 @@ pub fn format_timestamp(time: SystemTime) -> String {
         second_of_day % 3_600 / 60,
         second_of_day % 60,
     )
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian date, after
-/// Howard Hinnant's `civil_from_days`, restricted to days on or after the
-/// epoch so every step stays in unsigned arithmetic.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let shifted = days + 719_468; // days since 0000-03-01
-    let era = shifted / 146_097;
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Appends `text` to `out` escaped for XML character data.

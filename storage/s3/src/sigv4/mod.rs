@@ -976,7 +976,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 mod chunked;
 mod sign;
-mod time;
+pub(crate) mod time;
 pub use chunked::*;
 pub use sign::*;
 use time::*;
