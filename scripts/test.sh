@@ -24,9 +24,15 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3.11 -c 'import botocore, boto3' >/dev/null 2>&1; then
-  log "installing boto3 for python3.11"
-  python3.11 -m pip install --quiet boto3 awscli || python3.11 -m pip install --quiet --break-system-packages boto3 awscli
+# The S3 client tests (tests/s3_clients.rs) drive photon with boto3 under
+# pytest and with the aws CLI.
+py_need=()
+python3.11 -c 'import botocore, boto3' >/dev/null 2>&1 || py_need+=(boto3)
+python3.11 -c 'import pytest' >/dev/null 2>&1 || py_need+=(pytest)
+command -v aws >/dev/null 2>&1 || py_need+=(awscli)
+if [ "${#py_need[@]}" -gt 0 ]; then
+  log "installing for python3.11: ${py_need[*]}"
+  python3.11 -m pip install --quiet "${py_need[@]}" || python3.11 -m pip install --quiet --break-system-packages "${py_need[@]}"
 fi
 
 if command -v rustup >/dev/null 2>&1; then

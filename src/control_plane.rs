@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use photon_control::node::{ControlNode, ControlNodeConfig};
 use photon_core::config::{Config, ConfigError};
-use photon_core::control::{serve_shard_messages, ControlPlaneContext, ControlPlaneMain};
+use photon_core::control::{serve_shard_messages_with, ControlPlaneContext, ControlPlaneMain};
 use photon_core::listen::Endpoint;
 use photon_core::shutdown::Phase;
 
@@ -68,14 +68,35 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             token_ttl_max_ms: config.iam.token_ttl_max_s * 1000,
             ..Default::default()
         },
+        buckets: photon_control::buckets::BucketSettings {
+            region: config.s3.region.clone(),
+            empty_probe: None,
+        },
     })
+}
+
+/// What the control plane does for the node's S3 service, when it has one.
+pub struct StorageLink {
+    pub catalog: std::sync::Arc<lightningstor::BucketCatalog>,
+    /// `photon dev`: where the administrator's S3 env file goes, and where
+    /// to send its credentials.
+    pub dev_credentials: Option<(
+        std::path::PathBuf,
+        std::sync::mpsc::Sender<(String, String)>,
+    )>,
 }
 
 /// The control-plane thread's main function: start the node, report ready,
 /// answer the shards, stop when the engine exits.
-pub fn main(node_config: ControlNodeConfig) -> ControlPlaneMain {
+pub fn main(mut node_config: ControlNodeConfig, storage: Option<StorageLink>) -> ControlPlaneMain {
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
+            if storage.is_some() {
+                if let Some(shard0) = ctx.to_shards.first() {
+                    node_config.buckets.empty_probe =
+                        Some(crate::storage::empty_probe(shard0.clone()));
+                }
+            }
             let node = match ControlNode::start(node_config).await {
                 Ok(node) => node,
                 Err(e) => {
@@ -94,10 +115,31 @@ pub fn main(node_config: ControlNodeConfig) -> ControlPlaneMain {
                 service: "control",
                 addr: node.address,
             }]));
+            let mut tasks = Vec::new();
+            if let Some(link) = storage {
+                tasks.push(tokio::task::spawn_local(crate::storage::follow_buckets(
+                    node.state_machine.clone(),
+                    link.catalog,
+                )));
+                if let Some((path, to_main)) = link.dev_credentials {
+                    tasks.push(tokio::task::spawn_local(crate::storage::dev_credentials(
+                        node.proposer.clone(),
+                        node.directory.clone(),
+                        path,
+                        to_main,
+                    )));
+                }
+            }
             let shutdown = ctx.shutdown.clone();
-            let pings = serve_shard_messages(&ctx.from_shards, &ctx.shutdown);
+            let proposer = node.proposer.clone();
+            let pings = serve_shard_messages_with(&ctx.from_shards, &ctx.shutdown, |msg| {
+                crate::storage::handle_shard_message(&proposer, msg)
+            });
             let node_run = node.run_until(async move { shutdown.reached(Phase::Exit).await });
             tokio::join!(pings, node_run);
+            for task in tasks {
+                task.abort();
+            }
         })
     })
 }

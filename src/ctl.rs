@@ -64,6 +64,9 @@ enum CtlCommand {
     /// Identity and access management.
     #[command(subcommand)]
     Iam(crate::ctl_iam::IamCommand),
+    /// S3 buckets of the token's project.
+    #[command(subcommand)]
+    Bucket(crate::ctl_bucket::BucketCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -261,6 +264,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Logout => crate::ctl_auth::logout(&mut client).await,
         CtlCommand::Whoami => crate::ctl_auth::whoami(&mut client, args.json).await,
         CtlCommand::Iam(cmd) => crate::ctl_iam::run(&mut client, cmd, args.json).await,
+        CtlCommand::Bucket(cmd) => crate::ctl_bucket::run(&mut client, cmd, args.json).await,
         CtlCommand::Kv(cmd) => kv(&mut client, cmd, args.json).await,
         CtlCommand::Lease(cmd) => lease(&mut client, cmd, args.json).await,
         CtlCommand::Cluster(cmd) => cluster(&mut client, cmd, args.json).await,

@@ -4,8 +4,10 @@
 mod control_plane;
 mod ctl;
 mod ctl_auth;
+mod ctl_bucket;
 mod ctl_iam;
 mod node;
+mod storage;
 
 use std::process::ExitCode;
 

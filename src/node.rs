@@ -54,6 +54,9 @@ pub struct DevArgs {
     /// Address of the control plane's Cap'n Proto API (`photon ctl`).
     #[arg(long)]
     control: Option<SocketAddr>,
+    /// Address of the S3 endpoint.
+    #[arg(long)]
+    s3: Option<SocketAddr>,
     /// Optional config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -83,6 +86,9 @@ pub fn run_dev(args: DevArgs) -> ExitCode {
     }
     if let Some(addr) = args.control {
         flags.push(("control.listen".into(), toml_string(&addr.to_string())));
+    }
+    if let Some(addr) = args.s3 {
+        flags.push(("s3.listen".into(), toml_string(&addr.to_string())));
     }
     let preset = [("node.name", "\"dev\"")];
     let config = match load_config(&preset, args.config.as_deref(), &args.common, flags) {
@@ -190,16 +196,41 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
     let name = config.node.name.clone();
     let json_logs = config.log.format == LogFormat::Json;
 
+    let has_role = |role: &str| config.node.roles.iter().any(|r| r == role);
+    if has_role("storage") && !has_role("control") {
+        bail!("the storage role needs the control role on the same node (node.roles); storage-only nodes are not supported yet");
+    }
     let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(());
-    if config.node.roles.iter().any(|r| r == "control") {
+    let mut dev_credentials = None;
+    if has_role("control") {
         let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
-        builder = builder.control_plane(crate::control_plane::main(node_config));
+        let storage = if has_role("storage") {
+            let catalog = lightningstor::BucketCatalog::new();
+            let params =
+                crate::storage::s3_params(&config, node_config.directory.clone(), catalog.clone());
+            builder = builder.service::<lightningstor::S3Service>(params);
+            let link_credentials = (mode == "dev").then(|| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                dev_credentials = Some(rx);
+                (data_dir.join(crate::storage::S3_ENV_FILE), tx)
+            });
+            Some(crate::control_plane::StorageLink {
+                catalog,
+                dev_credentials: link_credentials,
+            })
+        } else {
+            None
+        };
+        builder = builder.control_plane(crate::control_plane::main(node_config, storage));
     }
     let engine = builder.start().context("node failed to start")?;
 
     let endpoints = engine.endpoints();
     write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;
     print_endpoints(mode, &name, &data_dir, &engine, &endpoints, json_logs);
+    if let Some(rx) = dev_credentials {
+        write_dev_credentials(&data_dir, &config, &endpoints, &rx);
+    }
 
     let mut engine = engine;
     let reason = engine.wait_for_stop().context("cannot wait for signals")?;
@@ -286,7 +317,11 @@ fn print_endpoints(
             "admin" => (format!("http://{}", e.addr), "/metrics /healthz /readyz"),
             "control" => (
                 e.addr.to_string(),
-                "Cap'n Proto API: photon ctl login|kv|lease|iam|cluster",
+                "Cap'n Proto API: photon ctl login|kv|lease|iam|bucket|cluster",
+            ),
+            "s3" => (
+                format!("http://{}", e.addr),
+                "S3 API (aws CLI, boto3): credentials in <data>/s3.env",
             ),
             _ => (e.addr.to_string(), ""),
         };
@@ -294,6 +329,32 @@ fn print_endpoints(
     }
     let _ = writeln!(out, "Stop with Ctrl-C (SIGINT) or SIGTERM.");
     let _ = out.flush();
+}
+
+/// Waits for the dev administrator's S3 key and writes `<data>/s3.env`.
+fn write_dev_credentials(
+    data_dir: &Path,
+    config: &Config,
+    endpoints: &[Endpoint],
+    rx: &std::sync::mpsc::Receiver<(String, String)>,
+) {
+    let Some(s3) = endpoints.iter().find(|e| e.name == "s3") else {
+        return;
+    };
+    let Ok((id, secret)) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+        eprintln!("photon: the S3 credentials of the administrator are not ready; create an access key with `photon ctl iam access-key create`");
+        return;
+    };
+    let path = data_dir.join(crate::storage::S3_ENV_FILE);
+    let endpoint = format!("http://{}", s3.addr);
+    match crate::storage::write_env_file(&path, &endpoint, &config.s3.region, &id, &secret) {
+        Ok(()) => eprintln!(
+            "photon: S3 credentials of the administrator are in {} (mode 0600): set -a; . {}; set +a; aws s3 ls",
+            path.display(),
+            path.display()
+        ),
+        Err(e) => eprintln!("photon: cannot write {}: {e}", path.display()),
+    }
 }
 
 /// Holds an exclusive lock on the data directory for the life of the node.

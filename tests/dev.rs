@@ -43,6 +43,8 @@ impl Dev {
                 "127.0.0.1:0",
                 "--control",
                 "127.0.0.1:0",
+                "--s3",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(&data_dir)
@@ -178,6 +180,8 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
             "127.0.0.1:0",
             "--control",
             "127.0.0.1:0",
+            "--s3",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&dev.data_dir)
@@ -261,6 +265,8 @@ fn port_in_use_is_a_clear_start_error() {
             "--admin",
             &addr,
             "--control",
+            "127.0.0.1:0",
+            "--s3",
             "127.0.0.1:0",
             "--data-dir",
         ])

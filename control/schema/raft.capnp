@@ -72,6 +72,7 @@ interface Session {
   iam @1 () -> (iam :import "iam.capnp".Iam);
   kv @2 () -> (kv :import "kv.capnp".Kv);
   cluster @3 () -> (cluster :Cluster);
+  buckets @4 () -> (buckets :import "buckets.capnp".Buckets);
 }
 
 # The bootstrap capability of every node. Nothing is reachable without

@@ -280,6 +280,16 @@ impl Client {
             .await
     }
 
+    /// Runs `call` against the S3 bucket API of the current node.
+    pub async fn with_buckets<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(control_schema::buckets_capnp::buckets::Client) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
+        self.with_session(|session| call(session.buckets_request().send().pipeline.get_buckets()))
+            .await
+    }
+
     /// Runs `call` with the current node's capabilities, following "not the
     /// leader" to the leader and moving to another endpoint when one fails,
     /// until [`CALL_RETRY_DEADLINE`].

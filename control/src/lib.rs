@@ -10,6 +10,7 @@
 //! It must never import the data-plane crates (storage, ebpf, vmm) nor
 //! `photon-core`'s shard types: the control plane runs on its own thread.
 
+pub mod buckets;
 pub mod client;
 pub mod iam_node;
 pub mod kv;

@@ -45,6 +45,8 @@ pub struct ControlNodeConfig {
     /// shards can share it.
     pub directory: Arc<photon_iam::Directory>,
     pub auth: crate::rpc::AuthSettings,
+    /// The S3 bucket API's region and emptiness check.
+    pub buckets: crate::buckets::BucketSettings,
 }
 
 impl ControlNodeConfig {
@@ -68,6 +70,7 @@ impl ControlNodeConfig {
             limits: crate::rpc::ServiceLimits::default(),
             directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
+            buckets: crate::buckets::BucketSettings::default(),
         }
     }
 }
@@ -101,6 +104,8 @@ pub enum StartNodeError {
 /// A running node; dropping it does not stop it, [`ControlNode::shutdown`] does.
 pub struct ControlNode {
     pub raft: Raft,
+    /// Commits commands through Raft (batched) and serves linearizable reads.
+    pub proposer: rpc::Proposer,
     pub state_machine: KvStateMachine,
     /// This node's IAM view (fed by applied `iam/` records).
     pub directory: Arc<photon_iam::Directory>,
@@ -171,8 +176,14 @@ impl ControlNode {
         }
         directory.replace(iam_state);
         let proposer = rpc::Proposer::new(raft.clone(), state_machine.clone(), config.limits);
+        let proposer_handle = proposer.clone();
         let auth = rpc::Auth::new(directory.clone(), raft.clone(), config.auth);
-        let service = NodeService::new(config.node_id, proposer.clone(), auth);
+        let service = NodeService::new(
+            config.node_id,
+            proposer.clone(),
+            auth,
+            config.buckets.clone(),
+        );
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service)),
             tokio::task::spawn_local(crate::iam_node::follow(
@@ -212,6 +223,7 @@ impl ControlNode {
         tracing::info!(node = config.node_id, %address, "control-plane node serving");
         Ok(ControlNode {
             raft,
+            proposer: proposer_handle,
             state_machine,
             directory,
             address,

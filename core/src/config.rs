@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
 const SECTIONS: &[&str] = &[
-    "node", "engine", "admin", "control", "iam", "log", "shutdown",
+    "node", "engine", "admin", "control", "iam", "s3", "log", "shutdown",
 ];
 
 /// Prefix of configuration environment variables.
@@ -46,6 +46,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub control: ControlConfig,
     pub iam: IamConfig,
+    pub s3: S3Config,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -117,6 +118,35 @@ impl Default for IamConfig {
             cluster_key_file: None,
             token_ttl_default_s: 3_600,
             token_ttl_max_s: 12 * 3_600,
+        }
+    }
+}
+
+/// LightningStor, the S3 service of a node with the `storage` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Address of the S3 endpoint (every shard serves it).
+    pub listen: SocketAddr,
+    /// The region clients sign requests for.
+    pub region: String,
+    /// Domains for virtual-host-style requests (`<bucket>.<domain>`).
+    pub domains: Vec<String>,
+    /// Size of each segment file of the object store, in MiB.
+    pub segment_mib: u64,
+    /// Seconds that chunks of a replaced or deleted object stay readable
+    /// for GETs already streaming them.
+    pub garbage_grace_s: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            region: "us-east-1".into(),
+            domains: Vec::new(),
+            segment_mib: 256,
+            garbage_grace_s: 30,
         }
     }
 }
@@ -424,6 +454,12 @@ impl Config {
                     ),
                 );
             }
+        }
+        if !(16..=4096).contains(&self.s3.segment_mib) {
+            return bad("s3.segment_mib", "must be between 16 and 4096".into());
+        }
+        if self.s3.region.is_empty() || self.s3.region.len() > 32 {
+            return bad("s3.region", "must be 1 to 32 characters".into());
         }
         let e = &self.engine;
         if e.cores > CORES_MAX {

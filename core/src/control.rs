@@ -121,6 +121,22 @@ pub async fn serve_shard_messages(
     from_shards: &MailboxReceiver<FromShard>,
     shutdown: &ShutdownSignal,
 ) {
+    serve_shard_messages_with(from_shards, shutdown, |msg| {
+        tracing::warn!(
+            shard = msg.shard,
+            "control plane got a message it does not know"
+        );
+    })
+    .await
+}
+
+/// Like [`serve_shard_messages`], handing every message other than a ping
+/// to `other` (which must not block: spawn work that waits).
+pub async fn serve_shard_messages_with(
+    from_shards: &MailboxReceiver<FromShard>,
+    shutdown: &ShutdownSignal,
+    mut other: impl FnMut(FromShard),
+) {
     let started = Instant::now();
     loop {
         let next = tokio::select! {
@@ -128,15 +144,13 @@ pub async fn serve_shard_messages(
             () = shutdown.reached(crate::shutdown::Phase::Exit) => None,
         };
         let Some(msg) = next else { break };
-        match msg.body.downcast::<Ping>() {
+        let FromShard { shard, body } = msg;
+        match body.downcast::<Ping>() {
             Ok(ping) => {
                 let uptime_ms = started.elapsed().as_millis() as u64;
                 let _ = ping.reply.send(Pong { uptime_ms });
             }
-            Err(_) => tracing::warn!(
-                shard = msg.shard,
-                "control plane got a message it does not know"
-            ),
+            Err(body) => other(FromShard { shard, body }),
         }
     }
 }

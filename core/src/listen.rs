@@ -63,11 +63,11 @@ impl ListenerRegistry {
                 }
             }
         };
-        let listener = glommio::net::TcpListener::bind(target).map_err(|e| ListenError::Bind {
+        let listener = reuse_listener(target).map_err(|source| ListenError::Bind {
             name: name.to_string(),
             addr: target,
             shard,
-            source: std::io::Error::other(e.to_string()),
+            source,
         })?;
         if shard == 0 {
             let actual = listener.local_addr().map_err(|e| ListenError::Bind {
@@ -120,4 +120,25 @@ fn probe_free(name: &str, addr: SocketAddr) -> Result<(), ListenError> {
             source,
         }),
     }
+}
+
+/// Connections a listener queues before `accept`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening socket with SO_REUSEPORT (every shard binds the address) and
+/// SO_REUSEADDR. glommio's own `bind` sets only the first; then the server
+/// side of connections it closed lingers in TIME_WAIT without the reuse flag,
+/// and a restarted node cannot bind its port for a minute.
+fn reuse_listener(addr: SocketAddr) -> std::io::Result<glommio::net::TcpListener> {
+    use std::os::fd::IntoRawFd;
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket we own and hand over;
+    // nothing else closes or uses it.
+    Ok(unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

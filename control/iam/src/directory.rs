@@ -311,6 +311,25 @@ impl Snapshot {
         policy::evaluate(statements, action, resource)
     }
 
+    /// The identity requests signed with S3 access key `key` act as, while
+    /// its principal and tenant exist (a deleted principal's keys stop working
+    /// at once, even before the key records are removed).
+    pub fn access_key_identity(&self, key: &AccessKey) -> Option<Identity> {
+        let principal = self.principal(&key.tenant, &key.principal)?;
+        Some(Identity {
+            claims: Claims {
+                sub: key.principal.clone(),
+                ten: key.tenant.clone(),
+                prj: key.project.clone(),
+                iat: key.created_ms,
+                exp: u64::MAX,
+                jti: format!("accesskey:{}", key.id),
+            },
+            kind: principal.kind,
+            cluster_admin: principal.cluster_admin,
+        })
+    }
+
     /// [`decide`](Self::decide) as a `Result` with the refusal's message.
     pub fn authorize(
         &self,

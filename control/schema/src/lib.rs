@@ -1,5 +1,5 @@
 //! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
-//! `iam.capnp`, `raft.capnp`), which are the public API contract. Nothing else lives here.
+//! `iam.capnp`, `raft.capnp`, `buckets.capnp`), which are the public API contract. Nothing else lives here.
 
 #![allow(
     clippy::all,
@@ -18,4 +18,8 @@ pub mod iam_capnp {
 
 pub mod raft_capnp {
     include!(concat!(env!("OUT_DIR"), "/raft_capnp.rs"));
+}
+
+pub mod buckets_capnp {
+    include!(concat!(env!("OUT_DIR"), "/buckets_capnp.rs"));
 }

@@ -5,6 +5,7 @@
 //! Everything here runs on the control-plane thread inside a tokio
 //! `LocalSet` (`RpcSystem` is `!Send`).
 
+mod bucket_service;
 mod cluster_service;
 pub(crate) mod convert;
 mod iam_service;
@@ -90,16 +91,23 @@ pub struct NodeService {
     source: std::net::IpAddr,
     /// Per connection: watches open on it.
     watches: std::rc::Rc<std::cell::Cell<usize>>,
+    buckets: std::rc::Rc<crate::buckets::BucketSettings>,
 }
 
 impl NodeService {
-    pub fn new(node_id: u64, proposer: Proposer, auth: std::rc::Rc<Auth>) -> Self {
+    pub fn new(
+        node_id: u64,
+        proposer: Proposer,
+        auth: std::rc::Rc<Auth>,
+        buckets: crate::buckets::BucketSettings,
+    ) -> Self {
         Self {
             node_id,
             proposer,
             auth,
             source: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             watches: std::rc::Rc::default(),
+            buckets: std::rc::Rc::new(buckets),
         }
     }
 }
@@ -229,6 +237,7 @@ impl node::Server for NodeService {
             proposer: self.proposer.clone(),
             session: std::rc::Rc::new(Session::new(self.auth.clone(), token)),
             watches: self.watches.clone(),
+            buckets: self.buckets.clone(),
         };
         results.get().set_session(capnp_rpc::new_client(session));
         Ok(())
@@ -261,9 +270,25 @@ pub struct SessionService {
     proposer: Proposer,
     session: std::rc::Rc<Session>,
     watches: std::rc::Rc<std::cell::Cell<usize>>,
+    buckets: std::rc::Rc<crate::buckets::BucketSettings>,
 }
 
 impl control_schema::raft_capnp::session::Server for SessionService {
+    async fn buckets(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::BucketsParams,
+        mut results: control_schema::raft_capnp::session::BucketsResults,
+    ) -> Result<(), capnp::Error> {
+        self.session.identity()?;
+        let service = bucket_service::BucketService::new(
+            self.proposer.clone(),
+            self.session.clone(),
+            self.buckets.clone(),
+        );
+        results.get().set_buckets(capnp_rpc::new_client(service));
+        Ok(())
+    }
+
     async fn whoami(
         self: capnp::capability::Rc<Self>,
         _params: control_schema::raft_capnp::session::WhoamiParams,

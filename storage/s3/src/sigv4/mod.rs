@@ -140,7 +140,7 @@ pub enum SigV4Error {
     SignatureDoesNotMatch,
     #[error("the difference between the request time and the server's time is too large")]
     RequestTimeTooSkewed,
-    #[error("request has expired")]
+    #[error("Request has expired")]
     Expired,
     #[error("request is not valid yet")]
     NotYetValid,

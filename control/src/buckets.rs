@@ -1,0 +1,155 @@
+//! Writing S3 bucket records (`s3/bucket/<name>` in the KV) through Raft:
+//! name uniqueness by a txn, deletion guarded by the record's revision. The
+//! S3 service's shards and the `Buckets` RPC both come through here.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use photon_iam::resources::{bucket_key, new_bucket_id, BucketRecord, BUCKET_PREFIX};
+
+use crate::kv::{
+    Command, CommandResponse, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
+    PutRequest, RequestOp, TxnRequest,
+};
+use crate::rpc::Proposer;
+
+/// Asks this node's storage shards whether a bucket (by id) is empty:
+/// `None` when no storage answers.
+pub type EmptyProbe = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Option<bool>>>> + Send + Sync>;
+
+/// What the bucket API needs besides the KV.
+#[derive(Clone, Default)]
+pub struct BucketSettings {
+    /// The region new buckets are created in.
+    pub region: String,
+    /// How to check a bucket is empty before deleting it.
+    pub empty_probe: Option<EmptyProbe>,
+}
+
+impl std::fmt::Debug for BucketSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSettings")
+            .field("region", &self.region)
+            .field("empty_probe", &self.empty_probe.is_some())
+            .finish()
+    }
+}
+
+/// Why a bucket write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BucketWriteError {
+    #[error("bucket name is taken (owned by {tenant}/{project})")]
+    Exists { tenant: String, project: String },
+    #[error("no such bucket")]
+    NoSuchBucket,
+    #[error("the bucket is not empty")]
+    NotEmpty,
+    #[error("cannot commit: {0}")]
+    Unavailable(String),
+}
+
+/// The bucket record `name`, from this node's applied state.
+pub fn get(proposer: &Proposer, name: &str) -> Option<(KeyValue, BucketRecord)> {
+    let kv = proposer
+        .state_machine
+        .get_local(bucket_key(name).as_bytes())?;
+    let record = BucketRecord::from_json(&kv.value)?;
+    Some((kv, record))
+}
+
+/// Every bucket record.
+pub fn list(proposer: &Proposer) -> Vec<BucketRecord> {
+    proposer
+        .state_machine
+        .scan_prefix_local(BUCKET_PREFIX.as_bytes())
+        .iter()
+        .filter_map(|kv| BucketRecord::from_json(&kv.value))
+        .collect()
+}
+
+async fn txn(
+    proposer: &Proposer,
+    compare: Compare,
+    success: RequestOp,
+) -> Result<bool, BucketWriteError> {
+    let command = Command::Txn(TxnRequest {
+        compare: vec![compare],
+        success: vec![success],
+        failure: Vec::new(),
+    });
+    match proposer.propose(command).await {
+        Ok(CommandResponse::Txn(r)) => Ok(r.succeeded),
+        Ok(_) => Err(BucketWriteError::Unavailable("unexpected response".into())),
+        Err(e) => Err(BucketWriteError::Unavailable(e.to_string())),
+    }
+}
+
+/// Creates bucket `name` for `tenant`/`project` unless the name is taken.
+pub async fn create(
+    proposer: &Proposer,
+    name: &str,
+    tenant: &str,
+    project: &str,
+    region: &str,
+    now_ms: u64,
+) -> Result<BucketRecord, BucketWriteError> {
+    let record = BucketRecord {
+        name: name.to_owned(),
+        id: new_bucket_id(),
+        tenant: tenant.to_owned(),
+        project: project.to_owned(),
+        region: region.to_owned(),
+        created_ms: now_ms,
+    };
+    let (key, value) = record.to_kv();
+    let absent = Compare {
+        key: key.clone().into_bytes(),
+        range_end: Vec::new(),
+        target: CompareTarget::Version(0),
+        result: CompareResult::Equal,
+    };
+    let put = RequestOp::Put(PutRequest {
+        key: key.into_bytes(),
+        value,
+        ..Default::default()
+    });
+    if txn(proposer, absent, put).await? {
+        return Ok(record);
+    }
+    match get(proposer, name) {
+        Some((_, existing)) => Err(BucketWriteError::Exists {
+            tenant: existing.tenant,
+            project: existing.project,
+        }),
+        None => Err(BucketWriteError::Unavailable("lost a race; retry".into())),
+    }
+}
+
+/// Deletes bucket `name` if it still has `id` (`None`: whatever its id).
+pub async fn delete(
+    proposer: &Proposer,
+    name: &str,
+    id: Option<u64>,
+) -> Result<BucketRecord, BucketWriteError> {
+    let (kv, record) = get(proposer, name).ok_or(BucketWriteError::NoSuchBucket)?;
+    if id.is_some_and(|id| id != record.id) {
+        return Err(BucketWriteError::NoSuchBucket);
+    }
+    let unchanged = Compare {
+        key: kv.key.clone(),
+        range_end: Vec::new(),
+        target: CompareTarget::ModRevision(kv.mod_revision),
+        result: CompareResult::Equal,
+    };
+    let delete = RequestOp::DeleteRange(DeleteRangeRequest {
+        key: kv.key.clone(),
+        range_end: Vec::new(),
+        prev_kv: false,
+    });
+    if txn(proposer, unchanged, delete).await? {
+        Ok(record)
+    } else {
+        Err(BucketWriteError::NoSuchBucket)
+    }
+}

@@ -1,0 +1,143 @@
+//! The `Buckets` API (`photon ctl bucket`): S3 buckets of the caller's
+//! project, written through [`crate::buckets`].
+
+use std::rc::Rc as StdRc;
+
+use control_schema::buckets_capnp::{bucket_info, buckets as api};
+use photon_iam::resources::{check_bucket_name, BucketRecord};
+use photon_iam::Scope;
+
+use super::session::Session;
+use super::{now_ms, Proposer};
+use crate::buckets::{self, BucketSettings, BucketWriteError};
+
+pub struct BucketService {
+    proposer: Proposer,
+    session: StdRc<Session>,
+    settings: StdRc<BucketSettings>,
+}
+
+impl BucketService {
+    pub fn new(
+        proposer: Proposer,
+        session: StdRc<Session>,
+        settings: StdRc<BucketSettings>,
+    ) -> Self {
+        Self {
+            proposer,
+            session,
+            settings,
+        }
+    }
+}
+
+fn write_info(mut info: bucket_info::Builder<'_>, record: &BucketRecord) {
+    info.set_name(&record.name);
+    info.set_tenant(&record.tenant);
+    info.set_project(&record.project);
+    info.set_region(&record.region);
+    info.set_created_ms(record.created_ms);
+}
+
+fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+    reader
+        .to_string()
+        .map_err(|_| capnp::Error::failed("invalid argument: text is not UTF-8".into()))
+}
+
+fn write_error(e: BucketWriteError) -> capnp::Error {
+    match e {
+        BucketWriteError::Unavailable(reason) => capnp::Error::failed(reason),
+        BucketWriteError::NoSuchBucket => capnp::Error::failed("not found: no such bucket".into()),
+        BucketWriteError::NotEmpty => capnp::Error::failed(
+            "failed precondition: the bucket is not empty (delete its objects and uploads first)"
+                .into(),
+        ),
+        exists @ BucketWriteError::Exists { .. } => {
+            capnp::Error::failed(format!("already exists: {exists}"))
+        }
+    }
+}
+
+impl api::Server for BucketService {
+    async fn list(
+        self: capnp::capability::Rc<Self>,
+        _params: api::ListParams,
+        mut results: api::ListResults,
+    ) -> Result<(), capnp::Error> {
+        let identity = self
+            .session
+            .check(Scope::Project, "s3:ListBuckets", "bucket")?;
+        self.proposer.linearizable().await?;
+        let visible: Vec<BucketRecord> = buckets::list(&self.proposer)
+            .into_iter()
+            .filter(|b| identity.cluster_admin || b.owned_by(identity.tenant(), identity.project()))
+            .collect();
+        let mut list = results.get().init_buckets(visible.len() as u32);
+        for (i, record) in visible.iter().enumerate() {
+            write_info(list.reborrow().get(i as u32), record);
+        }
+        Ok(())
+    }
+
+    async fn create(
+        self: capnp::capability::Rc<Self>,
+        params: api::CreateParams,
+        mut results: api::CreateResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        check_bucket_name(&name)
+            .map_err(|e| capnp::Error::failed(format!("invalid argument: {e}")))?;
+        let identity =
+            self.session
+                .check(Scope::Project, "s3:CreateBucket", &format!("bucket/{name}"))?;
+        let record = buckets::create(
+            &self.proposer,
+            &name,
+            identity.tenant(),
+            identity.project(),
+            &self.settings.region,
+            now_ms(),
+        )
+        .await
+        .map_err(write_error)?;
+        write_info(results.get().init_bucket(), &record);
+        Ok(())
+    }
+
+    async fn delete(
+        self: capnp::capability::Rc<Self>,
+        params: api::DeleteParams,
+        _results: api::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        let identity =
+            self.session
+                .check(Scope::Project, "s3:DeleteBucket", &format!("bucket/{name}"))?;
+        self.proposer.linearizable().await?;
+        let (_, record) = buckets::get(&self.proposer, &name)
+            .ok_or_else(|| write_error(BucketWriteError::NoSuchBucket))?;
+        if !identity.cluster_admin && !record.owned_by(identity.tenant(), identity.project()) {
+            // Another project's bucket is not there for this caller.
+            return Err(write_error(BucketWriteError::NoSuchBucket));
+        }
+        let Some(probe) = &self.settings.empty_probe else {
+            return Err(capnp::Error::failed(
+                "unavailable: this node runs no object storage to check the bucket is empty".into(),
+            ));
+        };
+        match probe(record.id).await {
+            Some(true) => {}
+            Some(false) => return Err(write_error(BucketWriteError::NotEmpty)),
+            None => {
+                return Err(capnp::Error::failed(
+                    "unavailable: the object storage did not answer".into(),
+                ))
+            }
+        }
+        buckets::delete(&self.proposer, &name, Some(record.id))
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+}

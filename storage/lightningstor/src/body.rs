@@ -1,0 +1,279 @@
+//! Reading a request body the way S3 does: aws-chunked bodies decoded with
+//! their chunk signatures checked, the payload hash checked against the
+//! signature, `Content-MD5` and `x-amz-checksum-*` checked at the end, and
+//! the size bounded. Data is handed out as it arrives; the caller must not
+//! make anything visible before [`BodyReader::finish`] succeeds.
+
+use std::collections::VecDeque;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use storage_s3::error::{S3Error, S3ErrorCode};
+use storage_s3::sigv4::{ChunkEvent, ChunkedDecoder, PayloadMode};
+
+use crate::api::S3Request;
+use crate::auth::sigv4_error;
+
+/// Digests the client asked us to check, from the request headers.
+#[derive(Debug, Default, Clone)]
+struct Expected {
+    md5: Option<[u8; 16]>,
+    crc32: Option<u32>,
+    crc32c: Option<u32>,
+    sha256: Option<[u8; 32]>,
+}
+
+/// What the whole body turned out to be.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+pub struct BodyReader {
+    incoming: Incoming,
+    decoder: Option<ChunkedDecoder>,
+    payload: PayloadMode,
+    events: Vec<ChunkEvent>,
+    ready: VecDeque<Bytes>,
+    md5: Md5,
+    sha256: Option<Sha256>,
+    crc32: Option<crc32fast::Hasher>,
+    crc32c: Option<u32>,
+    expected: Expected,
+    received: u64,
+    limit: u64,
+    declared: Option<u64>,
+    ended: bool,
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn decode_digest<const N: usize>(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<[u8; N]>, S3Error> {
+    let Some(text) = header(headers, name) else {
+        return Ok(None);
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; N]>::try_from(b).ok());
+    match bytes {
+        Some(b) => Ok(Some(b)),
+        None if name == "content-md5" => Err(S3Error::with_message(
+            S3ErrorCode::InvalidDigest,
+            "the Content-MD5 you specified is not valid",
+        )),
+        None => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!("value for {name} header is invalid"),
+        )),
+    }
+}
+
+impl BodyReader {
+    /// Takes the request's body after checking its headers (so a refused
+    /// request leaves the body unread for the caller to drain). `limit` is
+    /// the largest body the operation accepts (EntityTooLarge beyond it).
+    pub fn new(request: &mut S3Request, limit: u64) -> Result<Self, S3Error> {
+        let headers = request.headers();
+        let verified = &request.caller.verified;
+        let expected = Expected {
+            md5: decode_digest::<16>(headers, "content-md5")?,
+            crc32: decode_digest::<4>(headers, "x-amz-checksum-crc32")?.map(u32::from_be_bytes),
+            crc32c: decode_digest::<4>(headers, "x-amz-checksum-crc32c")?.map(u32::from_be_bytes),
+            sha256: decode_digest::<32>(headers, "x-amz-checksum-sha256")?,
+        };
+        let decoder = match verified.payload {
+            PayloadMode::StreamingSigned { .. } => {
+                Some(ChunkedDecoder::from_verified(verified).map_err(sigv4_error)?)
+            }
+            _ => None,
+        };
+        let declared = match verified.payload {
+            PayloadMode::StreamingSigned { decoded_length } => decoded_length,
+            _ => header(headers, "content-length").and_then(|v| v.parse().ok()),
+        };
+        if declared.is_some_and(|d| d > limit) {
+            return Err(too_large(limit));
+        }
+        let wants_sha256 =
+            matches!(verified.payload, PayloadMode::Sha256(_)) || expected.sha256.is_some();
+        let payload = verified.payload;
+        let incoming = request.take_body()?;
+        Ok(Self {
+            incoming,
+            decoder,
+            payload,
+            events: Vec::new(),
+            ready: VecDeque::new(),
+            md5: Md5::new(),
+            sha256: wants_sha256.then(Sha256::new),
+            crc32: expected.crc32.map(|_| crc32fast::Hasher::new()),
+            crc32c: expected.crc32c.map(|_| 0),
+            expected,
+            received: 0,
+            limit,
+            declared,
+            ended: false,
+        })
+    }
+
+    /// The size the client announced, when it did.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.declared
+    }
+
+    /// The next piece of data, or `None` at the end of the body.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, S3Error> {
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                self.account(&piece)?;
+                return Ok(Some(piece));
+            }
+            // A body announced empty is never polled: hyper answers a
+            // polled empty body that came with `Expect: 100-continue` in a
+            // way that stalls the connection's next request (botocore sends
+            // that header even for empty PUTs).
+            if self.ended || (self.declared == Some(0) && self.decoder.is_none()) {
+                self.ended = true;
+                return Ok(None);
+            }
+            match self.incoming.frame().await {
+                None => {
+                    self.ended = true;
+                    if let Some(decoder) = &self.decoder {
+                        decoder.finish().map_err(sigv4_error)?;
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::IncompleteBody,
+                        format!("the request body ended early: {e}"),
+                    ))
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    self.push(data)?;
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, data: Bytes) -> Result<(), S3Error> {
+        let Some(decoder) = &mut self.decoder else {
+            self.ready.push_back(data);
+            return Ok(());
+        };
+        self.events.clear();
+        decoder.push(&data, &mut self.events).map_err(sigv4_error)?;
+        for event in &self.events {
+            if let ChunkEvent::Data(range) = event {
+                self.ready.push_back(data.slice(range.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn account(&mut self, piece: &[u8]) -> Result<(), S3Error> {
+        self.received += piece.len() as u64;
+        if self.received > self.limit {
+            return Err(too_large(self.limit));
+        }
+        self.md5.update(piece);
+        if let Some(h) = &mut self.sha256 {
+            h.update(piece);
+        }
+        if let Some(h) = &mut self.crc32 {
+            h.update(piece);
+        }
+        if let Some(c) = &mut self.crc32c {
+            *c = crc32c::crc32c_append(*c, piece);
+        }
+        Ok(())
+    }
+
+    /// Reads and drops the rest of the body (so a keep-alive connection can
+    /// carry the next request), up to `bytes_max`.
+    pub async fn drain(&mut self, bytes_max: u64) {
+        let mut seen = 0u64;
+        while seen < bytes_max {
+            match self.incoming.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Checks that the whole body arrived and matches every digest given.
+    pub fn finish(self) -> Result<Received, S3Error> {
+        if let Some(declared) = self.declared {
+            if declared != self.received {
+                return Err(S3Error::new(S3ErrorCode::IncompleteBody));
+            }
+        }
+        let sha256: Option<[u8; 32]> = self.sha256.map(|h| h.finalize().into());
+        if let (PayloadMode::Sha256(_), Some(actual)) = (self.payload, sha256) {
+            self.payload.check_sha256(&actual).map_err(sigv4_error)?;
+        }
+        let md5: [u8; 16] = self.md5.finalize().into();
+        let mismatch = |what: &str| {
+            S3Error::with_message(
+                S3ErrorCode::BadDigest,
+                format!("the {what} you specified did not match the calculated checksum"),
+            )
+        };
+        if self.expected.md5.is_some_and(|e| e != md5) {
+            return Err(mismatch("Content-MD5"));
+        }
+        if let (Some(e), Some(h)) = (self.expected.crc32, self.crc32) {
+            if h.finalize() != e {
+                return Err(mismatch("CRC32"));
+            }
+        }
+        if let (Some(e), Some(c)) = (self.expected.crc32c, self.crc32c) {
+            if c != e {
+                return Err(mismatch("CRC32C"));
+            }
+        }
+        if let (Some(e), Some(actual)) = (self.expected.sha256, sha256) {
+            if e != actual {
+                return Err(mismatch("SHA256"));
+            }
+        }
+        Ok(Received {
+            size: self.received,
+            md5,
+        })
+    }
+}
+
+fn too_large(limit: u64) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::EntityTooLarge,
+        format!("your proposed upload exceeds the maximum allowed size of {limit} bytes"),
+    )
+}
+
+/// Reads a small body (XML documents) whole, at most `limit` bytes.
+pub async fn read_small(mut reader: BodyReader) -> Result<Vec<u8>, S3Error> {
+    let mut out = Vec::new();
+    while let Some(piece) = reader.next().await? {
+        out.extend_from_slice(&piece);
+    }
+    reader.finish()?;
+    Ok(out)
+}

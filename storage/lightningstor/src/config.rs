@@ -1,0 +1,88 @@
+//! Settings and limits of the S3 service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use photon_core::http::HttpLimits;
+use photon_iam::Directory;
+use photon_object::StoreConfig;
+
+use crate::catalog::BucketCatalog;
+
+/// S3's limits, and ours, in one place.
+#[derive(Debug, Clone)]
+pub struct S3Limits {
+    /// Chunk size of objects too large to keep inline.
+    pub chunk_bytes: u64,
+    /// Objects up to this size live inline in their index record.
+    pub inline_bytes_max: u64,
+    /// Largest single PUT (S3: 5 GiB).
+    pub put_bytes_max: u64,
+    /// Largest object (S3: 5 TiB).
+    pub object_bytes_max: u64,
+    /// Smallest part but the last (S3: 5 MiB).
+    pub part_bytes_min: u64,
+    /// Largest part (S3: 5 GiB).
+    pub part_bytes_max: u64,
+    /// Highest part number (S3: 10,000).
+    pub parts_max: u32,
+    /// Longest key (S3: 1024 bytes).
+    pub key_bytes_max: usize,
+    /// User metadata, names and values (S3: 2 KiB).
+    pub user_meta_bytes_max: usize,
+    /// Largest copy source (S3: 5 GiB).
+    pub copy_bytes_max: u64,
+    /// Keys one DeleteObjects may name (S3: 1000).
+    pub delete_objects_max: usize,
+    /// Keys one listing returns at most (S3: 1000).
+    pub list_keys_max: usize,
+    /// Largest XML request body.
+    pub xml_body_bytes_max: u64,
+    /// Chunk writes one PUT keeps in flight.
+    pub chunk_writes_in_flight: usize,
+    /// Chunk reads one GET keeps ahead of the client.
+    pub chunk_reads_ahead: usize,
+    /// How long chunks of an overwritten or deleted object stay readable
+    /// (for GETs that started before), before they are freed.
+    pub garbage_grace: Duration,
+}
+
+impl Default for S3Limits {
+    fn default() -> Self {
+        Self {
+            chunk_bytes: 8 << 20,
+            inline_bytes_max: 1 << 20,
+            put_bytes_max: 5 << 30,
+            object_bytes_max: 5 << 40,
+            part_bytes_min: 5 << 20,
+            part_bytes_max: 5 << 30,
+            parts_max: 10_000,
+            key_bytes_max: 1024,
+            user_meta_bytes_max: 2048,
+            copy_bytes_max: 5 << 30,
+            delete_objects_max: 1000,
+            list_keys_max: 1000,
+            xml_body_bytes_max: 2 << 20,
+            chunk_writes_in_flight: 4,
+            chunk_reads_ahead: 3,
+            garbage_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything every shard's S3 service is given.
+#[derive(Debug, Clone)]
+pub struct S3Params {
+    pub listen: SocketAddr,
+    /// The region clients sign for.
+    pub region: String,
+    /// Domains for virtual-host-style addressing (`<bucket>.<domain>`).
+    pub domains: Vec<String>,
+    /// The store's settings; shard `i` keeps its files in `dir/shard-<i>`.
+    pub store: StoreConfig,
+    pub directory: Arc<Directory>,
+    pub catalog: Arc<BucketCatalog>,
+    pub limits: S3Limits,
+    pub http: HttpLimits,
+}

@@ -1,0 +1,36 @@
+//! `lightningstor`: the S3-compatible object service of PhotonCloud, one
+//! instance per shard.
+//!
+//! It owns the HTTP front end of S3 ([`api`]: addressing, SigV4 through
+//! IAM access keys, IAM policy per action, bucket ownership), the S3 APIs
+//! ([`bucket_ops`], [`object_ops`], [`multipart`], [`list_ops`]), how object
+//! bytes are cut into chunks spread over shards ([`data`], [`meta`]), the
+//! per-shard store requests over the engine mesh ([`shard`]), and the
+//! node-wide bucket view fed by the control plane ([`catalog`]).
+//!
+//! It never imports the control plane (Raft, RPC): bucket changes go to the
+//! control-plane thread as [`catalog::BucketRequest`] messages and come back
+//! through the [`catalog::BucketCatalog`] the control plane feeds. The
+//! protocol pieces (SigV4, XML, error codes) are in `storage-s3`, the disk
+//! format in `photon-object`.
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod bucket_ops;
+pub mod catalog;
+pub mod conditions;
+pub mod config;
+pub mod data;
+pub mod list_ops;
+pub mod meta;
+pub mod multipart;
+pub mod object_ops;
+pub mod request;
+pub mod response;
+pub mod service;
+pub mod shard;
+
+pub use catalog::{BucketCatalog, BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest};
+pub use config::{S3Limits, S3Params};
+pub use service::S3Service;
