@@ -72,6 +72,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             region: config.s3.region.clone(),
             empty_probe: None,
         },
+        tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
 

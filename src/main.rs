@@ -52,6 +52,8 @@ enum BenchCommand {
     Kv(photon_bench::kv::KvArgs),
     /// IAM request checks: token verification (cold, cached, raw Ed25519 floor) and authorization.
     Iam(photon_bench::iam::IamArgs),
+    /// The S3 service against Garage and the raw disk: PUT/GET of 4 KiB, 1 MiB, 64 MiB, mixed.
+    S3(Box<photon_bench::s3::S3Args>),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
     /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Engine(args)) => report(photon_bench::engine::run(args)),
         Command::Bench(BenchCommand::Kv(args)) => report(photon_bench::kv::run(args)),
         Command::Bench(BenchCommand::Iam(args)) => report(photon_bench::iam::run(args)),
+        Command::Bench(BenchCommand::S3(args)) => report(photon_bench::s3::run(*args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }

@@ -229,7 +229,13 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
     write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;
     print_endpoints(mode, &name, &data_dir, &engine, &endpoints, json_logs);
     if let Some(rx) = dev_credentials {
-        write_dev_credentials(&data_dir, &config, &endpoints, &rx);
+        // On its own thread: the main thread must be waiting for signals
+        // while the control plane is still bootstrapping the key.
+        let (dir, config, endpoints) = (data_dir.clone(), config.clone(), endpoints.clone());
+        std::thread::Builder::new()
+            .name("photon-dev-s3-env".into())
+            .spawn(move || write_dev_credentials(&dir, &config, &endpoints, &rx, json_logs))
+            .context("cannot start the thread that writes s3.env")?;
     }
 
     let mut engine = engine;
@@ -337,23 +343,37 @@ fn write_dev_credentials(
     config: &Config,
     endpoints: &[Endpoint],
     rx: &std::sync::mpsc::Receiver<(String, String)>,
+    json_logs: bool,
 ) {
+    use std::sync::mpsc::RecvTimeoutError;
     let Some(s3) = endpoints.iter().find(|e| e.name == "s3") else {
         return;
     };
-    let Ok((id, secret)) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
-        eprintln!("photon: the S3 credentials of the administrator are not ready; create an access key with `photon ctl iam access-key create`");
-        return;
+    let (id, secret) = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(pair) => pair,
+        // The node is stopping.
+        Err(RecvTimeoutError::Disconnected) => return,
+        Err(RecvTimeoutError::Timeout) => {
+            tracing::warn!("the administrator's S3 key is not ready; create one with `photon ctl iam access-key create`");
+            return;
+        }
     };
     let path = data_dir.join(crate::storage::S3_ENV_FILE);
     let endpoint = format!("http://{}", s3.addr);
     match crate::storage::write_env_file(&path, &endpoint, &config.s3.region, &id, &secret) {
-        Ok(()) => eprintln!(
-            "photon: S3 credentials of the administrator are in {} (mode 0600): set -a; . {}; set +a; aws s3 ls",
-            path.display(),
-            path.display()
-        ),
-        Err(e) => eprintln!("photon: cannot write {}: {e}", path.display()),
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "wrote the administrator's S3 credentials");
+            if !json_logs {
+                eprintln!(
+                    "photon: S3 credentials of the administrator are in {} (mode 0600): set -a; . {}; set +a; aws s3 ls",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the S3 credentials")
+        }
     }
 }
 

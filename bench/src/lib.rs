@@ -4,11 +4,13 @@
 //! it must never be a dependency of a server crate.
 
 pub mod calls;
+pub mod disk;
 pub mod engine;
 pub mod iam;
 pub mod kv;
 pub mod loadgen;
 pub mod report;
+pub mod s3;
 pub mod tokio_baseline;
 
 /// Pins the calling thread to one CPU.

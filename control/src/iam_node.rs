@@ -81,6 +81,8 @@ pub async fn follow(state_machine: KvStateMachine, directory: Arc<Directory>) {
 #[derive(Debug, Clone)]
 pub struct BootstrapSettings {
     pub credentials_path: PathBuf,
+    /// Also tell a person on stderr (off when stderr carries JSON logs).
+    pub tell_stderr: bool,
 }
 
 /// On the leader, until the cluster has its administrator: creates the
@@ -106,10 +108,12 @@ pub async fn bootstrap(proposer: Proposer, directory: Arc<Directory>, settings: 
                     tracing::error!(error = %e, "cannot move the administrator's credentials into place");
                 }
                 tracing::info!(path = %settings.credentials_path.display(), "created the cluster administrator");
-                eprintln!(
-                    "photon: created the cluster administrator; its credentials are in {} (mode 0600)",
-                    settings.credentials_path.display()
-                );
+                if settings.tell_stderr {
+                    eprintln!(
+                        "photon: created the cluster administrator; its credentials are in {} (mode 0600)",
+                        settings.credentials_path.display()
+                    );
+                }
                 return;
             }
             Ok(false) => {

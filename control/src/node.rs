@@ -47,6 +47,8 @@ pub struct ControlNodeConfig {
     pub auth: crate::rpc::AuthSettings,
     /// The S3 bucket API's region and emptiness check.
     pub buckets: crate::buckets::BucketSettings,
+    /// Print notices for a person on stderr (off when stderr carries JSON logs).
+    pub tell_stderr: bool,
 }
 
 impl ControlNodeConfig {
@@ -71,6 +73,7 @@ impl ControlNodeConfig {
             directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
             buckets: crate::buckets::BucketSettings::default(),
+            tell_stderr: true,
         }
     }
 }
@@ -197,6 +200,7 @@ impl ControlNode {
                     credentials_path: config
                         .data_dir
                         .join(crate::iam_node::ADMIN_CREDENTIALS_FILE),
+                    tell_stderr: config.tell_stderr,
                 },
             )),
         ];
