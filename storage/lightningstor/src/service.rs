@@ -25,6 +25,78 @@ use crate::shard::{self, Reply, Request};
 const SWEEP_DELAY: Duration = Duration::from_secs(2);
 /// How often each shard tries to compact a segment.
 const COMPACT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the store's statistics are copied into the shard's metrics.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The store's statistics as metrics of the shard.
+struct StoreMetrics {
+    records: photon_core::metrics::Counter,
+    syncs: photon_core::metrics::Counter,
+    bytes: photon_core::metrics::Counter,
+    compactions: photon_core::metrics::Counter,
+    segment_bytes: photon_core::metrics::Gauge,
+    live_bytes: photon_core::metrics::Gauge,
+    objects: photon_core::metrics::Gauge,
+    chunks: photon_core::metrics::Gauge,
+}
+
+impl StoreMetrics {
+    fn new(metrics: &photon_core::metrics::ShardMetrics) -> Self {
+        Self {
+            records: metrics.counter(
+                "photon_s3_store_records_written_total",
+                "Records the object store wrote (puts, deletes, compaction copies)",
+                &[],
+            ),
+            syncs: metrics.counter(
+                "photon_s3_store_syncs_total",
+                "fdatasync rounds of the object store (records per sync shows group commit)",
+                &[],
+            ),
+            bytes: metrics.counter(
+                "photon_s3_store_bytes_written_total",
+                "Record bytes the object store wrote, padding included",
+                &[],
+            ),
+            compactions: metrics.counter(
+                "photon_s3_store_compactions_total",
+                "Segments freed by compaction",
+                &[],
+            ),
+            segment_bytes: metrics.gauge(
+                "photon_s3_store_segment_bytes",
+                "Bytes of the object store's segment files",
+                &[],
+            ),
+            live_bytes: metrics.gauge(
+                "photon_s3_store_live_bytes",
+                "Bytes of records that are current in the index",
+                &[],
+            ),
+            objects: metrics.gauge(
+                "photon_s3_store_objects",
+                "Index entries: objects, upload and part records",
+                &[],
+            ),
+            chunks: metrics.gauge(
+                "photon_s3_store_chunks",
+                "Chunks of large objects held by this shard",
+                &[],
+            ),
+        }
+    }
+
+    fn update(&self, s: &photon_object::StoreStats) {
+        self.records.mirror(s.records_written);
+        self.syncs.mirror(s.syncs);
+        self.bytes.mirror(s.bytes_written);
+        self.compactions.mirror(s.compactions);
+        self.segment_bytes.set(s.segment_bytes as i64);
+        self.live_bytes.set(s.live_bytes as i64);
+        self.objects.set(s.objects as i64);
+        self.chunks.set(s.chunks as i64);
+    }
+}
 
 pub struct S3Service {
     pub(crate) store: Rc<Store>,
@@ -116,6 +188,14 @@ impl ShardService for S3Service {
     }
 
     async fn stop(&self, ctx: &ShardContext<Self>) {
+        let s = self.store.stats();
+        tracing::info!(
+            shard = ctx.shard(),
+            records = s.records_written,
+            syncs = s.syncs,
+            compactions = s.compactions,
+            "object store: records per sync shows group commit at work"
+        );
         if let Err(e) = self.store.close().await {
             tracing::error!(shard = ctx.shard(), error = %e, "object store did not close cleanly");
         }
@@ -168,10 +248,13 @@ pub(crate) async fn free_chunks(ctx: &ShardContext<S3Service>, chunks: Vec<(u64,
 }
 
 async fn compact_loop(store: Rc<Store>, ctx: ShardContext<S3Service>) {
+    let metrics = StoreMetrics::new(ctx.metrics());
+    let mut since_compaction = Duration::ZERO;
     loop {
+        metrics.update(&store.stats());
         let stop = futures_lite::future::or(
             async {
-                glommio::timer::sleep(COMPACT_INTERVAL).await;
+                glommio::timer::sleep(STATS_INTERVAL).await;
                 false
             },
             async {
@@ -183,6 +266,11 @@ async fn compact_loop(store: Rc<Store>, ctx: ShardContext<S3Service>) {
         if stop {
             return;
         }
+        since_compaction += STATS_INTERVAL;
+        if since_compaction < COMPACT_INTERVAL {
+            continue;
+        }
+        since_compaction = Duration::ZERO;
         match store.compact_once().await {
             Ok(report) => tracing::debug!(shard = ctx.shard(), ?report, "compaction pass"),
             Err(e) => tracing::warn!(shard = ctx.shard(), error = %e, "compaction failed"),
