@@ -45,6 +45,8 @@ impl Dev {
                 "127.0.0.1:0",
                 "--s3",
                 "127.0.0.1:0",
+                "--set",
+                "s3.segment_mib=16",
                 "--data-dir",
             ])
             .arg(&data_dir)
@@ -182,6 +184,8 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
             "127.0.0.1:0",
             "--s3",
             "127.0.0.1:0",
+            "--set",
+            "s3.segment_mib=16",
             "--data-dir",
         ])
         .arg(&dev.data_dir)
@@ -268,6 +272,8 @@ fn port_in_use_is_a_clear_start_error() {
             "127.0.0.1:0",
             "--s3",
             "127.0.0.1:0",
+            "--set",
+            "s3.segment_mib=16",
             "--data-dir",
         ])
         .arg(&dir)

@@ -109,6 +109,8 @@ impl S3Dev {
             .args(["dev", "--cores", &self.cores.to_string()])
             .args(["--admin", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             .args(S3_LISTEN_ARGS)
+            // Small segments: less disk per test, and rollover happens.
+            .args(["--set", "s3.segment_mib=16"])
             .arg("--data-dir")
             .arg(&self.data)
             .stdout(log.try_clone().unwrap())

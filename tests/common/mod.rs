@@ -148,6 +148,8 @@ impl Dev {
                 "127.0.0.1:0",
                 "--s3",
                 "127.0.0.1:0",
+                "--set",
+                "s3.segment_mib=16",
                 "--data-dir",
             ])
             .arg(&data)
