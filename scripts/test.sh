@@ -18,6 +18,8 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 # The S3 tests check our SigV4 and XML against botocore (python3.11, as the
 # machine image has it with the aws CLI and boto3).
 command -v python3.11 >/dev/null 2>&1 || need_apt+=(python3.11 python3-pip)
+# The NBD codec is checked against qemu-io and qemu-img.
+command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
