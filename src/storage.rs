@@ -13,7 +13,6 @@ use lightningstor::{
     BucketCatalog, BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest, S3Limits, S3Params,
 };
 use photon_control::buckets::{self, BucketWriteError, EmptyProbe};
-use photon_control::kv::EventKind;
 use photon_control::raft::KvStateMachine;
 use photon_control::rpc::Proposer;
 use photon_core::config::Config;
@@ -57,33 +56,20 @@ pub fn s3_params(
 
 /// Keeps `catalog` equal to the applied `s3/bucket/` records.
 pub async fn follow_buckets(state_machine: KvStateMachine, catalog: Arc<BucketCatalog>) {
-    loop {
-        let mut live = state_machine.subscribe();
-        let all = state_machine.scan_prefix_local(BUCKET_PREFIX.as_bytes());
-        catalog.replace(
-            all.iter()
-                .filter_map(|kv| photon_iam::resources::BucketRecord::from_json(&kv.value)),
-        );
-        loop {
-            match live.recv().await {
-                Ok(events) if events.is_empty() => break,
-                Ok(events) => catalog.apply(
-                    events
-                        .iter()
-                        .filter(|e| e.kv.key.starts_with(BUCKET_PREFIX.as_bytes()))
-                        .map(|e| {
-                            let value = match e.kind {
-                                EventKind::Put => Some(e.kv.value.as_slice()),
-                                EventKind::Delete => None,
-                            };
-                            (e.kv.key.as_slice(), value)
-                        }),
-                ),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }
+    let reload = catalog.clone();
+    photon_control::raft::follow_prefix(
+        state_machine,
+        BUCKET_PREFIX.as_bytes(),
+        move |state_machine| {
+            let all = state_machine.scan_prefix_local(BUCKET_PREFIX.as_bytes());
+            reload.replace(
+                all.iter()
+                    .filter_map(|kv| photon_iam::resources::BucketRecord::from_json(&kv.value)),
+            );
+        },
+        move |changes| catalog.apply(changes),
+    )
+    .await
 }
 
 /// Handles a message from a shard that is not a ping: bucket changes.

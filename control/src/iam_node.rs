@@ -46,35 +46,22 @@ pub fn key_mismatch(snapshot: &Snapshot, key: &ClusterKey) -> bool {
 /// after a snapshot was installed (an empty event batch) or when it fell
 /// behind, and applies event batches otherwise.
 pub async fn follow(state_machine: KvStateMachine, directory: Arc<Directory>) {
-    loop {
-        let mut live = state_machine.subscribe();
-        let snapshot = load(&state_machine);
-        if key_mismatch(&snapshot, directory.cluster_key()) {
-            tracing::error!(
-                "the IAM records were sealed with another cluster key: this node cannot open access keys or sign tokens (check iam.cluster_key_file)"
-            );
-        }
-        directory.replace(snapshot);
-        loop {
-            match live.recv().await {
-                Ok(events) if events.is_empty() => break,
-                Ok(events) => directory.apply(
-                    events
-                        .iter()
-                        .filter(|e| e.kv.key.starts_with(model::PREFIX.as_bytes()))
-                        .map(|e| {
-                            let value = match e.kind {
-                                EventKind::Put => Some(e.kv.value.as_slice()),
-                                EventKind::Delete => None,
-                            };
-                            (e.kv.key.as_slice(), value)
-                        }),
-                ),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+    let reload = directory.clone();
+    crate::raft::follow_prefix(
+        state_machine,
+        model::PREFIX.as_bytes(),
+        move |state_machine| {
+            let snapshot = load(state_machine);
+            if key_mismatch(&snapshot, reload.cluster_key()) {
+                tracing::error!(
+                    "the IAM records were sealed with another cluster key: this node cannot open access keys or sign tokens (check iam.cluster_key_file)"
+                );
             }
-        }
-    }
+            reload.replace(snapshot);
+        },
+        move |changes| directory.apply(changes),
+    )
+    .await
 }
 
 /// Where the administrator's credentials go, and how to write them.

@@ -17,7 +17,7 @@ use std::io::Cursor;
 
 pub use codec::CodecError;
 pub use log_store::RaftLogStore;
-pub use state_machine::{KvStateMachine, SnapshotStore};
+pub use state_machine::{follow_prefix, KvStateMachine, SnapshotStore};
 
 use crate::kv::{Command, CommandResponse, KvError};
 

@@ -323,3 +323,43 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         }))
     }
 }
+
+/// Keeps a local view equal to the applied records under `prefix`:
+/// `reset` runs at start, after a snapshot was installed (an empty event
+/// batch) and after falling behind the event stream; `apply` gets each
+/// later batch of changes under the prefix (a value puts, `None` deletes).
+/// Returns when the state machine is gone.
+pub async fn follow_prefix(
+    state_machine: KvStateMachine,
+    prefix: &[u8],
+    mut reset: impl FnMut(&KvStateMachine),
+    mut apply: impl for<'a> FnMut(&mut dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)>),
+) {
+    use crate::kv::EventKind;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let mut live = state_machine.subscribe();
+        reset(&state_machine);
+        loop {
+            match live.recv().await {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => {
+                    let mut changes =
+                        events
+                            .iter()
+                            .filter(|e| e.kv.key.starts_with(prefix))
+                            .map(|e| {
+                                let value = match e.kind {
+                                    EventKind::Put => Some(e.kv.value.as_slice()),
+                                    EventKind::Delete => None,
+                                };
+                                (e.kv.key.as_slice(), value)
+                            });
+                    apply(&mut changes);
+                }
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -135,6 +135,49 @@ impl<'a> BlobWriter<'a> {
     }
 }
 
+/// Stores a request's body: every piece goes to a [`BlobWriter`] as it
+/// arrives; the digests are checked at the end, and on any failure the
+/// chunks written so far are freed. `inline` as for [`BlobWriter::new`].
+pub async fn receive(
+    api: &Api,
+    mut reader: crate::body::BodyReader,
+    inline: bool,
+) -> Result<(Written, crate::body::Received), S3Error> {
+    let mut writer = BlobWriter::new(api, inline);
+    let received = loop {
+        let step = match reader.next().await {
+            Ok(Some(piece)) => writer.push(&piece).await.map(|_| true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match step {
+            Ok(true) => {}
+            Ok(false) => break reader.finish(),
+            Err(e) => break Err(e),
+        }
+    };
+    match received {
+        Ok(received) => Ok((writer.finish().await?, received)),
+        Err(e) => {
+            writer.abandon().await;
+            Err(e)
+        }
+    }
+}
+
+/// A body must announce its length (or come chunked), as S3 requires.
+pub fn require_length(r: &crate::api::S3Request) -> Result<(), S3Error> {
+    if r.header("content-length").is_none()
+        && r.header("transfer-encoding").is_none()
+        && r.header("x-amz-decoded-content-length").is_none()
+    {
+        return Err(S3Error::new(
+            storage_s3::error::S3ErrorCode::MissingContentLength,
+        ));
+    }
+    Ok(())
+}
+
 /// Frees the chunks of a written layout that will not be used.
 pub async fn discard(api: &Api, layout: &Layout) {
     if let Layout::Blobs(blobs) = layout {

@@ -17,7 +17,7 @@ use storage_s3::xml::{self, Owner, PartEntry, UploadEntry};
 use crate::api::{internal, Api, S3Request, S3Result};
 use crate::body::{read_small, BodyReader};
 use crate::conditions::last_modified;
-use crate::data::{self, BlobWriter, Written};
+use crate::data::{self, Written};
 use crate::meta::{
     objects_ns, part_key, parts_ns, random_u64, upload_key, uploads_ns, Layout, ObjectMeta,
     UploadMeta,
@@ -155,33 +155,10 @@ pub async fn upload_part(api: &Api, r: &mut S3Request) -> S3Result {
 }
 
 async fn receive_part(api: &Api, r: &mut S3Request) -> Result<(Written, [u8; 16]), S3Error> {
-    if r.header("content-length").is_none()
-        && r.header("transfer-encoding").is_none()
-        && r.header("x-amz-decoded-content-length").is_none()
-    {
-        return Err(S3Error::new(S3ErrorCode::MissingContentLength));
-    }
-    let mut reader = BodyReader::new(r, api.limits().part_bytes_max)?;
-    let mut writer = BlobWriter::new(api, false);
-    let received = loop {
-        let step = match reader.next().await {
-            Ok(Some(piece)) => writer.push(&piece).await.map(|_| true),
-            Ok(None) => Ok(false),
-            Err(e) => Err(e),
-        };
-        match step {
-            Ok(true) => {}
-            Ok(false) => break reader.finish(),
-            Err(e) => break Err(e),
-        }
-    };
-    match received {
-        Ok(received) => Ok((writer.finish().await?, received.md5)),
-        Err(e) => {
-            writer.abandon().await;
-            Err(e)
-        }
-    }
+    data::require_length(r)?;
+    let reader = BodyReader::new(r, api.limits().part_bytes_max)?;
+    let (written, received) = data::receive(api, reader, false).await?;
+    Ok((written, received.md5))
 }
 
 async fn copy_part(api: &Api, r: &mut S3Request) -> Result<(Written, [u8; 16]), S3Error> {

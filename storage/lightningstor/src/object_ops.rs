@@ -150,12 +150,7 @@ pub async fn put_object(api: &Api, r: &mut S3Request) -> S3Result {
     let (headers, user) = object_headers(r, api.limits().user_meta_bytes_max)?;
     let condition = write_condition(r)?;
     let key = r.key().to_owned();
-    if r.header("content-length").is_none()
-        && r.header("transfer-encoding").is_none()
-        && r.header("x-amz-decoded-content-length").is_none()
-    {
-        return Err(S3Error::new(S3ErrorCode::MissingContentLength));
-    }
+    data::require_length(r)?;
     let ns = objects_ns(bucket.id);
     // Fail fast before taking the body; the owner checks again under its lock.
     if condition != Condition::None {
@@ -167,28 +162,8 @@ pub async fn put_object(api: &Api, r: &mut S3Request) -> S3Result {
             return Err(precondition_failed("If-Match or If-None-Match"));
         }
     }
-    let mut reader = BodyReader::new(r, api.limits().put_bytes_max)?;
-    let mut writer = BlobWriter::new(api, true);
-    let received = loop {
-        let step = match reader.next().await {
-            Ok(Some(piece)) => writer.push(&piece).await.map(|_| true),
-            Ok(None) => Ok(false),
-            Err(e) => Err(e),
-        };
-        match step {
-            Ok(true) => {}
-            Ok(false) => break reader.finish(),
-            Err(e) => break Err(e),
-        }
-    };
-    let received = match received {
-        Ok(received) => received,
-        Err(e) => {
-            writer.abandon().await;
-            return Err(e);
-        }
-    };
-    let written = writer.finish().await?;
+    let reader = BodyReader::new(r, api.limits().put_bytes_max)?;
+    let (written, received) = data::receive(api, reader, true).await?;
     let meta = ObjectMeta {
         size: received.size,
         etag: hex::encode(received.md5),
