@@ -18,7 +18,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -28,6 +28,7 @@ use photon_control::client::Client as PhotonClient;
 use photon_control::kv::{PutRequest, RangeRequest};
 use serde_json::json;
 
+use crate::child::{free_port, Proc, WorkDir};
 use crate::report::{new_histogram, Latency, Table};
 
 /// Most concurrent clients one point may run.
@@ -48,8 +49,6 @@ pub const FILL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Pause of a client after a failed call, so that a failing server is not
 /// hammered in a tight loop.
 pub const ERROR_BACKOFF: Duration = Duration::from_millis(10);
-/// Bytes of a process's log printed when it fails to start.
-pub const LOG_TAIL_BYTES: u64 = 4096;
 /// The disk probe: appends of this size, each followed by fdatasync...
 pub const DISK_PROBE_BYTES: usize = 4096;
 /// ...this many times, or for this long, whichever ends first.
@@ -203,7 +202,7 @@ pub fn run(args: KvArgs) -> anyhow::Result<()> {
         None
     };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let work = WorkDir::create(&base)?;
+    let work = WorkDir::create(&base, "kv")?;
     print_header(&args, etcd.as_deref(), &work.path);
     let disk = fdatasync_probe(&work.path)?;
     println!(
@@ -698,99 +697,6 @@ fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
         .build()
         .context("cannot build a tokio runtime")?;
     Ok(tokio::task::LocalSet::new().block_on(&runtime, future))
-}
-
-/// The run's scratch directory, removed on drop.
-struct WorkDir {
-    path: PathBuf,
-}
-
-impl WorkDir {
-    fn create(base: &Path) -> anyhow::Result<Self> {
-        let path = base.join(format!("photon-bench-kv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A child process, killed (SIGKILL) and reaped on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: String, command: &mut Command, log: PathBuf) -> anyhow::Result<Self> {
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        // If the benchmark itself dies (panic=abort, SIGKILL), its servers
-        // must not outlive it and keep ports, CPU and disk busy.
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // no memory of the parent; it runs in the child between fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(command, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Self { name, child, log })
-    }
-
-    /// Fails, with the end of the process's log, if it has exited.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "{} exited ({status}); end of its log {}:\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log)
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    text
-}
-
-/// A free port on 127.0.0.1, for addresses that must be known before start.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// A running cluster of one system; its processes stop and its data goes on drop.

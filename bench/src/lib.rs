@@ -4,6 +4,7 @@
 //! it must never be a dependency of a server crate.
 
 pub mod calls;
+pub mod child;
 pub mod disk;
 pub mod engine;
 pub mod iam;

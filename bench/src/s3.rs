@@ -228,7 +228,7 @@ impl Point {
 pub fn run(args: S3Args) -> anyhow::Result<()> {
     validate(&args)?;
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let work = WorkDir::create(&base)?;
+    let work = WorkDir::create(&base, "s3")?;
     let disk_dir = args.data_dir.clone().unwrap_or_else(|| work.path.clone());
     let disk = if args.disk.skip_disk {
         println!("--skip-disk: no raw disk baseline");

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,14 +13,14 @@ use anyhow::{bail, Context};
 
 use super::client::Endpoint;
 use super::load::ensure_bucket;
+pub use crate::child::WorkDir;
+use crate::child::{free_port, log_tail, Proc};
 
 /// Longest a server may take to start and accept a request.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `photon dev` may list its endpoints without an `s3` one before
 /// the benchmark concludes that this build has no S3 service.
 pub const S3_ENDPOINT_GRACE: Duration = Duration::from_secs(10);
-/// Bytes of a process's log printed when it fails.
-pub const LOG_TAIL_BYTES: u64 = 4096;
 /// The file `photon dev` writes with the S3 endpoint and its credentials.
 pub const S3_ENV_FILE: &str = "s3.env";
 /// The region PhotonCloud's S3 answers to unless its s3.env says otherwise.
@@ -295,97 +295,6 @@ fn endpoint_from_env(
         region,
         bucket,
     )
-}
-
-/// The run's scratch directory, removed on drop.
-pub struct WorkDir {
-    pub path: PathBuf,
-}
-
-impl WorkDir {
-    pub fn create(base: &Path) -> anyhow::Result<Self> {
-        let path = base.join(format!("photon-bench-s3-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A child process, killed (SIGKILL) and reaped on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: String, command: &mut Command, log: PathBuf) -> anyhow::Result<Self> {
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        // If the benchmark itself dies, its servers must not outlive it.
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // no memory of the parent; it runs in the child between fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(command, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Self { name, child, log })
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "{} exited ({status}); end of its log {}:\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log)
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)));
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
-    text
-}
-
-/// A free port on 127.0.0.1, for servers whose address must be known before start.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]
