@@ -295,10 +295,17 @@ where
     let metrics = options.metrics.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let started = Instant::now();
+        let close = empty_expecting_continue(req.headers());
         let fut = handler(req);
         let metrics = metrics.clone();
         async move {
-            let response = fut.await;
+            let mut response = fut.await;
+            if close {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             metrics.record(response.status().as_u16(), started.elapsed());
             Ok::<_, Infallible>(response)
         }
@@ -328,6 +335,22 @@ where
         tracing::debug!(service = options.service, error = %e, "connection ended with an error");
     }
     options.metrics.connections_open.dec();
+}
+
+/// Whether a request announced an empty body and still asked for `100
+/// Continue`. hyper sends no `100 Continue` for an empty body (there is
+/// nothing to continue with), but botocore waits for one, takes the final
+/// response through its expect path, and then misreads the next response on
+/// the same connection. Closing such a connection after the reply keeps
+/// botocore (and so the aws CLI) from hanging on its next request.
+fn empty_expecting_continue(headers: &http::HeaderMap) -> bool {
+    let expects = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    expects
+        && headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
 }
 
 /// A small full-body response.

@@ -85,7 +85,6 @@ impl Api {
         let ids = self.service.ids.next();
         let head = req.method() == http::Method::HEAD;
         let method = req.method().clone();
-        let close = empty_expecting_continue(req.headers());
         let (result, unread_body) = self.dispatch(req).await;
         let mut response = match result {
             Ok(response) => response,
@@ -95,7 +94,7 @@ impl Api {
             }
         };
         response::stamp(&mut response, &ids);
-        if close || unread_body {
+        if unread_body {
             response.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
@@ -297,22 +296,6 @@ fn check_key(key: &str, bytes_max: usize) -> Result<(), S3Error> {
         ));
     }
     Ok(())
-}
-
-/// Whether a request announced an empty body and still asked for `100
-/// Continue`. hyper sends no `100 Continue` for an empty body (there is
-/// nothing to continue with), but botocore waits for one, takes the final
-/// response through its expect path, and then misreads the next response
-/// on the same connection. Closing such a connection after the reply keeps
-/// botocore (and so the aws CLI) from hanging on its next request.
-fn empty_expecting_continue(headers: &HeaderMap) -> bool {
-    let expects = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    expects
-        && headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
 }
 
 /// Largest unread request body drained after an error.
