@@ -72,6 +72,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             region: config.s3.region.clone(),
             empty_probe: None,
         },
+        volumes: photon_control::volumes::VolumeSettings::default(),
         tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
@@ -85,6 +86,8 @@ pub struct StorageLink {
         std::path::PathBuf,
         std::sync::mpsc::Sender<(String, String)>,
     )>,
+    /// The node's volumes (CoronaFS).
+    pub volumes: crate::volumes::VolumeLink,
 }
 
 /// The control-plane thread's main function: start the node, report ready,
@@ -92,11 +95,17 @@ pub struct StorageLink {
 pub fn main(mut node_config: ControlNodeConfig, storage: Option<StorageLink>) -> ControlPlaneMain {
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
-            if storage.is_some() {
+            if let Some(link) = &storage {
                 if let Some(shard0) = ctx.to_shards.first() {
                     node_config.buckets.empty_probe =
                         Some(crate::storage::empty_probe(shard0.clone()));
                 }
+                node_config.volumes = photon_control::volumes::VolumeSettings {
+                    node: node_config.node_id,
+                    shards: ctx.to_shards.len() as u32,
+                    ops: Some(crate::volumes::shard_ops(ctx.to_shards.clone())),
+                    nbd_address: link.volumes.nbd_address.clone(),
+                };
             }
             let node = match ControlNode::start(node_config).await {
                 Ok(node) => node,
@@ -121,6 +130,10 @@ pub fn main(mut node_config: ControlNodeConfig, storage: Option<StorageLink>) ->
                 tasks.push(tokio::task::spawn_local(crate::storage::follow_buckets(
                     node.state_machine.clone(),
                     link.catalog,
+                )));
+                tasks.push(tokio::task::spawn_local(crate::volumes::follow_volumes(
+                    node.state_machine.clone(),
+                    link.volumes.catalog,
                 )));
                 if let Some((path, to_main)) = link.dev_credentials {
                     tasks.push(tokio::task::spawn_local(crate::storage::dev_credentials(

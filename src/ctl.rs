@@ -67,6 +67,9 @@ enum CtlCommand {
     /// S3 buckets of the token's project.
     #[command(subcommand)]
     Bucket(crate::ctl_bucket::BucketCommand),
+    /// CoronaFS block volumes of the token's project (NBD).
+    #[command(subcommand)]
+    Volume(crate::ctl_volume::VolumeCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -265,6 +268,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Whoami => crate::ctl_auth::whoami(&mut client, args.json).await,
         CtlCommand::Iam(cmd) => crate::ctl_iam::run(&mut client, cmd, args.json).await,
         CtlCommand::Bucket(cmd) => crate::ctl_bucket::run(&mut client, cmd, args.json).await,
+        CtlCommand::Volume(cmd) => crate::ctl_volume::run(&mut client, cmd, args.json).await,
         CtlCommand::Kv(cmd) => kv(&mut client, cmd, args.json).await,
         CtlCommand::Lease(cmd) => lease(&mut client, cmd, args.json).await,
         CtlCommand::Cluster(cmd) => cluster(&mut client, cmd, args.json).await,

@@ -6,8 +6,10 @@ mod ctl;
 mod ctl_auth;
 mod ctl_bucket;
 mod ctl_iam;
+mod ctl_volume;
 mod node;
 mod storage;
+mod volumes;
 
 use std::process::ExitCode;
 

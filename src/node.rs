@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -57,6 +58,9 @@ pub struct DevArgs {
     /// Address of the S3 endpoint.
     #[arg(long)]
     s3: Option<SocketAddr>,
+    /// Address of the NBD endpoint (volumes).
+    #[arg(long)]
+    nbd: Option<SocketAddr>,
     /// Optional config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -89,6 +93,9 @@ pub fn run_dev(args: DevArgs) -> ExitCode {
     }
     if let Some(addr) = args.s3 {
         flags.push(("s3.listen".into(), toml_string(&addr.to_string())));
+    }
+    if let Some(addr) = args.nbd {
+        flags.push(("nbd.listen".into(), toml_string(&addr.to_string())));
     }
     let preset = [("node.name", "\"dev\"")];
     let config = match load_config(&preset, args.config.as_deref(), &args.common, flags) {
@@ -202,6 +209,7 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
     }
     let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(());
     let mut dev_credentials = None;
+    let nbd_address = Arc::new(std::sync::Mutex::new(None));
     if has_role("control") {
         let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
         let storage = if has_role("storage") {
@@ -209,6 +217,12 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
             let params =
                 crate::storage::s3_params(&config, node_config.directory.clone(), catalog.clone());
             builder = builder.service::<lightningstor::S3Service>(params);
+            let volume_catalog = coronafs::VolumeCatalog::new();
+            builder = builder.service::<coronafs::NbdService>(crate::volumes::nbd_params(
+                &config,
+                node_config.directory.clone(),
+                volume_catalog.clone(),
+            ));
             let link_credentials = (mode == "dev").then(|| {
                 let (tx, rx) = std::sync::mpsc::channel();
                 dev_credentials = Some(rx);
@@ -217,6 +231,10 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
             Some(crate::control_plane::StorageLink {
                 catalog,
                 dev_credentials: link_credentials,
+                volumes: crate::volumes::VolumeLink {
+                    catalog: volume_catalog,
+                    nbd_address: nbd_address.clone(),
+                },
             })
         } else {
             None
@@ -226,6 +244,11 @@ fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
     let engine = builder.start().context("node failed to start")?;
 
     let endpoints = engine.endpoints();
+    if let Some(nbd) = endpoints.iter().find(|e| e.name == "nbd") {
+        if let Ok(mut address) = nbd_address.lock() {
+            *address = Some(nbd.addr);
+        }
+    }
     write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;
     print_endpoints(mode, &name, &data_dir, &engine, &endpoints, json_logs);
     if let Some(rx) = dev_credentials {
@@ -323,11 +346,15 @@ fn print_endpoints(
             "admin" => (format!("http://{}", e.addr), "/metrics /healthz /readyz"),
             "control" => (
                 e.addr.to_string(),
-                "Cap'n Proto API: photon ctl login|kv|lease|iam|bucket|cluster",
+                "Cap'n Proto API: photon ctl login|kv|lease|iam|bucket|volume|cluster",
             ),
             "s3" => (
                 format!("http://{}", e.addr),
                 "S3 API (aws CLI, boto3): credentials in <data>/s3.env",
+            ),
+            "nbd" => (
+                format!("nbd://{}", e.addr),
+                "NBD volumes (qemu, qemu-img, fio): photon ctl volume attach NAME",
             ),
             _ => (e.addr.to_string(), ""),
         };

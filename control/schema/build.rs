@@ -2,7 +2,13 @@
 //! build needs no system `capnp` binary, then generates Rust with capnpc.
 
 fn main() {
-    let schemas = ["kv.capnp", "iam.capnp", "raft.capnp", "buckets.capnp"];
+    let schemas = [
+        "kv.capnp",
+        "iam.capnp",
+        "raft.capnp",
+        "buckets.capnp",
+        "volumes.capnp",
+    ];
     let mut command = capnpc_embedded::CompileCommand::new();
     for schema in schemas {
         println!("cargo:rerun-if-changed={schema}");

@@ -73,6 +73,7 @@ interface Session {
   kv @2 () -> (kv :import "kv.capnp".Kv);
   cluster @3 () -> (cluster :Cluster);
   buckets @4 () -> (buckets :import "buckets.capnp".Buckets);
+  volumes @5 () -> (volumes :import "volumes.capnp".Volumes);
 }
 
 # The bootstrap capability of every node. Nothing is reachable without

@@ -290,6 +290,16 @@ impl Client {
             .await
     }
 
+    /// Runs `call` against the volume API of the current node.
+    pub async fn with_volumes<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(control_schema::volumes_capnp::volumes::Client) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
+        self.with_session(|session| call(session.volumes_request().send().pipeline.get_volumes()))
+            .await
+    }
+
     /// Runs `call` with the current node's capabilities, following "not the
     /// leader" to the leader and moving to another endpoint when one fails,
     /// until [`CALL_RETRY_DEADLINE`].

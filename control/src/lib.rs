@@ -19,3 +19,4 @@ pub mod logstore;
 pub mod node;
 pub mod raft;
 pub mod rpc;
+pub mod volumes;

@@ -47,6 +47,7 @@ pub struct ControlNodeConfig {
     pub auth: crate::rpc::AuthSettings,
     /// The S3 bucket API's region and emptiness check.
     pub buckets: crate::buckets::BucketSettings,
+    pub volumes: crate::volumes::VolumeSettings,
     /// Print notices for a person on stderr (off when stderr carries JSON logs).
     pub tell_stderr: bool,
 }
@@ -73,6 +74,7 @@ impl ControlNodeConfig {
             directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
             buckets: crate::buckets::BucketSettings::default(),
+            volumes: crate::volumes::VolumeSettings::default(),
             tell_stderr: true,
         }
     }
@@ -186,6 +188,7 @@ impl ControlNode {
             proposer.clone(),
             auth,
             config.buckets.clone(),
+            config.volumes.clone(),
         );
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service)),

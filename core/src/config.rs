@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
 const SECTIONS: &[&str] = &[
-    "node", "engine", "admin", "control", "iam", "s3", "log", "shutdown",
+    "node", "engine", "admin", "control", "iam", "s3", "nbd", "log", "shutdown",
 ];
 
 /// Prefix of configuration environment variables.
@@ -47,6 +47,7 @@ pub struct Config {
     pub control: ControlConfig,
     pub iam: IamConfig,
     pub s3: S3Config,
+    pub nbd: NbdConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -147,6 +148,26 @@ impl Default for S3Config {
             domains: Vec::new(),
             segment_mib: 256,
             garbage_grace_s: 30,
+        }
+    }
+}
+
+/// CoronaFS, the NBD volume service of a node with the `storage` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NbdConfig {
+    /// Address of the NBD endpoint (every shard serves it).
+    pub listen: SocketAddr,
+    /// A shard's volume journal is checkpointed and restarted past this
+    /// many MiB.
+    pub journal_mib: u64,
+}
+
+impl Default for NbdConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
+            journal_mib: 64,
         }
     }
 }
@@ -457,6 +478,9 @@ impl Config {
         }
         if !(16..=4096).contains(&self.s3.segment_mib) {
             return bad("s3.segment_mib", "must be between 16 and 4096".into());
+        }
+        if !(1..=4096).contains(&self.nbd.journal_mib) {
+            return bad("nbd.journal_mib", "must be between 1 and 4096".into());
         }
         if self.s3.region.is_empty() || self.s3.region.len() > 32 {
             return bad("s3.region", "must be 1 to 32 characters".into());

@@ -20,6 +20,7 @@ pub mod control;
 pub mod engine;
 pub mod http;
 pub mod listen;
+pub mod local_sync;
 pub mod logging;
 pub mod mailbox;
 mod mesh;

@@ -251,7 +251,28 @@ impl Snapshot {
             .filter(|k| k.record.verify_until_ms.is_none_or(|until| now_ms < until))
             .ok_or(TokenError::UnknownKey)?;
         let claims = unverified.verify(&key.verifying)?;
+        if claims.att.is_some() {
+            return Err(TokenError::WrongKind);
+        }
         self.check_claims(claims, now_ms)
+    }
+
+    /// Checks an attach token (see [`Directory::issue_attach_token`]) like a
+    /// login token, and returns its identity and the resource it opens.
+    pub fn verify_attachment(
+        &self,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<(Identity, String), TokenError> {
+        let unverified = Unverified::parse(token)?;
+        let key = self
+            .signing_keys
+            .get(unverified.key_id())
+            .filter(|k| k.record.verify_until_ms.is_none_or(|until| now_ms < until))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut claims = unverified.verify(&key.verifying)?;
+        let resource = claims.att.take().ok_or(TokenError::WrongKind)?;
+        Ok((self.check_claims(claims, now_ms)?, resource))
     }
 
     fn check_claims(&self, claims: Claims, now_ms: u64) -> Result<Identity, TokenError> {
@@ -324,6 +345,7 @@ impl Snapshot {
                 iat: key.created_ms,
                 exp: u64::MAX,
                 jti: format!("accesskey:{}", key.id),
+                att: None,
             },
             kind: principal.kind,
             cluster_admin: principal.cluster_admin,
@@ -449,7 +471,38 @@ impl Directory {
             iat: now_ms,
             exp: now_ms.saturating_add(ttl_ms),
             jti: crate::token::new_token_id(),
+            att: None,
         };
+        Ok((pair.sign(&claims), claims))
+    }
+
+    /// Signs an attach token: it lets `principal` reach `resource` (like
+    /// `volume/<id>`) and nothing else until it expires, is revoked, or the
+    /// principal goes.
+    pub fn issue_attach_token(
+        &self,
+        identity: &Identity,
+        resource: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(String, Claims), IssueTokenError> {
+        let (_, mut claims) = self.issue_token(
+            identity.tenant(),
+            identity.principal(),
+            identity.project(),
+            now_ms,
+            ttl_ms,
+        )?;
+        claims.att = Some(resource.to_owned());
+        let snapshot = self.snapshot();
+        let record = snapshot
+            .active_signing_key()
+            .ok_or(IssueTokenError::NoSigningKey)?;
+        let secret = self
+            .cluster_key
+            .open(&signing_key_purpose(&record.id), &record.sealed_secret)?;
+        let pair =
+            KeyPair::from_secret(record.id.clone(), &secret).ok_or(IssueTokenError::DamagedKey)?;
         Ok((pair.sign(&claims), claims))
     }
 
@@ -686,6 +739,7 @@ mod tests {
             iat: NOW,
             exp: NOW + HOUR,
             jti: "x".into(),
+            att: None,
         });
         assert_eq!(
             verifier.verify(&stranger, NOW).err(),

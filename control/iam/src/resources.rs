@@ -165,3 +165,132 @@ mod tests {
         assert_ne!(new_bucket_id(), new_bucket_id());
     }
 }
+
+/// Prefix of every volume record in the KV (CoronaFS).
+pub const VOLUME_PREFIX: &str = "volume/";
+
+/// Longest volume or snapshot name part.
+pub const VOLUME_NAME_BYTES_MAX: usize = 63;
+
+/// The KV key of volume (or snapshot `vol@snap`) `name` of a project.
+pub fn volume_key(tenant: &str, project: &str, name: &str) -> String {
+    format!("{VOLUME_PREFIX}{tenant}/{project}/{name}")
+}
+
+/// What a volume record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeKind {
+    /// A writable volume (possibly a clone of a snapshot).
+    Volume,
+    /// A read-only, frozen copy of a volume (`vol@snap`).
+    Snapshot,
+}
+
+/// One CoronaFS volume or snapshot. `id` names its extent map in the owner
+/// shard's store (a new id per creation); `shard` is that shard, on node
+/// `node` (clones live with the snapshot they share extents with).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub id: u64,
+    pub tenant: String,
+    pub project: String,
+    pub kind: VolumeKind,
+    pub size: u64,
+    pub block_size: u32,
+    /// The snapshot a clone was made from, or the volume a snapshot froze.
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub node: u64,
+    pub shard: u32,
+    pub created_ms: u64,
+}
+
+impl VolumeRecord {
+    pub fn key(&self) -> String {
+        volume_key(&self.tenant, &self.project, &self.name)
+    }
+
+    pub fn to_kv(&self) -> (String, Vec<u8>) {
+        (self.key(), serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn from_json(value: &[u8]) -> Option<Self> {
+        serde_json::from_slice(value).ok()
+    }
+
+    /// The resource name IAM checks (`volume/<name>`).
+    pub fn resource(&self) -> String {
+        format!("volume/{}", self.name)
+    }
+
+    /// What an attach token for this volume opens.
+    pub fn attach_resource(&self) -> String {
+        format!("volume-id/{}", self.id)
+    }
+}
+
+/// Parses what [`VolumeRecord::attach_resource`] wrote.
+pub fn attach_resource_id(resource: &str) -> Option<u64> {
+    resource.strip_prefix("volume-id/")?.parse().ok()
+}
+
+/// Checks a volume name, or a snapshot name `vol@snap`: each part 1-63 of
+/// `a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    let parts: Vec<&str> = name.split('@').collect();
+    if parts.len() > 2 {
+        return Err(format!("volume name {name:?} has more than one '@'"));
+    }
+    for part in parts {
+        if part.is_empty() || part.len() > VOLUME_NAME_BYTES_MAX {
+            return Err(format!(
+                "volume name part {part:?} must be 1-{VOLUME_NAME_BYTES_MAX} bytes"
+            ));
+        }
+        let ok_first =
+            part.as_bytes()[0].is_ascii_lowercase() || part.as_bytes()[0].is_ascii_digit();
+        let ok_rest = part.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+        if !ok_first || !ok_rest {
+            return Err(format!(
+                "volume name {name:?} may hold a-z, 0-9, '.', '_', '-' (starting with a letter or digit)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+
+    #[test]
+    fn volume_names_and_records() {
+        assert!(check_volume_name("db-1").is_ok());
+        assert!(check_volume_name("db-1@before.upgrade").is_ok());
+        assert!(check_volume_name("a@b@c").is_err());
+        assert!(check_volume_name("Upper").is_err());
+        assert!(check_volume_name("").is_err());
+        assert!(check_volume_name("-x").is_err());
+        let r = VolumeRecord {
+            name: "db".into(),
+            id: 42,
+            tenant: "acme".into(),
+            project: "web".into(),
+            kind: VolumeKind::Volume,
+            size: 1 << 30,
+            block_size: 4096,
+            parent: None,
+            node: 1,
+            shard: 0,
+            created_ms: 5,
+        };
+        let (key, value) = r.to_kv();
+        assert_eq!(key, "volume/acme/web/db");
+        assert_eq!(VolumeRecord::from_json(&value), Some(r.clone()));
+        assert_eq!(attach_resource_id(&r.attach_resource()), Some(42));
+    }
+}

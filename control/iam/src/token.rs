@@ -32,6 +32,10 @@ pub struct Claims {
     pub exp: u64,
     /// Token id (for revocation).
     pub jti: String,
+    /// Set on attach tokens only: the one resource the token opens (like
+    /// `volume/<id>`). Such a token is not a login token: `verify` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub att: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +61,8 @@ pub enum TokenError {
     PrincipalGone,
     #[error("token was issued before its principal signed out or changed credentials")]
     SignedOut,
+    #[error("token is an attach token, not a login token (or the other way round)")]
+    WrongKind,
 }
 
 /// A signing key with its secret in clear (only inside a node's memory).
@@ -183,6 +189,7 @@ mod tests {
             iat: 1,
             exp: 2,
             jti: new_token_id(),
+            att: None,
         }
     }
 

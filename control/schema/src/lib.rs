@@ -1,5 +1,5 @@
 //! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
-//! `iam.capnp`, `raft.capnp`, `buckets.capnp`), which are the public API contract. Nothing else lives here.
+//! `iam.capnp`, `raft.capnp`, `buckets.capnp`, `volumes.capnp`), which are the public API contract. Nothing else lives here.
 
 #![allow(
     clippy::all,
@@ -22,4 +22,8 @@ pub mod raft_capnp {
 
 pub mod buckets_capnp {
     include!(concat!(env!("OUT_DIR"), "/buckets_capnp.rs"));
+}
+
+pub mod volumes_capnp {
+    include!(concat!(env!("OUT_DIR"), "/volumes_capnp.rs"));
 }

@@ -14,6 +14,7 @@ mod kv_service;
 mod proposer;
 mod raft_transport;
 pub mod session;
+mod volume_service;
 
 use std::net::SocketAddr;
 
@@ -92,6 +93,7 @@ pub struct NodeService {
     /// Per connection: watches open on it.
     watches: std::rc::Rc<std::cell::Cell<usize>>,
     buckets: std::rc::Rc<crate::buckets::BucketSettings>,
+    volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
 }
 
 impl NodeService {
@@ -100,6 +102,7 @@ impl NodeService {
         proposer: Proposer,
         auth: std::rc::Rc<Auth>,
         buckets: crate::buckets::BucketSettings,
+        volumes: crate::volumes::VolumeSettings,
     ) -> Self {
         Self {
             node_id,
@@ -108,6 +111,7 @@ impl NodeService {
             source: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             watches: std::rc::Rc::default(),
             buckets: std::rc::Rc::new(buckets),
+            volumes: std::rc::Rc::new(volumes),
         }
     }
 }
@@ -238,6 +242,7 @@ impl node::Server for NodeService {
             session: std::rc::Rc::new(Session::new(self.auth.clone(), token)),
             watches: self.watches.clone(),
             buckets: self.buckets.clone(),
+            volumes: self.volumes.clone(),
         };
         results.get().set_session(capnp_rpc::new_client(session));
         Ok(())
@@ -271,9 +276,25 @@ pub struct SessionService {
     session: std::rc::Rc<Session>,
     watches: std::rc::Rc<std::cell::Cell<usize>>,
     buckets: std::rc::Rc<crate::buckets::BucketSettings>,
+    volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
 }
 
 impl control_schema::raft_capnp::session::Server for SessionService {
+    async fn volumes(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::VolumesParams,
+        mut results: control_schema::raft_capnp::session::VolumesResults,
+    ) -> Result<(), capnp::Error> {
+        self.session.identity()?;
+        let service = volume_service::VolumeService::new(
+            self.proposer.clone(),
+            self.session.clone(),
+            self.volumes.clone(),
+        );
+        results.get().set_volumes(capnp_rpc::new_client(service));
+        Ok(())
+    }
+
     async fn buckets(
         self: capnp::capability::Rc<Self>,
         _params: control_schema::raft_capnp::session::BucketsParams,

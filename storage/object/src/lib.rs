@@ -41,7 +41,6 @@ pub mod record;
 mod recovery;
 mod segment;
 mod store;
-mod sync;
 #[cfg(test)]
 mod tests;
 mod write;

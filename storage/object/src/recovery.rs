@@ -16,7 +16,7 @@ use crate::index::{Index, Replay};
 use crate::limits::SEGMENT_HEADER_BYTES;
 use crate::segment::{self, Segment};
 use crate::store::{Counters, RecoveryReport, State, Store, SyncState, WriterState};
-use crate::sync::{AsyncMutex, KeyLocks, Signal};
+use photon_core::local_sync::{AsyncMutex, KeyLocks, Signal};
 
 /// The files of a store directory.
 #[derive(Default)]

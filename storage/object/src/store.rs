@@ -17,7 +17,7 @@ use crate::index::{ChunkEntry, Index, Location, ObjectEntry, ObjectInfo};
 use crate::limits::{CHUNK_DELETE_BATCH_MAX, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 use crate::record::{self, DataOwner, RecordKind};
 use crate::segment::{DataExpectation, Segment};
-use crate::sync::{AsyncMutex, KeyLocks, Signal};
+use photon_core::local_sync::{AsyncMutex, KeyLocks, Signal};
 
 /// What [`Store::open`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Single-threaded async primitives for one shard: a broadcast signal, an
-//! async mutex and per-key locks. `!Send` by design (the store lives on one
-//! glommio executor), so `Cell`/`RefCell` suffice.
+//! async mutex and per-key locks (used by the object and volume stores).
+//! `!Send` by design (a store lives on one glommio executor), so
+//! `Cell`/`RefCell` suffice.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,14 +14,14 @@ use std::task::{Context, Poll, Waker};
 /// Wakes every listener that started listening before `notify_all`.
 /// Listeners re-check their condition after waking (spurious wakes are fine).
 #[derive(Default)]
-pub(crate) struct Signal {
+pub struct Signal {
     generation: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
 impl Signal {
     /// Wakes all current listeners.
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         for waker in wakers {
@@ -30,7 +31,7 @@ impl Signal {
 
     /// A future that completes at the next `notify_all`. Create it before
     /// giving up control so that no notification is missed.
-    pub(crate) fn listen(&self) -> Listen<'_> {
+    pub fn listen(&self) -> Listen<'_> {
         Listen {
             signal: self,
             generation: self.generation.get(),
@@ -39,7 +40,7 @@ impl Signal {
 }
 
 /// See [`Signal::listen`].
-pub(crate) struct Listen<'a> {
+pub struct Listen<'a> {
     signal: &'a Signal,
     generation: u64,
 }
@@ -61,18 +62,18 @@ impl Future for Listen<'_> {
 
 /// An async mutex without data (guards a section of async code).
 #[derive(Default)]
-pub(crate) struct AsyncMutex {
+pub struct AsyncMutex {
     locked: Cell<bool>,
     released: Signal,
 }
 
 /// Holds an [`AsyncMutex`] until dropped.
-pub(crate) struct AsyncMutexGuard<'a> {
+pub struct AsyncMutexGuard<'a> {
     mutex: &'a AsyncMutex,
 }
 
 impl AsyncMutex {
-    pub(crate) async fn lock(&self) -> AsyncMutexGuard<'_> {
+    pub async fn lock(&self) -> AsyncMutexGuard<'_> {
         loop {
             if !self.locked.get() {
                 self.locked.set(true);
@@ -101,7 +102,7 @@ type SlotMap<K> = Rc<RefCell<HashMap<K, Rc<KeySlot>>>>;
 
 /// One async lock per key, created on demand and dropped when nobody holds
 /// or waits for it, so the map only holds keys with writes in progress.
-pub(crate) struct KeyLocks<K: Eq + Hash + Clone> {
+pub struct KeyLocks<K: Eq + Hash + Clone> {
     slots: SlotMap<K>,
 }
 
@@ -115,7 +116,7 @@ impl<K: Eq + Hash + Clone> Default for KeyLocks<K> {
 
 /// Holds the lock of one key until dropped. `'static`, so it can move into
 /// the task that finishes a write.
-pub(crate) struct KeyGuard<K: Eq + Hash + Clone> {
+pub struct KeyGuard<K: Eq + Hash + Clone> {
     slots: SlotMap<K>,
     slot: Rc<KeySlot>,
     key: K,
@@ -123,7 +124,7 @@ pub(crate) struct KeyGuard<K: Eq + Hash + Clone> {
 
 impl<K: Eq + Hash + Clone> KeyLocks<K> {
     /// Waits until `key` is free and takes it.
-    pub(crate) async fn lock(&self, key: K) -> KeyGuard<K> {
+    pub async fn lock(&self, key: K) -> KeyGuard<K> {
         let slot = self
             .slots
             .borrow_mut()
@@ -150,10 +151,19 @@ impl<K: Eq + Hash + Clone> KeyLocks<K> {
         }
     }
 
-    /// Keys locked or waited for (for tests and assertions).
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    /// Keys locked or waited for.
+    pub fn len(&self) -> usize {
         self.slots.borrow().len()
+    }
+
+    /// Whether nobody holds or waits for any key.
+    pub fn is_empty(&self) -> bool {
+        self.slots.borrow().is_empty()
+    }
+
+    /// Whether `key` is held (or waited for) right now.
+    pub fn is_locked(&self, key: &K) -> bool {
+        self.slots.borrow().contains_key(key)
     }
 }
 

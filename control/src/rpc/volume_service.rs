@@ -1,0 +1,389 @@
+//! The `Volumes` API (`photon ctl volume`): CoronaFS volumes and snapshots
+//! of the caller's project, written through [`crate::volumes`].
+
+use std::rc::Rc as StdRc;
+
+use control_schema::volumes_capnp::{volume_info, volumes as api};
+use photon_iam::resources::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
+use photon_iam::{Identity, Scope};
+
+use super::session::Session;
+use super::{now_ms, Proposer};
+use crate::volumes::{self, ShardOps, StoreOp, VolumeSettings, VolumeWriteError};
+
+/// Largest volume: 1 PiB (extent indexes and sizes stay far from overflow).
+pub const VOLUME_BYTES_MAX: u64 = 1 << 50;
+/// Allowed block sizes (the smallest I/O a client may send).
+pub const BLOCK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
+/// Attach tokens live this long unless asked otherwise.
+pub const ATTACH_TTL_DEFAULT_S: u32 = 24 * 3600;
+/// And at most this long.
+pub const ATTACH_TTL_MAX_S: u32 = 30 * 24 * 3600;
+
+pub struct VolumeService {
+    proposer: Proposer,
+    session: StdRc<Session>,
+    settings: StdRc<VolumeSettings>,
+}
+
+impl VolumeService {
+    pub fn new(
+        proposer: Proposer,
+        session: StdRc<Session>,
+        settings: StdRc<VolumeSettings>,
+    ) -> Self {
+        Self {
+            proposer,
+            session,
+            settings,
+        }
+    }
+
+    fn ops(&self) -> capnp::Result<&ShardOps> {
+        self.settings.ops.as_ref().ok_or_else(|| {
+            capnp::Error::failed(
+                "unavailable: this node serves no volumes (start it with the storage role)".into(),
+            )
+        })
+    }
+
+    /// Runs `op` on the owner shard of `record`, which must be on this node.
+    async fn on_owner(&self, record: &VolumeRecord, op: StoreOp) -> capnp::Result<u64> {
+        if record.node != self.settings.node {
+            return Err(capnp::Error::failed(format!(
+                "unavailable: volume {} is served by node {}; ask that node",
+                record.name, record.node
+            )));
+        }
+        let ops = self.ops()?;
+        ops(record.shard, op)
+            .await
+            .map_err(|e| capnp::Error::failed(format!("unavailable: volume store: {e}")))
+    }
+
+    /// The caller (allowed `action` on `name`) and its record of `name`.
+    async fn existing(
+        &self,
+        action: &str,
+        name: &str,
+    ) -> capnp::Result<(std::sync::Arc<Identity>, crate::kv::KeyValue, VolumeRecord)> {
+        check_volume_name(name).map_err(invalid)?;
+        let identity = self
+            .session
+            .check(Scope::Project, action, &format!("volume/{name}"))?;
+        self.proposer.linearizable().await?;
+        let (kv, record) =
+            volumes::get(&self.proposer, identity.tenant(), identity.project(), name)
+                .ok_or_else(|| write_error(VolumeWriteError::NoSuchVolume(name.to_owned())))?;
+        Ok((identity, kv, record))
+    }
+
+    /// Copies `source`'s extent map into a new record `name` of `kind`.
+    async fn derive(
+        &self,
+        source: &VolumeRecord,
+        name: String,
+        kind: VolumeKind,
+    ) -> capnp::Result<VolumeRecord> {
+        if volumes::get(&self.proposer, &source.tenant, &source.project, &name).is_some() {
+            return Err(write_error(VolumeWriteError::Exists(name)));
+        }
+        let record = VolumeRecord {
+            name,
+            id: new_bucket_id(),
+            kind,
+            parent: Some(source.name.clone()),
+            created_ms: now_ms(),
+            ..source.clone()
+        };
+        self.on_owner(
+            source,
+            StoreOp::Copy {
+                from: source.id,
+                to: record.id,
+            },
+        )
+        .await?;
+        if let Err(e) = volumes::insert(&self.proposer, &record).await {
+            // The copy is unnamed: give its extents back.
+            let _ = self
+                .on_owner(&record, StoreOp::Drop { id: record.id })
+                .await;
+            return Err(write_error(e));
+        }
+        Ok(record)
+    }
+}
+
+fn invalid(reason: impl std::fmt::Display) -> capnp::Error {
+    capnp::Error::failed(format!("invalid argument: {reason}"))
+}
+
+fn write_error(e: VolumeWriteError) -> capnp::Error {
+    capnp::Error::failed(e.to_string())
+}
+
+fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
+}
+
+fn write_info(mut info: volume_info::Builder<'_>, r: &VolumeRecord, allocated: u64) {
+    info.set_name(&r.name);
+    info.set_id(r.id);
+    info.set_kind(match r.kind {
+        VolumeKind::Volume => "volume",
+        VolumeKind::Snapshot => "snapshot",
+    });
+    info.set_size(r.size);
+    info.set_block_size(r.block_size);
+    info.set_parent(r.parent.as_deref().unwrap_or(""));
+    info.set_tenant(&r.tenant);
+    info.set_project(&r.project);
+    info.set_node(r.node);
+    info.set_shard(r.shard);
+    info.set_created_ms(r.created_ms);
+    info.set_allocated_bytes(allocated);
+}
+
+fn check_size(size: u64, block_size: u32) -> capnp::Result<()> {
+    if size == 0 || size > VOLUME_BYTES_MAX {
+        return Err(invalid(format!(
+            "size must be 1 byte to {VOLUME_BYTES_MAX} bytes (1 PiB), got {size}"
+        )));
+    }
+    if !size.is_multiple_of(u64::from(block_size)) {
+        return Err(invalid(format!(
+            "size {size} is not a multiple of the block size {block_size}"
+        )));
+    }
+    Ok(())
+}
+
+impl api::Server for VolumeService {
+    async fn list(
+        self: capnp::capability::Rc<Self>,
+        _params: api::ListParams,
+        mut results: api::ListResults,
+    ) -> Result<(), capnp::Error> {
+        let identity = self
+            .session
+            .check(Scope::Project, "volume:List", "volume")?;
+        self.proposer.linearizable().await?;
+        let mut all = volumes::list(&self.proposer, identity.tenant(), identity.project());
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut list = results.get().init_volumes(all.len() as u32);
+        for (i, record) in all.iter().enumerate() {
+            write_info(list.reborrow().get(i as u32), record, 0);
+        }
+        Ok(())
+    }
+
+    async fn create(
+        self: capnp::capability::Rc<Self>,
+        params: api::CreateParams,
+        mut results: api::CreateResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = text(p.get_name()?)?;
+        let size = p.get_size();
+        let block_size = match p.get_block_size() {
+            0 => 4096,
+            b => b,
+        };
+        check_volume_name(&name).map_err(invalid)?;
+        if name.contains('@') {
+            return Err(invalid(
+                "'@' names snapshots; create them with `volume snapshot`",
+            ));
+        }
+        if !BLOCK_SIZES.contains(&block_size) {
+            return Err(invalid(format!(
+                "block size must be one of {BLOCK_SIZES:?}, got {block_size}"
+            )));
+        }
+        check_size(size, block_size)?;
+        let identity =
+            self.session
+                .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
+        self.ops()?;
+        let id = new_bucket_id();
+        let record = VolumeRecord {
+            name,
+            id,
+            tenant: identity.tenant().to_owned(),
+            project: identity.project().to_owned(),
+            kind: VolumeKind::Volume,
+            size,
+            block_size,
+            parent: None,
+            node: self.settings.node,
+            shard: (id % u64::from(self.settings.shards.max(1))) as u32,
+            created_ms: now_ms(),
+        };
+        volumes::insert(&self.proposer, &record)
+            .await
+            .map_err(write_error)?;
+        write_info(results.get().init_volume(), &record, 0);
+        Ok(())
+    }
+
+    async fn info(
+        self: capnp::capability::Rc<Self>,
+        params: api::InfoParams,
+        mut results: api::InfoResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        let (_, _, record) = self.existing("volume:Get", &name).await?;
+        let allocated = self
+            .on_owner(&record, StoreOp::Usage { id: record.id })
+            .await?;
+        write_info(results.get().init_volume(), &record, allocated);
+        Ok(())
+    }
+
+    async fn resize(
+        self: capnp::capability::Rc<Self>,
+        params: api::ResizeParams,
+        mut results: api::ResizeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = text(p.get_name()?)?;
+        let size = p.get_size();
+        let (_, kv, mut record) = self.existing("volume:Resize", &name).await?;
+        if record.kind == VolumeKind::Snapshot {
+            return Err(invalid("snapshots are read-only and keep their size"));
+        }
+        check_size(size, record.block_size)?;
+        if size < record.size {
+            return Err(invalid(format!(
+                "volumes only grow: {size} bytes is less than the current {} bytes",
+                record.size
+            )));
+        }
+        record.size = size;
+        volumes::update(&self.proposer, &kv, &record)
+            .await
+            .map_err(write_error)?;
+        write_info(results.get().init_volume(), &record, 0);
+        Ok(())
+    }
+
+    async fn snapshot(
+        self: capnp::capability::Rc<Self>,
+        params: api::SnapshotParams,
+        mut results: api::SnapshotResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = text(p.get_name()?)?;
+        let snap = text(p.get_snapshot()?)?;
+        let full = format!("{name}@{snap}");
+        check_volume_name(&full).map_err(invalid)?;
+        let (_, _, source) = self.existing("volume:Snapshot", &name).await?;
+        if source.kind != VolumeKind::Volume {
+            return Err(invalid(format!(
+                "{name} is a snapshot; snapshot its volume"
+            )));
+        }
+        let record = self.derive(&source, full, VolumeKind::Snapshot).await?;
+        write_info(results.get().init_volume(), &record, 0);
+        Ok(())
+    }
+
+    async fn clone_snapshot(
+        self: capnp::capability::Rc<Self>,
+        params: api::CloneSnapshotParams,
+        mut results: api::CloneSnapshotResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let snapshot = text(p.get_snapshot()?)?;
+        let name = text(p.get_name()?)?;
+        check_volume_name(&name).map_err(invalid)?;
+        if name.contains('@') {
+            return Err(invalid("a clone is a volume: its name has no '@'"));
+        }
+        self.session
+            .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
+        let (_, _, source) = self.existing("volume:Clone", &snapshot).await?;
+        if source.kind != VolumeKind::Snapshot {
+            return Err(invalid(format!(
+                "{snapshot} is not a snapshot (clone from VOLUME@SNAPSHOT)"
+            )));
+        }
+        let record = self.derive(&source, name, VolumeKind::Volume).await?;
+        write_info(results.get().init_volume(), &record, 0);
+        Ok(())
+    }
+
+    async fn delete(
+        self: capnp::capability::Rc<Self>,
+        params: api::DeleteParams,
+        _results: api::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        let (_, kv, record) = self.existing("volume:Delete", &name).await?;
+        self.ops()?;
+        volumes::remove(&self.proposer, &kv, &record)
+            .await
+            .map_err(write_error)?;
+        // The record is gone, so nothing can attach; free the extents that
+        // no snapshot or clone shares. If this fails, the shard drops the
+        // unnamed map when it next starts.
+        if let Err(e) = self
+            .on_owner(&record, StoreOp::Drop { id: record.id })
+            .await
+        {
+            tracing::warn!(volume = %record.name, error = %e, "volume data not dropped yet");
+        }
+        Ok(())
+    }
+
+    async fn attach(
+        self: capnp::capability::Rc<Self>,
+        params: api::AttachParams,
+        mut results: api::AttachResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = text(p.get_name()?)?;
+        let ttl_s = match p.get_ttl_seconds() {
+            0 => ATTACH_TTL_DEFAULT_S,
+            t if t > ATTACH_TTL_MAX_S => {
+                return Err(invalid(format!(
+                    "an attach token lives at most {ATTACH_TTL_MAX_S} s"
+                )))
+            }
+            t => t,
+        };
+        let (identity, _, record) = self.existing("volume:Attach", &name).await?;
+        if record.node != self.settings.node {
+            return Err(capnp::Error::failed(format!(
+                "unavailable: volume {name} is served by node {}; attach through that node",
+                record.node
+            )));
+        }
+        let address = self
+            .settings
+            .nbd_address
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or_else(|| {
+                capnp::Error::failed("unavailable: this node serves no NBD endpoint".into())
+            })?;
+        let (token, claims) = self
+            .session
+            .auth
+            .directory
+            .issue_attach_token(
+                &identity,
+                &record.attach_resource(),
+                now_ms(),
+                u64::from(ttl_s) * 1000,
+            )
+            .map_err(|e| capnp::Error::failed(format!("unavailable: {e}")))?;
+        let mut r = results.get();
+        r.set_uri(format!("nbd://{address}/{token}"));
+        r.set_token(&token);
+        r.set_expires_at_ms(claims.exp);
+        Ok(())
+    }
+}

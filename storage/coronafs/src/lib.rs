@@ -1,0 +1,20 @@
+//! CoronaFS: block volumes for VMs, served over NBD by every shard.
+//!
+//! A connection may land on any shard (SO_REUSEPORT). That shard runs the
+//! handshake, checks the attach token (the export name) and finds the
+//! volume's owner shard; the connection's socket then moves to the owner,
+//! which serves every request from its own store (`photon-volume`), so the
+//! data path never crosses threads. Volume records live in the control
+//! plane's KV ([`VolumeCatalog`]); snapshot, clone and delete reach the
+//! owner shard as [`VolumeCommand`]s from the control-plane thread.
+
+mod catalog;
+mod command;
+pub mod handshake;
+mod metrics;
+mod service;
+pub mod transmission;
+
+pub use catalog::VolumeCatalog;
+pub use command::{VolumeCommand, VolumeOp};
+pub use service::{NbdParams, NbdRequest, NbdService};
