@@ -665,6 +665,42 @@ mod tests {
     }
 
     #[test]
+    fn attach_tokens_open_one_resource_and_are_not_login_tokens() {
+        let directory = fixture();
+        let snapshot = directory.snapshot();
+        let (login, _) = token(&directory, "acme", "editor");
+        let identity = snapshot.verify(&login, NOW + 1).unwrap();
+        let (attach, claims) = directory
+            .issue_attach_token(&identity, "volume-id/7", NOW, HOUR)
+            .unwrap();
+        assert_eq!(claims.att.as_deref(), Some("volume-id/7"));
+        // An attach token cannot log in, and a login token cannot attach.
+        assert_eq!(
+            snapshot.verify(&attach, NOW + 1).unwrap_err(),
+            TokenError::WrongKind
+        );
+        assert_eq!(
+            snapshot.verify_attachment(&login, NOW + 1).unwrap_err(),
+            TokenError::WrongKind
+        );
+        let (who, resource) = snapshot.verify_attachment(&attach, NOW + 1).unwrap();
+        assert_eq!(
+            (who.principal(), resource.as_str()),
+            ("editor", "volume-id/7")
+        );
+        assert_eq!(
+            snapshot.verify_attachment(&attach, NOW + HOUR).unwrap_err(),
+            TokenError::Expired
+        );
+        // Tampering with the claims breaks the signature.
+        let mut bytes = attach.into_bytes();
+        let at = "v4.public.".len() + 10;
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert!(snapshot.verify_attachment(&tampered, NOW + 1).is_err());
+    }
+
+    #[test]
     fn verify_and_authorize_per_role() {
         let directory = fixture();
         let mut verifier = Verifier::new(directory.clone());

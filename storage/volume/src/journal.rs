@@ -25,6 +25,9 @@ pub const KIND_JOURNAL: u16 = 1;
 pub const KIND_CHECKPOINT: u16 = 2;
 /// Largest batch payload accepted when decoding (bounds a corrupt length).
 pub const BATCH_PAYLOAD_MAX: usize = 1 << 30;
+/// Slots a shard's data file may have (64 TiB of 256 KiB slots); a record
+/// naming a higher slot is corrupt, not a reason to allocate.
+pub const SLOTS_MAX: u32 = 1 << 28;
 
 /// One change of the extent maps. Replaying records in order rebuilds them;
 /// `Map` carries an extent's whole entry, so replay is last-writer-wins.
@@ -126,6 +129,9 @@ impl Record {
         match *bytes.first()? {
             TAG_MAP => {
                 let slot = u32::from_le_bytes(bytes.get(17..21)?.try_into().ok()?);
+                if slot >= SLOTS_MAX {
+                    return None;
+                }
                 let record = Record::Map {
                     map: u64_at(1)?,
                     ext: u64_at(9)?,
@@ -273,7 +279,7 @@ mod tests {
 
     fn record() -> impl Strategy<Value = Record> {
         prop_oneof![
-            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+            (any::<u64>(), any::<u64>(), 0..SLOTS_MAX, any::<u64>()).prop_map(
                 |(map, ext, slot, pages)| Record::Map {
                     map,
                     ext,

@@ -125,6 +125,8 @@ impl State {
     /// Takes a free slot (the lowest-numbered one recently freed, or a new
     /// one past the end) and gives it one reference.
     pub fn allocate(&mut self) -> u32 {
+        // (At SLOTS_MAX slots the data file would be 64 TiB; the disk is
+        // full long before, and the write fails with ENOSPC.)
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
