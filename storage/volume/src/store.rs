@@ -366,14 +366,20 @@ impl Store {
         self.stats.set(s);
     }
 
-    /// Records a completed mutation and its journal records.
-    fn completed_with(&self, records: &[Record]) {
+    /// Adds journal records to the pending batch.
+    fn log(&self, records: &[Record]) {
         let mut pending = self.pending.borrow_mut();
         for r in records {
             r.encode(&mut pending);
         }
-        self.completed.set(self.completed.get() + 1);
+        drop(pending);
         self.bump(|s| s.records_written += records.len() as u64);
+    }
+
+    /// Records a completed mutation and its journal records.
+    fn completed_with(&self, records: &[Record]) {
+        self.log(records);
+        self.completed.set(self.completed.get() + 1);
     }
 
     /// Puts unreferenced slots aside until they may be reused.
@@ -396,9 +402,7 @@ impl Store {
 
     /// Reads `len` bytes of map `map` at `offset` (both page-aligned).
     pub async fn read(&self, map: u64, offset: u64, len: u64) -> Result<Vec<Chunk>> {
-        if self.failed.get() {
-            return Err(StoreError::Failed);
-        }
+        self.check_ok(map)?;
         let _epoch = self.epoch.borrow().clone();
         let mut zeros: Vec<(u64, u64)> = Vec::new();
         let mut reads: Vec<(u64, u64, u64)> = Vec::new();
@@ -658,7 +662,6 @@ impl Store {
         let _shared = gate.read().await.map_err(|_| StoreError::Gone(map))?;
         let _epoch = self.epoch.borrow().clone();
         let mut punch: Vec<(u64, u64)> = Vec::new();
-        let mut records = Vec::new();
         for piece in pieces(offset, len) {
             let _lock = self.extent_locks.lock((map, piece.ext)).await;
             let mut state = self.state.borrow_mut();
@@ -667,28 +670,31 @@ impl Store {
             };
             let shared = state.shared(e.slot);
             let pages = e.pages & !piece.mask();
+            // Each record joins the pending batch before anything awaits, so
+            // a slot freed here is quarantined until that very batch is durable.
             if pages == 0 && e.writers == 0 {
                 let freed = state.remove(map, piece.ext);
                 drop(state);
                 self.quarantine_slots(freed);
-                records.push(Record::Unmap {
+                self.log(&[Record::Unmap {
                     map,
                     ext: piece.ext,
-                });
+                }]);
             } else if pages != e.pages {
                 state.get_mut(map, piece.ext).expect("present").pages = pages;
-                records.push(Record::Map {
+                drop(state);
+                self.log(&[Record::Map {
                     map,
                     ext: piece.ext,
                     slot: e.slot,
                     pages,
-                });
+                }]);
                 if !shared {
                     punch.push((piece.file_offset(e.slot), piece.bytes()));
                 }
             }
         }
-        self.completed_with(&records);
+        self.completed_with(&[]);
         for (at, n) in punch {
             self.data.deallocate(at, n).await?;
         }
