@@ -270,12 +270,18 @@ fn random_operations_match_a_model_across_checkpoints_and_reopens() {
                 }
                 _ => {}
             }
-            let want = model.bytes(map, size)[offset as usize..(offset + len) as usize].to_vec();
             if model.maps.contains_key(&map) {
+                let want =
+                    model.bytes(map, size)[offset as usize..(offset + len) as usize].to_vec();
                 assert_eq!(
                     read(&store, map, offset, len).await,
                     want,
                     "step {step} map {map}"
+                );
+            } else {
+                assert!(
+                    store.read(map, offset, len).await.is_err(),
+                    "a deleted map reads"
                 );
             }
         }
