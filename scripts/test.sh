@@ -20,6 +20,11 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v python3.11 >/dev/null 2>&1 || need_apt+=(python3.11 python3-pip)
 # The NBD codec is checked against qemu-io and qemu-img.
 command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
+# CoronaFS volumes (tests/volume_clients.rs) are driven by fio's nbd engine,
+# nbdinfo and nbdcopy; nbdkit is the disk-free NBD peer of `photon bench volume`.
+command -v fio >/dev/null 2>&1 || need_apt+=(fio)
+command -v nbdinfo >/dev/null 2>&1 || need_apt+=(libnbd-bin)
+command -v nbdkit >/dev/null 2>&1 || need_apt+=(nbdkit)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -128,7 +128,7 @@ fn info_json(info: volume_info::Reader<'_>) -> capnp::Result<Value> {
     let parent = text(info.get_parent())?;
     Ok(json!({
         "name": text(info.get_name())?,
-        "id": info.get_id(),
+        "id": info.get_id().to_string(),
         "kind": text(info.get_kind())?,
         "size": info.get_size(),
         "block_size": info.get_block_size(),

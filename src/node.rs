@@ -195,7 +195,15 @@ fn serve(mode: &str, config: Config) -> ExitCode {
     }
 }
 
-fn serve_inner(mode: &str, config: Config) -> anyhow::Result<ExitCode> {
+fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
+    // Services open their directories through glommio, which refuses
+    // relative paths (EBADF): every path below the data dir is absolute.
+    config.node.data_dir = std::path::absolute(&config.node.data_dir).with_context(|| {
+        format!(
+            "cannot resolve data directory {}",
+            config.node.data_dir.display()
+        )
+    })?;
     let data_dir = config.node.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
