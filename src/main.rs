@@ -56,6 +56,8 @@ enum BenchCommand {
     Iam(photon_bench::iam::IamArgs),
     /// The S3 service against Garage and the raw disk: PUT/GET of 4 KiB, 1 MiB, 64 MiB, mixed.
     S3(Box<photon_bench::s3::S3Args>),
+    /// CoronaFS block volumes (NBD) with fio against raw io_uring, nbdkit memory and qemu-nbd.
+    Volume(photon_bench::volume::VolumeArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
     /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Kv(args)) => report(photon_bench::kv::run(args)),
         Command::Bench(BenchCommand::Iam(args)) => report(photon_bench::iam::run(args)),
         Command::Bench(BenchCommand::S3(args)) => report(photon_bench::s3::run(*args)),
+        Command::Bench(BenchCommand::Volume(args)) => report(photon_bench::volume::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }

@@ -13,6 +13,7 @@ pub mod loadgen;
 pub mod report;
 pub mod s3;
 pub mod tokio_baseline;
+pub mod volume;
 
 /// Pins the calling thread to one CPU.
 pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
