@@ -546,7 +546,7 @@ fn assert_same(what: &str, a: &[u8], b: &[u8]) {
 #[test]
 fn qemu_io_patterns_zeroes_multi_conn() {
     need("qemu-io", "qemu-utils");
-    let dev = VolDev::start("qemu-io", 1);
+    let dev = VolDev::start("qemu-io", 2);
     let size = 64 * MIB;
     let v = dev.create("disk", "64M");
     assert_eq!(v["size"], size, "{v}");
@@ -1289,7 +1289,7 @@ fn crash_verify(dev: &VolDev, uri: &str, model: &CrashModel, round: usize) -> Ve
 #[test]
 fn snapshot_and_clone() {
     need("qemu-io", "qemu-utils");
-    let dev = VolDev::start("snapshot", 1);
+    let dev = VolDev::start("snapshot", 2);
     dev.create("base", "64M");
     let base = dev.attach("base");
     dev.qemu_io(
@@ -1410,7 +1410,7 @@ fn snapshot_and_clone() {
 fn handshake_and_bad_input() {
     need("qemu-io", "qemu-utils");
     need("nbdinfo", "libnbd-bin");
-    let dev = VolDev::start("handshake", 1);
+    let dev = VolDev::start("handshake", 2);
     dev.create("disk", "64M");
     let uri = dev.attach("disk");
     dev.qemu_io(&uri, &["write -P 0x42 0 64k", "flush"]);

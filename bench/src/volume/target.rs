@@ -112,7 +112,19 @@ pub struct StartSettings<'a> {
     pub qemu_nbd: &'a Path,
     pub volume: &'a str,
     pub photon_args: &'a [String],
+    pub photon_spin_us: u64,
     pub stop: &'a Stop,
+}
+
+/// The arguments after `--nbd ADDR` (the tuning the report should show).
+fn command_extra(command: &Command) -> Vec<String> {
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    args.iter()
+        .position(|a| a == "--set")
+        .map_or_else(Vec::new, |at| args[at..].to_vec())
 }
 
 pub fn start(name: TargetName, settings: &StartSettings) -> anyhow::Result<Target> {
@@ -342,6 +354,16 @@ fn start_photon(dir: &Path, settings: &StartSettings) -> anyhow::Result<Target> 
     if !settings.photon_args.iter().any(|a| a.contains("nbd")) {
         command.args(["--nbd", "127.0.0.1:0"]);
     }
+    if !settings
+        .photon_args
+        .iter()
+        .any(|a| a.contains("spin_before_park"))
+    {
+        command.args([
+            "--set".to_owned(),
+            format!("engine.spin_before_park_us={}", settings.photon_spin_us),
+        ]);
+    }
     command.args(settings.photon_args);
     let mut server = Proc::spawn("photon dev".into(), &mut command, dir.join("photon.log"))?;
     let (nbd, shards) = wait_for_nbd_endpoint(&data_dir, &mut server, settings.stop)?;
@@ -360,10 +382,11 @@ fn start_photon(dir: &Path, settings: &StartSettings) -> anyhow::Result<Target> 
     Ok(Target {
         name: TargetName::Photon,
         description: format!(
-            "photon {} `photon dev` (pid {}, {shards} shards, NBD on {nbd}), volume {} of {size} \
-             (first URI {}), data in {}",
+            "photon {} `photon dev` (pid {}, {shards} shards, NBD on {nbd}, extra args {:?}), \
+             volume {} of {size} (first URI {}), data in {}",
             env!("CARGO_PKG_VERSION"),
             server.child.id(),
+            command_extra(&command),
             ctl.volume,
             redact_token(&uri),
             data_dir.display()

@@ -5,6 +5,7 @@ use photon_core::metrics::{Counter, Gauge, LatencyHistogram, ShardMetrics};
 pub struct NbdMetrics {
     pub connections: Gauge,
     pub handshakes_refused: Counter,
+    pub handoffs: Counter,
     pub reads: Counter,
     pub writes: Counter,
     pub flushes: Counter,
@@ -33,6 +34,11 @@ impl NbdMetrics {
             handshakes_refused: m.counter(
                 "photon_nbd_handshakes_refused_total",
                 "NBD handshakes refused (bad or expired attach token, protocol errors)",
+                &[],
+            ),
+            handoffs: m.counter(
+                "photon_nbd_handoffs_total",
+                "NBD connections moved to their volume's owner shard after the handshake",
                 &[],
             ),
             reads: m.counter(

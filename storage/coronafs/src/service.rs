@@ -137,8 +137,11 @@ impl NbdService {
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         drop(stream);
-        if let Err(e) = ctx.call(owner, NbdRequest::Adopt { fd, session }).await {
-            tracing::warn!(error = %e, owner, "the owner shard did not take the NBD connection");
+        match ctx.call(owner, NbdRequest::Adopt { fd, session }).await {
+            Ok(()) => self.metrics.handoffs.inc(),
+            Err(e) => {
+                tracing::warn!(error = %e, owner, "the owner shard did not take the NBD connection")
+            }
         }
     }
 
