@@ -168,30 +168,7 @@ impl VolDev {
     }
 
     fn wait_endpoints(&self, child: &mut Child) -> BTreeMap<String, String> {
-        let file = self.data.join("endpoints.json");
-        let deadline = Instant::now() + BOOTSTRAP_TIMEOUT;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    return v["endpoints"]
-                        .as_object()
-                        .unwrap()
-                        .iter()
-                        .map(|(k, a)| (k.clone(), a.as_str().unwrap_or_default().to_owned()))
-                        .collect();
-                }
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("photon exited early: {status}\n{}", self.log_tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {}\n{}",
-                file.display(),
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_endpoints(&self.data, child, &self.log_path(), BOOTSTRAP_TIMEOUT)
     }
 
     fn kill9(&mut self) {
@@ -203,10 +180,7 @@ impl VolDev {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-        format!("--- last lines of {}:\n{tail}", self.log_path().display())
+        common::log_tail(&self.log_path())
     }
 
     /// `photon ctl ARGS` as the user logged in under `config`.

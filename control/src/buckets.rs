@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use photon_iam::resources::{bucket_key, new_bucket_id, BucketRecord, BUCKET_PREFIX};
 
-use crate::kv::{
-    Command, CommandResponse, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
-    PutRequest, RequestOp, TxnRequest,
-};
+use crate::kv::{Compare, KeyValue, RequestOp};
+use crate::records;
 use crate::rpc::Proposer;
 
 /// Asks this node's storage shards whether a bucket (by id) is empty:
@@ -71,18 +69,11 @@ pub fn list(proposer: &Proposer) -> Vec<BucketRecord> {
 async fn txn(
     proposer: &Proposer,
     compare: Compare,
-    success: RequestOp,
+    op: RequestOp,
 ) -> Result<bool, BucketWriteError> {
-    let command = Command::Txn(TxnRequest {
-        compare: vec![compare],
-        success: vec![success],
-        failure: Vec::new(),
-    });
-    match proposer.propose(command).await {
-        Ok(CommandResponse::Txn(r)) => Ok(r.succeeded),
-        Ok(_) => Err(BucketWriteError::Unavailable("unexpected response".into())),
-        Err(e) => Err(BucketWriteError::Unavailable(e.to_string())),
-    }
+    records::guarded(proposer, compare, op)
+        .await
+        .map_err(BucketWriteError::Unavailable)
 }
 
 /// Creates bucket `name` for `tenant`/`project` unless the name is taken.
@@ -103,18 +94,8 @@ pub async fn create(
         created_ms: now_ms,
     };
     let (key, value) = record.to_kv();
-    let absent = Compare {
-        key: key.clone().into_bytes(),
-        range_end: Vec::new(),
-        target: CompareTarget::Version(0),
-        result: CompareResult::Equal,
-    };
-    let put = RequestOp::Put(PutRequest {
-        key: key.into_bytes(),
-        value,
-        ..Default::default()
-    });
-    if txn(proposer, absent, put).await? {
+    let absent = records::absent(key.as_bytes());
+    if txn(proposer, absent, records::put(key.into_bytes(), value)).await? {
         return Ok(record);
     }
     match get(proposer, name) {
@@ -136,18 +117,8 @@ pub async fn delete(
     if id.is_some_and(|id| id != record.id) {
         return Err(BucketWriteError::NoSuchBucket);
     }
-    let unchanged = Compare {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        target: CompareTarget::ModRevision(kv.mod_revision),
-        result: CompareResult::Equal,
-    };
-    let delete = RequestOp::DeleteRange(DeleteRangeRequest {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        prev_kv: false,
-    });
-    if txn(proposer, unchanged, delete).await? {
+    let delete = records::delete(kv.key.clone());
+    if txn(proposer, records::unchanged(&kv), delete).await? {
         Ok(record)
     } else {
         Err(BucketWriteError::NoSuchBucket)

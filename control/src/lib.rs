@@ -18,5 +18,6 @@ pub mod lincheck;
 pub mod logstore;
 pub mod node;
 pub mod raft;
+pub mod records;
 pub mod rpc;
 pub mod volumes;

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use photon_iam::resources::{volume_key, VolumeRecord, VOLUME_PREFIX};
 
-use crate::kv::{
-    Command, CommandResponse, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue,
-    PutRequest, RequestOp, TxnRequest,
-};
+use crate::kv::{Compare, KeyValue, RequestOp};
+use crate::records;
 use crate::rpc::Proposer;
 
 /// An operation on a volume's extent maps, run by its owner shard.
@@ -95,33 +93,16 @@ async fn txn(
     compare: Compare,
     op: RequestOp,
 ) -> Result<bool, VolumeWriteError> {
-    let command = Command::Txn(TxnRequest {
-        compare: vec![compare],
-        success: vec![op],
-        failure: Vec::new(),
-    });
-    match proposer.propose(command).await {
-        Ok(CommandResponse::Txn(r)) => Ok(r.succeeded),
-        Ok(_) => Err(VolumeWriteError::Unavailable("unexpected response".into())),
-        Err(e) => Err(VolumeWriteError::Unavailable(e.to_string())),
-    }
+    records::guarded(proposer, compare, op)
+        .await
+        .map_err(VolumeWriteError::Unavailable)
 }
 
 /// Writes a new record unless its name is taken.
 pub async fn insert(proposer: &Proposer, record: &VolumeRecord) -> Result<(), VolumeWriteError> {
     let (key, value) = record.to_kv();
-    let absent = Compare {
-        key: key.clone().into_bytes(),
-        range_end: Vec::new(),
-        target: CompareTarget::Version(0),
-        result: CompareResult::Equal,
-    };
-    let put = RequestOp::Put(PutRequest {
-        key: key.into_bytes(),
-        value,
-        ..Default::default()
-    });
-    if txn(proposer, absent, put).await? {
+    let absent = records::absent(key.as_bytes());
+    if txn(proposer, absent, records::put(key.into_bytes(), value)).await? {
         Ok(())
     } else {
         Err(VolumeWriteError::Exists(record.name.clone()))
@@ -135,18 +116,8 @@ pub async fn update(
     record: &VolumeRecord,
 ) -> Result<(), VolumeWriteError> {
     let (key, value) = record.to_kv();
-    let unchanged = Compare {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        target: CompareTarget::ModRevision(kv.mod_revision),
-        result: CompareResult::Equal,
-    };
-    let put = RequestOp::Put(PutRequest {
-        key: key.into_bytes(),
-        value,
-        ..Default::default()
-    });
-    if txn(proposer, unchanged, put).await? {
+    let put = records::put(key.into_bytes(), value);
+    if txn(proposer, records::unchanged(kv), put).await? {
         Ok(())
     } else {
         Err(VolumeWriteError::Unavailable(
@@ -161,18 +132,8 @@ pub async fn remove(
     kv: &KeyValue,
     record: &VolumeRecord,
 ) -> Result<(), VolumeWriteError> {
-    let unchanged = Compare {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        target: CompareTarget::ModRevision(kv.mod_revision),
-        result: CompareResult::Equal,
-    };
-    let delete = RequestOp::DeleteRange(DeleteRangeRequest {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        prev_kv: false,
-    });
-    if txn(proposer, unchanged, delete).await? {
+    let delete = records::delete(kv.key.clone());
+    if txn(proposer, records::unchanged(kv), delete).await? {
         Ok(())
     } else {
         Err(VolumeWriteError::NoSuchVolume(record.name.clone()))

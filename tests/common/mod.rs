@@ -52,6 +52,48 @@ pub fn endpoints(dir: &Path, child: &mut Child) -> BTreeMap<String, SocketAddr> 
     }
 }
 
+/// The last 60 lines of a log file, headed by its path (for failure messages).
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+    format!("--- last lines of {}:\n{tail}", path.display())
+}
+
+/// Waits up to `timeout` for `data/endpoints.json` and returns its endpoints
+/// as written (`name -> address`); a failure shows the tail of `log`.
+pub fn wait_endpoints(
+    data: &Path,
+    child: &mut Child,
+    log: &Path,
+    timeout: Duration,
+) -> BTreeMap<String, String> {
+    let file = data.join("endpoints.json");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                return v["endpoints"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, a)| (k.clone(), a.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("photon exited early: {status}\n{}", log_tail(log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {}\n{}",
+            file.display(),
+            log_tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `photon ctl` as the user logged in under `config_dir`.
 pub fn ctl_as(config_dir: &Path, endpoint: SocketAddr, args: &[&str]) -> Output {
     photon()

@@ -244,13 +244,7 @@ impl Snapshot {
     /// verifying at `now_ms`, not expired, not revoked, principal present and
     /// not signed out since.
     pub fn verify(&self, token: &str, now_ms: u64) -> Result<Identity, TokenError> {
-        let unverified = Unverified::parse(token)?;
-        let key = self
-            .signing_keys
-            .get(unverified.key_id())
-            .filter(|k| k.record.verify_until_ms.is_none_or(|until| now_ms < until))
-            .ok_or(TokenError::UnknownKey)?;
-        let claims = unverified.verify(&key.verifying)?;
+        let claims = self.signed_claims(token, now_ms)?;
         if claims.att.is_some() {
             return Err(TokenError::WrongKind);
         }
@@ -264,15 +258,21 @@ impl Snapshot {
         token: &str,
         now_ms: u64,
     ) -> Result<(Identity, String), TokenError> {
+        let mut claims = self.signed_claims(token, now_ms)?;
+        let resource = claims.att.take().ok_or(TokenError::WrongKind)?;
+        Ok((self.check_claims(claims, now_ms)?, resource))
+    }
+
+    /// The claims of a token whose signature holds under a key that still
+    /// verifies at `now_ms`.
+    fn signed_claims(&self, token: &str, now_ms: u64) -> Result<Claims, TokenError> {
         let unverified = Unverified::parse(token)?;
         let key = self
             .signing_keys
             .get(unverified.key_id())
             .filter(|k| k.record.verify_until_ms.is_none_or(|until| now_ms < until))
             .ok_or(TokenError::UnknownKey)?;
-        let mut claims = unverified.verify(&key.verifying)?;
-        let resource = claims.att.take().ok_or(TokenError::WrongKind)?;
-        Ok((self.check_claims(claims, now_ms)?, resource))
+        unverified.verify(&key.verifying)
     }
 
     fn check_claims(&self, claims: Claims, now_ms: u64) -> Result<Identity, TokenError> {
@@ -446,6 +446,18 @@ impl Directory {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The active signing key, opened with the cluster key.
+    fn signing_pair(&self) -> Result<KeyPair, IssueTokenError> {
+        let snapshot = self.snapshot();
+        let record = snapshot
+            .active_signing_key()
+            .ok_or(IssueTokenError::NoSigningKey)?;
+        let secret = self
+            .cluster_key
+            .open(&signing_key_purpose(&record.id), &record.sealed_secret)?;
+        KeyPair::from_secret(record.id.clone(), &secret).ok_or(IssueTokenError::DamagedKey)
+    }
+
     /// Signs a token for `principal` of `tenant` acting in `project`.
     pub fn issue_token(
         &self,
@@ -455,15 +467,7 @@ impl Directory {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<(String, Claims), IssueTokenError> {
-        let snapshot = self.snapshot();
-        let record = snapshot
-            .active_signing_key()
-            .ok_or(IssueTokenError::NoSigningKey)?;
-        let secret = self
-            .cluster_key
-            .open(&signing_key_purpose(&record.id), &record.sealed_secret)?;
-        let pair =
-            KeyPair::from_secret(record.id.clone(), &secret).ok_or(IssueTokenError::DamagedKey)?;
+        let pair = self.signing_pair()?;
         let claims = Claims {
             sub: principal.to_owned(),
             ten: tenant.to_owned(),
@@ -477,8 +481,8 @@ impl Directory {
     }
 
     /// Signs an attach token: it lets `principal` reach `resource` (like
-    /// `volume/<id>`) and nothing else until it expires, is revoked, or the
-    /// principal goes.
+    /// `volume-id/<id>`) and nothing else until it expires, is revoked, or
+    /// the principal goes.
     pub fn issue_attach_token(
         &self,
         identity: &Identity,
@@ -486,23 +490,16 @@ impl Directory {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<(String, Claims), IssueTokenError> {
-        let (_, mut claims) = self.issue_token(
-            identity.tenant(),
-            identity.principal(),
-            identity.project(),
-            now_ms,
-            ttl_ms,
-        )?;
-        claims.att = Some(resource.to_owned());
-        let snapshot = self.snapshot();
-        let record = snapshot
-            .active_signing_key()
-            .ok_or(IssueTokenError::NoSigningKey)?;
-        let secret = self
-            .cluster_key
-            .open(&signing_key_purpose(&record.id), &record.sealed_secret)?;
-        let pair =
-            KeyPair::from_secret(record.id.clone(), &secret).ok_or(IssueTokenError::DamagedKey)?;
+        let pair = self.signing_pair()?;
+        let claims = Claims {
+            sub: identity.principal().to_owned(),
+            ten: identity.tenant().to_owned(),
+            prj: identity.project().to_owned(),
+            iat: now_ms,
+            exp: now_ms.saturating_add(ttl_ms),
+            jti: crate::token::new_token_id(),
+            att: Some(resource.to_owned()),
+        };
         Ok((pair.sign(&claims), claims))
     }
 

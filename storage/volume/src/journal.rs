@@ -246,29 +246,47 @@ pub fn decode_batch(bytes: &[u8], kind: u16, gen: u64, seq: u64) -> Result<Batch
     })
 }
 
-/// The valid batches at the start of a journal file of generation `gen`,
-/// in order, and the offset where the next batch goes. Stops at the first
-/// invalid batch: batches are written one at a time, each after the
-/// previous one is durable, so only the last can be torn.
-pub fn scan(file: &[u8], gen: u64) -> (Vec<Record>, u64, Option<DecodeError>) {
+/// What [`scan`] found in a journal file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The records of the valid batches, in order.
+    pub records: Vec<Record>,
+    /// Where the next batch goes.
+    pub end: u64,
+    /// The sequence number of the next batch.
+    pub next_seq: u64,
+    /// Why the batch at `end` was refused, unless the file ends there (or
+    /// only zeroes follow).
+    pub error: Option<DecodeError>,
+}
+
+/// The valid batches at the start of a journal file of generation `gen`.
+/// Stops at the first invalid batch: batches are written one at a time,
+/// each after the previous one is durable, so only the last can be torn.
+pub fn scan(file: &[u8], gen: u64) -> Scan {
     let mut records = Vec::new();
     let mut at = 0usize;
     let mut seq = 1;
     loop {
-        if at >= file.len() {
-            return (records, at as u64, None);
-        }
-        match decode_batch(&file[at..], KIND_JOURNAL, gen, seq) {
-            Ok(batch) => {
-                records.extend(batch.records);
-                at += batch.bytes;
-                seq += 1;
+        let error = if at >= file.len() {
+            None
+        } else {
+            match decode_batch(&file[at..], KIND_JOURNAL, gen, seq) {
+                Ok(batch) => {
+                    records.extend(batch.records);
+                    at += batch.bytes;
+                    seq += 1;
+                    continue;
+                }
+                Err(e) => (!file[at..].iter().all(|&b| b == 0)).then_some(e),
             }
-            Err(e) => {
-                let is_zero_tail = file[at..].iter().all(|&b| b == 0);
-                return (records, at as u64, (!is_zero_tail).then_some(e));
-            }
-        }
+        };
+        return Scan {
+            records,
+            end: at as u64,
+            next_seq: seq,
+            error,
+        };
     }
 }
 
@@ -343,10 +361,11 @@ mod tests {
         let mut torn = batch(5, 3, &c);
         torn[HEADER_BYTES] ^= 0xff;
         file.extend(torn);
-        let (records, end, error) = scan(&file, 5);
-        assert_eq!(records, vec![a[0], b[0]]);
-        assert_eq!(end, good_end);
-        assert_eq!(error, Some(DecodeError::Checksum));
+        let found = scan(&file, 5);
+        assert_eq!(found.records, vec![a[0], b[0]]);
+        assert_eq!(found.end, good_end);
+        assert_eq!(found.next_seq, 3);
+        assert_eq!(found.error, Some(DecodeError::Checksum));
     }
 
     #[test]
@@ -354,16 +373,16 @@ mod tests {
         let a = [Record::Drop { map: 1 }];
         let mut file = batch(5, 1, &a);
         file.extend(batch(5, 3, &a));
-        let (records, end, error) = scan(&file, 5);
-        assert_eq!(records.len(), 1);
-        assert_eq!(end, PAGE_BYTES);
-        assert!(matches!(error, Some(DecodeError::Sequence { .. })));
-        let (records, end, _) = scan(&batch(4, 1, &a), 5);
-        assert!(records.is_empty());
-        assert_eq!(end, 0);
+        let found = scan(&file, 5);
+        assert_eq!(found.records.len(), 1);
+        assert_eq!(found.end, PAGE_BYTES);
+        assert!(matches!(found.error, Some(DecodeError::Sequence { .. })));
+        let found = scan(&batch(4, 1, &a), 5);
+        assert!(found.records.is_empty());
+        assert_eq!(found.end, 0);
         // A zeroed tail is the normal end of a file, not an error.
         let mut file = batch(5, 1, &a);
         file.extend(vec![0u8; 8192]);
-        assert_eq!(scan(&file, 5).2, None);
+        assert_eq!(scan(&file, 5).error, None);
     }
 }

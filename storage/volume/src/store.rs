@@ -243,19 +243,12 @@ fn recover(dir: &Path) -> Result<(State, u64, u64, u64, bool)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    let (records, end, error) = journal::scan(&bytes, gen);
-    let batches = {
-        // Count batches to continue the sequence.
-        let mut seq = 1;
-        let mut at = 0usize;
-        while (at as u64) < end {
-            let batch = journal::decode_batch(&bytes[at..], journal::KIND_JOURNAL, gen, seq)
-                .expect("scan validated this batch");
-            at += batch.bytes;
-            seq += 1;
-        }
-        seq
-    };
+    let journal::Scan {
+        records,
+        end,
+        next_seq,
+        error,
+    } = journal::scan(&bytes, gen);
     if let Some(e) = &error {
         tracing::warn!(
             journal = %path.display(),
@@ -265,7 +258,7 @@ fn recover(dir: &Path) -> Result<(State, u64, u64, u64, bool)> {
         );
     }
     records.iter().for_each(|r| state.replay(r));
-    Ok((state, gen, batches, end, error.is_some()))
+    Ok((state, gen, next_seq, end, error.is_some()))
 }
 
 impl Store {
