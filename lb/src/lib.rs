@@ -1,6 +1,9 @@
-//! FiberLB's userspace pieces (issue 7, in progress). So far: the Maglev
-//! lookup table a VIP's new flows pick their backend from. The XDP program,
-//! the map programming agent and the health checks come next
-//! (docs/design/0008-fiberlb.md).
+//! FiberLB's userspace: the Maglev lookup tables new flows pick their
+//! backend from, the XDP data plane's loader and map programming
+//! ([`dataplane`]), and the backends' decapsulation program ([`decap`]).
+//! The kernel side lives in ebpf/ (docs/design/0008-fiberlb.md).
 
+pub mod dataplane;
+pub mod decap;
 pub mod maglev;
+pub mod spec;
