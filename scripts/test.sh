@@ -25,6 +25,10 @@ command -v qemu-io >/dev/null 2>&1 || need_apt+=(qemu-utils)
 command -v fio >/dev/null 2>&1 || need_apt+=(fio)
 command -v nbdinfo >/dev/null 2>&1 || need_apt+=(libnbd-bin)
 command -v nbdkit >/dev/null 2>&1 || need_apt+=(nbdkit)
+# FiberLB's namespace test (tests/lb/netns_e2e.sh) builds its topology with
+# iproute2, turns off the client's checksum offload with ethtool, curls /metrics.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -73,6 +73,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             empty_probe: None,
         },
         volumes: photon_control::volumes::VolumeSettings::default(),
+        lb: photon_control::lb::LbSettings::default(),
         tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
@@ -92,9 +93,18 @@ pub struct StorageLink {
 
 /// The control-plane thread's main function: start the node, report ready,
 /// answer the shards, stop when the engine exits.
-pub fn main(mut node_config: ControlNodeConfig, storage: Option<StorageLink>) -> ControlPlaneMain {
+pub fn main(
+    mut node_config: ControlNodeConfig,
+    storage: Option<StorageLink>,
+    lb: Option<crate::lb::LbLink>,
+) -> ControlPlaneMain {
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
+            if let Some(link) = &lb {
+                node_config.lb = photon_control::lb::LbSettings {
+                    stats: link.stats.clone(),
+                };
+            }
             if let Some(link) = &storage {
                 if let Some(shard0) = ctx.to_shards.first() {
                     node_config.buckets.empty_probe =
@@ -143,6 +153,12 @@ pub fn main(mut node_config: ControlNodeConfig, storage: Option<StorageLink>) ->
                         to_main,
                     )));
                 }
+            }
+            if let Some(link) = lb {
+                tasks.push(tokio::task::spawn_local(crate::lb::follow_lb(
+                    node.state_machine.clone(),
+                    link.agent,
+                )));
             }
             let shutdown = ctx.shutdown.clone();
             let proposer = node.proposer.clone();

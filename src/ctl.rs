@@ -70,6 +70,9 @@ enum CtlCommand {
     /// CoronaFS block volumes of the token's project (NBD).
     #[command(subcommand)]
     Volume(crate::ctl_volume::VolumeCommand),
+    /// FiberLB load balancers of the token's project: VIPs, backends, counters.
+    #[command(subcommand)]
+    Lb(crate::ctl_lb::LbCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -269,6 +272,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Iam(cmd) => crate::ctl_iam::run(&mut client, cmd, args.json).await,
         CtlCommand::Bucket(cmd) => crate::ctl_bucket::run(&mut client, cmd, args.json).await,
         CtlCommand::Volume(cmd) => crate::ctl_volume::run(&mut client, cmd, args.json).await,
+        CtlCommand::Lb(cmd) => crate::ctl_lb::run(&mut client, cmd, args.json).await,
         CtlCommand::Kv(cmd) => kv(&mut client, cmd, args.json).await,
         CtlCommand::Lease(cmd) => lease(&mut client, cmd, args.json).await,
         CtlCommand::Cluster(cmd) => cluster(&mut client, cmd, args.json).await,

@@ -6,7 +6,9 @@ mod ctl;
 mod ctl_auth;
 mod ctl_bucket;
 mod ctl_iam;
+mod ctl_lb;
 mod ctl_volume;
+mod lb;
 mod node;
 mod storage;
 mod volumes;
@@ -34,6 +36,9 @@ enum Command {
     Node(node::NodeArgs),
     /// Talk to the control plane (KV, leases, cluster membership).
     Ctl(ctl::CtlArgs),
+    /// FiberLB tools for backends (the tunnel's far end).
+    #[command(subcommand)]
+    Lb(lb::LbCommand),
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -58,6 +63,8 @@ enum BenchCommand {
     S3(Box<photon_bench::s3::S3Args>),
     /// CoronaFS block volumes (NBD) with fio against raw io_uring, nbdkit memory and qemu-nbd.
     Volume(photon_bench::volume::VolumeArgs),
+    /// FiberLB's XDP path per packet (BPF_PROG_TEST_RUN) and live through a veth, against a MAC-swap floor.
+    Lb(photon_bench::lb::LbArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
     Http(photon_bench::loadgen::LoadArgs),
     /// Serve the benchmark's HTTP response (photon or tokio) for outside tools.
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => node::run_dev(args),
         Command::Node(args) => node::run_node(args),
         Command::Ctl(args) => ctl::run(args),
+        Command::Lb(command) => lb::run(command),
         Command::Version => {
             println!("photon {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -83,6 +91,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Iam(args)) => report(photon_bench::iam::run(args)),
         Command::Bench(BenchCommand::S3(args)) => report(photon_bench::s3::run(*args)),
         Command::Bench(BenchCommand::Volume(args)) => report(photon_bench::volume::run(args)),
+        Command::Bench(BenchCommand::Lb(args)) => report(photon_bench::lb::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),
     }

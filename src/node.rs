@@ -215,7 +215,22 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     if has_role("storage") && !has_role("control") {
         bail!("the storage role needs the control role on the same node (node.roles); storage-only nodes are not supported yet");
     }
-    let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(());
+    if has_role("edge") && !has_role("control") {
+        bail!("the edge role needs the control role on the same node (node.roles); edge-only nodes are not supported yet");
+    }
+    // The load balancer's agent (edge role): XDP data plane, health checks.
+    let lb = if has_role("edge") {
+        Some(crate::lb::start(&config)?)
+    } else {
+        None
+    };
+    let mut admin = photon_core::admin::AdminParams::default();
+    if let Some(link) = &lb {
+        admin
+            .extra_metrics
+            .push(Arc::new(link.agent.metrics_source()));
+    }
+    let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(admin);
     let mut dev_credentials = None;
     let nbd_address = Arc::new(std::sync::Mutex::new(None));
     if has_role("control") {
@@ -247,7 +262,7 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        builder = builder.control_plane(crate::control_plane::main(node_config, storage));
+        builder = builder.control_plane(crate::control_plane::main(node_config, storage, lb));
     }
     let engine = builder.start().context("node failed to start")?;
 

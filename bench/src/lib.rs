@@ -9,6 +9,7 @@ pub mod disk;
 pub mod engine;
 pub mod iam;
 pub mod kv;
+pub mod lb;
 pub mod loadgen;
 pub mod report;
 pub mod s3;

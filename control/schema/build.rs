@@ -8,6 +8,7 @@ fn main() {
         "raft.capnp",
         "buckets.capnp",
         "volumes.capnp",
+        "lb.capnp",
     ];
     let mut command = capnpc_embedded::CompileCommand::new();
     for schema in schemas {

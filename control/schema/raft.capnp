@@ -74,6 +74,7 @@ interface Session {
   cluster @3 () -> (cluster :Cluster);
   buckets @4 () -> (buckets :import "buckets.capnp".Buckets);
   volumes @5 () -> (volumes :import "volumes.capnp".Volumes);
+  lb @6 () -> (lb :import "lb.capnp".Lb);
 }
 
 # The bootstrap capability of every node. Nothing is reachable without

@@ -300,6 +300,16 @@ impl Client {
             .await
     }
 
+    /// Runs `call` against the load-balancer API (FiberLB) of the current node.
+    pub async fn with_lb<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(control_schema::lb_capnp::lb::Client) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<T>>,
+    {
+        self.with_session(|session| call(session.lb_request().send().pipeline.get_lb()))
+            .await
+    }
+
     /// Runs `call` with the current node's capabilities, following "not the
     /// leader" to the leader and moving to another endpoint when one fails,
     /// until [`CALL_RETRY_DEADLINE`].

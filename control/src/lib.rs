@@ -14,6 +14,7 @@ pub mod buckets;
 pub mod client;
 pub mod iam_node;
 pub mod kv;
+pub mod lb;
 pub mod lincheck;
 pub mod logstore;
 pub mod node;

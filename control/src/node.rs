@@ -48,6 +48,8 @@ pub struct ControlNodeConfig {
     /// The S3 bucket API's region and emptiness check.
     pub buckets: crate::buckets::BucketSettings,
     pub volumes: crate::volumes::VolumeSettings,
+    /// The load-balancer API's view of this node's FiberLB agent.
+    pub lb: crate::lb::LbSettings,
     /// Print notices for a person on stderr (off when stderr carries JSON logs).
     pub tell_stderr: bool,
 }
@@ -75,6 +77,7 @@ impl ControlNodeConfig {
             auth: crate::rpc::AuthSettings::default(),
             buckets: crate::buckets::BucketSettings::default(),
             volumes: crate::volumes::VolumeSettings::default(),
+            lb: crate::lb::LbSettings::default(),
             tell_stderr: true,
         }
     }
@@ -189,6 +192,7 @@ impl ControlNode {
             auth,
             config.buckets.clone(),
             config.volumes.clone(),
+            config.lb.clone(),
         );
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service)),

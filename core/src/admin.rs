@@ -34,23 +34,50 @@ pub enum AdminReply {
     Pong,
 }
 
+/// Metrics kept outside the shards (e.g. the load balancer's kernel
+/// counters): each source renders Prometheus text appended to `/metrics`.
+pub type MetricsSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the admin service serves besides the shards' registries.
+#[derive(Clone, Default)]
+pub struct AdminParams {
+    pub extra_metrics: Vec<MetricsSource>,
+}
+
+impl std::fmt::Debug for AdminParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminParams")
+            .field("extra_metrics", &self.extra_metrics.len())
+            .finish()
+    }
+}
+
 /// Serves the admin endpoint on every shard (SO_REUSEPORT spreads scrapes).
-#[derive(Debug)]
 pub struct AdminService {
     listener: std::cell::RefCell<Option<glommio::net::TcpListener>>,
+    extra_metrics: Rc<Vec<MetricsSource>>,
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService")
+            .field("extra_metrics", &self.extra_metrics.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShardService for AdminService {
-    type Params = ();
+    type Params = AdminParams;
     type Request = AdminRequest;
     type Reply = AdminReply;
     const NAME: &'static str = "admin";
 
-    async fn start(ctx: &ShardContext<Self>, _params: &()) -> Result<Self, BoxError> {
+    async fn start(ctx: &ShardContext<Self>, params: &AdminParams) -> Result<Self, BoxError> {
         let listener = ctx.listen(LISTENER, ctx.config().admin.listen)?;
         engine_metrics(ctx);
         Ok(Self {
             listener: std::cell::RefCell::new(Some(listener)),
+            extra_metrics: Rc::new(params.extra_metrics.clone()),
         })
     }
 
@@ -71,11 +98,13 @@ impl ShardService for AdminService {
             task_queue: ctx.latency_queue(),
         };
         let handler_ctx = ctx.clone();
+        let extra = self.extra_metrics.clone();
         http::serve(
             listener,
             move |req| {
                 let ctx = handler_ctx.clone();
-                async move { route(&ctx, req).await }
+                let extra = extra.clone();
+                async move { route(&ctx, &extra, req).await }
             },
             options,
         )
@@ -98,7 +127,11 @@ impl ShardService for AdminService {
     }
 }
 
-async fn route(ctx: &ShardContext<AdminService>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    ctx: &ShardContext<AdminService>,
+    extra: &[MetricsSource],
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = http::text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut().insert(
@@ -108,7 +141,7 @@ async fn route(ctx: &ShardContext<AdminService>, req: Request<Incoming>) -> Resp
         return r;
     }
     match req.uri().path() {
-        "/metrics" => metrics(ctx).await,
+        "/metrics" => metrics(ctx, extra).await,
         "/healthz" => healthz(ctx).await,
         "/readyz" => readyz(ctx),
         _ => http::text_response(
@@ -126,7 +159,10 @@ async fn with_timeout<T>(fut: impl std::future::Future<Output = T>) -> Option<T>
     .await
 }
 
-async fn metrics(ctx: &ShardContext<AdminService>) -> Response<Full<Bytes>> {
+async fn metrics(
+    ctx: &ShardContext<AdminService>,
+    extra: &[MetricsSource],
+) -> Response<Full<Bytes>> {
     let calls = (0..ctx.shards()).map(|shard| async move {
         match with_timeout(ctx.call(shard, AdminRequest::Snapshot)).await {
             Some(Ok(AdminReply::Snapshot(s))) => Ok(s),
@@ -147,6 +183,9 @@ async fn metrics(ctx: &ShardContext<AdminService>) -> Response<Full<Bytes>> {
     );
     body.push_str("# TYPE photon_scrape_shards_missing gauge\n");
     body.push_str(&format!("photon_scrape_shards_missing {}\n", missing.len()));
+    for source in extra {
+        body.push_str(&source());
+    }
     let mut response = http::text_response(StatusCode::OK, body);
     response.headers_mut().insert(
         ::http::header::CONTENT_TYPE,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
 const SECTIONS: &[&str] = &[
-    "node", "engine", "admin", "control", "iam", "s3", "nbd", "log", "shutdown",
+    "node", "engine", "admin", "control", "iam", "s3", "nbd", "lb", "log", "shutdown",
 ];
 
 /// Prefix of configuration environment variables.
@@ -48,6 +48,7 @@ pub struct Config {
     pub iam: IamConfig,
     pub s3: S3Config,
     pub nbd: NbdConfig,
+    pub lb: LbConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -168,6 +169,42 @@ impl Default for NbdConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
             journal_mib: 64,
+        }
+    }
+}
+
+/// FiberLB, the XDP load balancer of a node with the `edge` role: which
+/// interface its program sits on and how it reaches the backends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbConfig {
+    /// Interface the XDP program attaches to ("" = no data plane: the API
+    /// keeps the records, nothing is steered or probed).
+    pub interface: String,
+    /// `native` (driver mode), `generic` (SKB mode) or `auto` (kernel's choice).
+    pub xdp_mode: String,
+    /// Outer source address of IPv4 tunnels (default: the interface's first IPv4).
+    pub src_v4: Option<std::net::Ipv4Addr>,
+    /// Outer source address of IPv6 tunnels (default: the interface's first global IPv6).
+    pub src_v6: Option<std::net::Ipv6Addr>,
+    /// Path MTU toward the backends (0 = the interface's MTU).
+    pub mtu: u32,
+    /// Find next hops with the kernel's FIB (`bpf_fib_lookup`).
+    pub fib: bool,
+    /// Static next-hop MAC ("aa:bb:cc:dd:ee:ff"; used when the FIB has no answer).
+    pub neighbour_mac: Option<String>,
+}
+
+impl Default for LbConfig {
+    fn default() -> Self {
+        Self {
+            interface: String::new(),
+            xdp_mode: "native".into(),
+            src_v4: None,
+            src_v6: None,
+            mtu: 0,
+            fib: true,
+            neighbour_mac: None,
         }
     }
 }
@@ -475,6 +512,18 @@ impl Config {
                     ),
                 );
             }
+        }
+        if !["native", "generic", "auto"].contains(&self.lb.xdp_mode.as_str()) {
+            return bad(
+                "lb.xdp_mode",
+                format!("`{}` (expected native, generic or auto)", self.lb.xdp_mode),
+            );
+        }
+        if self.lb.mtu != 0 && !(1280..=65535).contains(&self.lb.mtu) {
+            return bad(
+                "lb.mtu",
+                "must be 0 (the interface's) or 1280 to 65535".into(),
+            );
         }
         if !(16..=4096).contains(&self.s3.segment_mib) {
             return bad("s3.segment_mib", "must be between 16 and 4096".into());

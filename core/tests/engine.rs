@@ -406,7 +406,7 @@ fn a_port_held_by_another_process_is_refused_with_its_name() {
     let mut config = test_config(2);
     config.admin.listen = holder.local_addr().unwrap();
     let err = EngineBuilder::new(config)
-        .service::<photon_core::admin::AdminService>(())
+        .service::<photon_core::admin::AdminService>(Default::default())
         .start()
         .unwrap_err();
     let text = format!("{err:#}: {}", std::error::Error::source(&err).unwrap());

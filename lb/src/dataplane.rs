@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::Xdp;
+pub use aya::programs::XdpMode;
 use aya::Ebpf;
 use fiberlb_common::{
     Backend as KBackend, Config, Counters, Reason, Vip, VipKey, BACKEND_ALIVE, BACKEND_SLOTS,

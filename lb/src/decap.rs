@@ -13,6 +13,7 @@ use crate::dataplane::{decap_object, DataplaneError};
 /// The loaded decapsulation program; detached when dropped.
 pub struct Decap {
     ebpf: Ebpf,
+    program: &'static str,
 }
 
 impl std::fmt::Debug for Decap {
@@ -24,21 +25,31 @@ impl std::fmt::Debug for Decap {
 impl Decap {
     /// Loads the program (not attached).
     pub fn load() -> Result<Self, DataplaneError> {
+        Self::load_program("fiberlb_decap")
+    }
+
+    /// Loads the object's XDP_PASS program instead: attached to the veth
+    /// peer of an interface whose native XDP program answers with XDP_TX.
+    pub fn load_pass() -> Result<Self, DataplaneError> {
+        Self::load_program("fiberlb_pass")
+    }
+
+    fn load_program(program: &'static str) -> Result<Self, DataplaneError> {
         let mut ebpf =
             Ebpf::load(decap_object()?).map_err(|e| DataplaneError::Load(e.to_string()))?;
         let prog: &mut Xdp = ebpf
-            .program_mut("fiberlb_decap")
+            .program_mut(program)
             .and_then(|p| p.try_into().ok())
-            .ok_or_else(|| DataplaneError::Load("no program fiberlb_decap".into()))?;
+            .ok_or_else(|| DataplaneError::Load(format!("no program {program}")))?;
         prog.load()
-            .map_err(|e| DataplaneError::Load(format!("fiberlb_decap: {e}")))?;
-        Ok(Self { ebpf })
+            .map_err(|e| DataplaneError::Load(format!("{program}: {e}")))?;
+        Ok(Self { ebpf, program })
     }
 
     /// The program, for `BPF_PROG_TEST_RUN`.
     pub fn xdp(&self) -> &Xdp {
         self.ebpf
-            .program("fiberlb_decap")
+            .program(self.program)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in load()")
     }
@@ -47,7 +58,7 @@ impl Decap {
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), DataplaneError> {
         let prog: &mut Xdp = self
             .ebpf
-            .program_mut("fiberlb_decap")
+            .program_mut(self.program)
             .and_then(|p| p.try_into().ok())
             .expect("loaded in load()");
         prog.attach(iface, mode)

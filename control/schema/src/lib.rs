@@ -1,5 +1,6 @@
 //! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
-//! `iam.capnp`, `raft.capnp`, `buckets.capnp`, `volumes.capnp`), which are the public API contract. Nothing else lives here.
+//! `iam.capnp`, `raft.capnp`, `buckets.capnp`, `volumes.capnp`, `lb.capnp`),
+//! which are the public API contract. Nothing else lives here.
 
 #![allow(
     clippy::all,
@@ -26,4 +27,8 @@ pub mod buckets_capnp {
 
 pub mod volumes_capnp {
     include!(concat!(env!("OUT_DIR"), "/volumes_capnp.rs"));
+}
+
+pub mod lb_capnp {
+    include!(concat!(env!("OUT_DIR"), "/lb_capnp.rs"));
 }

@@ -11,6 +11,7 @@ pub(crate) mod convert;
 mod iam_service;
 pub mod kv_scope;
 mod kv_service;
+mod lb_service;
 mod proposer;
 mod raft_transport;
 pub mod session;
@@ -94,6 +95,7 @@ pub struct NodeService {
     watches: std::rc::Rc<std::cell::Cell<usize>>,
     buckets: std::rc::Rc<crate::buckets::BucketSettings>,
     volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
+    lb: std::rc::Rc<crate::lb::LbSettings>,
 }
 
 impl NodeService {
@@ -103,6 +105,7 @@ impl NodeService {
         auth: std::rc::Rc<Auth>,
         buckets: crate::buckets::BucketSettings,
         volumes: crate::volumes::VolumeSettings,
+        lb: crate::lb::LbSettings,
     ) -> Self {
         Self {
             node_id,
@@ -112,6 +115,7 @@ impl NodeService {
             watches: std::rc::Rc::default(),
             buckets: std::rc::Rc::new(buckets),
             volumes: std::rc::Rc::new(volumes),
+            lb: std::rc::Rc::new(lb),
         }
     }
 }
@@ -243,6 +247,7 @@ impl node::Server for NodeService {
             watches: self.watches.clone(),
             buckets: self.buckets.clone(),
             volumes: self.volumes.clone(),
+            lb: self.lb.clone(),
         };
         results.get().set_session(capnp_rpc::new_client(session));
         Ok(())
@@ -277,9 +282,26 @@ pub struct SessionService {
     watches: std::rc::Rc<std::cell::Cell<usize>>,
     buckets: std::rc::Rc<crate::buckets::BucketSettings>,
     volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
+    lb: std::rc::Rc<crate::lb::LbSettings>,
 }
 
 impl control_schema::raft_capnp::session::Server for SessionService {
+    async fn lb(
+        self: capnp::capability::Rc<Self>,
+        _params: control_schema::raft_capnp::session::LbParams,
+        mut results: control_schema::raft_capnp::session::LbResults,
+    ) -> Result<(), capnp::Error> {
+        self.session.identity()?;
+        let service = lb_service::LbService::new(
+            self.node_id,
+            self.proposer.clone(),
+            self.session.clone(),
+            self.lb.clone(),
+        );
+        results.get().set_lb(capnp_rpc::new_client(service));
+        Ok(())
+    }
+
     async fn volumes(
         self: capnp::capability::Rc<Self>,
         _params: control_schema::raft_capnp::session::VolumesParams,

@@ -134,6 +134,14 @@ fn decap<const L3: usize>(ctx: &XdpContext, ethertype: u16) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// XDP_PASS, for the veth peer of an interface whose native XDP program
+/// sends frames back with XDP_TX (veth delivers them only when the peer
+/// has an XDP program too). Ships here, in the small object.
+#[xdp]
+pub fn fiberlb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
