@@ -767,3 +767,73 @@ fn garbage_never_yields_a_malformed_packet() {
     }
     assert!(sent > 100, "some mutations still reach a backend ({sent})");
 }
+
+/// The kernel's flow key of `tcp4(sport, VIP_V4, 80, ..)`.
+fn flow_key4(sport: u16) -> fiberlb_common::FlowKey {
+    fiberlb_common::FlowKey {
+        src: [u32::from_ne_bytes(CLIENT_V4), 0, 0, 0],
+        dst: [u32::from_ne_bytes(VIP_V4), 0, 0, 0],
+        sport: sport.to_be(),
+        dport: 80u16.to_be(),
+        proto: 6,
+        family: 4,
+        _pad: [0; 2],
+    }
+}
+
+#[test]
+fn flow_table_replaces_the_least_recently_used_flow_of_a_full_set() {
+    use fiberlb_common::{flow_hash, flow_set, FLOW_WAYS};
+    // FLOW_WAYS + 1 client ports whose flows share one set.
+    let home = flow_set(flow_hash(&flow_key4(1000)));
+    let ports: Vec<u16> = (1000..u16::MAX)
+        .filter(|&p| flow_set(flow_hash(&flow_key4(p))) == home)
+        .take(FLOW_WAYS + 1)
+        .collect();
+    assert_eq!(ports.len(), FLOW_WAYS + 1);
+    let mut dp = load();
+    let vip = vip4(80, Proto::Tcp);
+    let a = Ipv4Addr::new(10, 1, 0, 11);
+    dp.apply(
+        &node(),
+        &[ServiceSpec {
+            vip,
+            backends: vec![backend("10.1.0.11", 1)],
+        }],
+    )
+    .unwrap();
+    let send = |dp: &Dataplane, port: u16| {
+        let (verdict, out) = run(dp, "fiberlb_lb", &tcp4(port, VIP_V4, 80, b""));
+        assert_eq!(verdict, XDP_TX);
+        outer_dst4(&out)
+    };
+    for &p in &ports[..FLOW_WAYS] {
+        assert_eq!(send(&dp, p), a);
+    }
+    send(&dp, ports[0]); // the first flow is now the most recently used
+                         // A drained: its flows stay, new flows go to B.
+    dp.apply(
+        &node(),
+        &[ServiceSpec {
+            vip,
+            backends: vec![backend("10.1.0.11", 0), backend("10.1.0.12", 1)],
+        }],
+    )
+    .unwrap();
+    let b = Ipv4Addr::new(10, 1, 0, 12);
+    assert_eq!(
+        send(&dp, ports[FLOW_WAYS]),
+        b,
+        "a new flow into the full set"
+    );
+    assert_eq!(send(&dp, ports[0]), a, "recently used: kept");
+    for &p in &ports[2..FLOW_WAYS] {
+        assert_eq!(send(&dp, p), a, "port {p}: kept");
+    }
+    // Last: as a new flow it replaces another way in turn.
+    assert_eq!(
+        send(&dp, ports[1]),
+        b,
+        "least recently used: replaced, so rescheduled"
+    );
+}

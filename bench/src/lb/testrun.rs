@@ -326,9 +326,12 @@ fn check_counts(case: Case, before: Counts, after: Counts, repeats: u32) -> anyh
                 packets == n,
                 "{key}: {packets} VIP packets counted for {n} runs"
             );
+            // The new-flow rounds between two existing-flow rounds insert
+            // 65,536 flows into this CPU's table and may evict this flow:
+            // the round's first packet then inserts it again.
             ensure!(
-                new_flows == 0,
-                "{key}: {new_flows} new flows (expected none)"
+                new_flows <= 1,
+                "{key}: {new_flows} new flows (expected at most the first packet)"
             );
         }
         Case::NewFlow => {

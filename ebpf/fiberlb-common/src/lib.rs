@@ -25,8 +25,13 @@ pub const RING_SIZE: u32 = 65537;
 pub const RING_COPIES: u32 = 2;
 /// Backend slots per generation; a backend keeps its slot while it exists.
 pub const BACKEND_SLOTS: u32 = 4096;
-/// Connection-table entries (per-CPU LRU).
-pub const FLOWS_MAX: u32 = 65536;
+/// Connection-table sets per CPU (power of two); each holds [`FLOW_WAYS`]
+/// flows with least-recently-used replacement inside the set.
+pub const FLOW_SETS: u32 = 16384;
+/// Flows per set.
+pub const FLOW_WAYS: usize = 4;
+/// Connection-table entries per CPU.
+pub const FLOWS_MAX: u32 = FLOW_SETS * FLOW_WAYS as u32;
 
 /// `Vip::flags`: the slot holds a VIP.
 pub const VIP_USED: u32 = 1;
@@ -137,6 +142,31 @@ pub struct FlowKey {
 pub struct Flow {
     pub slot: u32,
     pub id: u32,
+}
+
+/// One flow of a set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowWay {
+    pub key: FlowKey,
+    pub flow: Flow,
+    /// The set's clock when last used (0: empty).
+    pub used: u64,
+}
+
+/// One set of the per-CPU connection table (a per-CPU array: lookups are
+/// inlined by the JIT, where a hash map's are calls).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSet {
+    pub ways: [FlowWay; FLOW_WAYS],
+    pub clock: u64,
+}
+
+/// The set of a flow (other bits of the hash than the ring index uses).
+#[inline(always)]
+pub fn flow_set(hash: u32) -> u32 {
+    hash.rotate_left(16) & (FLOW_SETS - 1)
 }
 
 /// Per-CPU counters of a VIP or a backend.
@@ -273,6 +303,10 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Flow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowWay {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FlowSet {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: as above.

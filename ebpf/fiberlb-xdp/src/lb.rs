@@ -18,7 +18,7 @@ mod packet;
 use aya_ebpf::bindings::{bpf_fib_lookup as FibParams, xdp_action};
 use aya_ebpf::helpers::generated as gen;
 use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{Array, LruPerCpuHashMap, PerCpuArray, ProgramArray};
+use aya_ebpf::maps::{Array, PerCpuArray, ProgramArray};
 use aya_ebpf::programs::XdpContext;
 use fiberlb_common::*;
 use packet::*;
@@ -34,13 +34,16 @@ static BACKENDS: Array<Backend> = Array::with_max_entries(GENERATIONS * BACKEND_
 #[map(name = "RINGS")]
 static RINGS: Array<u32> = Array::with_max_entries(SERVICES_MAX * RING_COPIES * RING_SIZE, 0);
 #[map(name = "FLOWS")]
-static FLOWS: LruPerCpuHashMap<FlowKey, Flow> = LruPerCpuHashMap::with_max_entries(FLOWS_MAX, 0);
+static FLOWS: PerCpuArray<FlowSet> = PerCpuArray::with_max_entries(FLOW_SETS, 0);
 #[map(name = "VIP_STATS")]
 static VIP_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(SERVICES_MAX, 0);
 #[map(name = "BACKEND_STATS")]
 static BACKEND_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(BACKEND_SLOTS, 0);
 #[map(name = "REASONS")]
 static REASON_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASONS, 0);
+#[map(name = "FIB_SCRATCH")]
+static FIB_SCRATCH: PerCpuArray<[u64; 8]> = PerCpuArray::with_max_entries(1, 0);
+const _: () = assert!(core::mem::size_of::<FibParams>() == 64);
 #[map(name = "BENCH")]
 static BENCH: Array<BenchPacket> = Array::with_max_entries(1, 0);
 #[map(name = "BENCH_SEQ")]
@@ -356,13 +359,19 @@ fn pick_backend(
     vip_stats: Option<*mut Counters>,
 ) -> Option<(u32, Backend)> {
     let base = gen * BACKEND_SLOTS;
-    if let Some(known) = FLOWS.get_ptr_mut(flow) {
-        // SAFETY: this CPU's value of the entry.
-        let known = unsafe { *known };
-        if known.id != 0 && known.slot < BACKEND_SLOTS {
-            if let Some(b) = BACKENDS.get(base + known.slot) {
-                if b.id == known.id && b.flags & BACKEND_ALIVE != 0 {
-                    return Some((known.slot, *b));
+    let set = FLOWS.get_ptr_mut(flow_set(hash));
+    if let Some(set) = set {
+        // SAFETY: this CPU's copy of the set; only this CPU touches it.
+        let set = unsafe { &mut *set };
+        if let Some(way) = find_flow(set, flow) {
+            let known = set.ways[way].flow;
+            if known.id != 0 && known.slot < BACKEND_SLOTS {
+                if let Some(b) = BACKENDS.get(base + known.slot) {
+                    if b.id == known.id && b.flags & BACKEND_ALIVE != 0 {
+                        set.clock += 1;
+                        set.ways[way].used = set.clock;
+                        return Some((known.slot, *b));
+                    }
                 }
             }
         }
@@ -382,14 +391,22 @@ fn pick_backend(
         return None;
     };
     let slot = entry - 1;
-    let _ = FLOWS.insert(
-        flow,
-        &Flow {
-            slot,
-            id: backend.id,
-        },
-        0,
-    );
+    if let Some(set) = set {
+        // SAFETY: as above.
+        let set = unsafe { &mut *set };
+        // The flow's own way if it is there (its backend died), else the
+        // least recently used one (an empty way has `used` 0).
+        let way = find_flow(set, flow).unwrap_or_else(|| oldest_way(set));
+        set.clock += 1;
+        set.ways[way] = FlowWay {
+            key: *flow,
+            flow: Flow {
+                slot,
+                id: backend.id,
+            },
+            used: set.clock,
+        };
+    }
     if let Some(s) = vip_stats {
         // SAFETY: per-CPU slot, only this CPU writes it.
         unsafe { (*s).new_flows += 1 };
@@ -399,6 +416,49 @@ fn pick_backend(
         unsafe { (*s).new_flows += 1 };
     }
     Some((slot, backend))
+}
+
+#[inline(always)]
+fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
+    a.src[0] == b.src[0]
+        && a.src[1] == b.src[1]
+        && a.src[2] == b.src[2]
+        && a.src[3] == b.src[3]
+        && a.dst[0] == b.dst[0]
+        && a.dst[1] == b.dst[1]
+        && a.dst[2] == b.dst[2]
+        && a.dst[3] == b.dst[3]
+        && a.sport == b.sport
+        && a.dport == b.dport
+        && a.proto == b.proto
+        && a.family == b.family
+}
+
+/// The way of `set` that holds `flow`.
+#[inline(always)]
+fn find_flow(set: &FlowSet, flow: &FlowKey) -> Option<usize> {
+    let mut i = 0;
+    while i < FLOW_WAYS {
+        if set.ways[i].used != 0 && same_flow(&set.ways[i].key, flow) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The least recently used way of `set` (an empty one first).
+#[inline(always)]
+fn oldest_way(set: &FlowSet) -> usize {
+    let mut oldest = 0;
+    let mut i = 1;
+    while i < FLOW_WAYS {
+        if set.ways[i].used < set.ways[oldest].used {
+            oldest = i;
+        }
+        i += 1;
+    }
+    oldest
 }
 
 /// Source and destination MAC for a packet to `backend`, and the device to
@@ -413,8 +473,22 @@ fn next_hop(
 ) -> Option<([u8; 6], [u8; 6], u32)> {
     let ingress = ctx.ingress_ifindex() as u32;
     if config.flags & CONFIG_FIB != 0 {
-        // SAFETY: all-zero is a valid bpf_fib_lookup.
-        let mut params: FibParams = unsafe { core::mem::zeroed() };
+        // The parameters live in a per-CPU scratch slot, zeroed word by
+        // word: a zeroed struct on the stack becomes a call to a byte-loop
+        // memset subprogram here.
+        let Some(scratch) = FIB_SCRATCH.get_ptr_mut(0) else {
+            return None;
+        };
+        let w = scratch as *mut u64;
+        let mut i = 0;
+        while i < 8 {
+            // SAFETY: i < 8 words of this CPU's 64-byte scratch slot.
+            unsafe { core::ptr::write_volatile(w.add(i), 0) };
+            i += 1;
+        }
+        // SAFETY: 64 zeroed bytes are a valid bpf_fib_lookup; the slot is
+        // this CPU's and lives as long as the program run.
+        let params: &mut FibParams = unsafe { &mut *(scratch as *mut FibParams) };
         params.ifindex = ingress;
         params.__bindgen_anon_1.tot_len = ip_len as u16;
         if backend.family == FAMILY_V4 {
@@ -423,14 +497,26 @@ fn next_hop(
             params.__bindgen_anon_4.ipv4_dst = backend.addr[0];
         } else {
             params.family = AF_INET6;
-            params.__bindgen_anon_3.ipv6_src = config.src_v6;
-            params.__bindgen_anon_4.ipv6_dst = backend.addr;
+            // Word by word (an array assignment becomes a memcpy call).
+            // SAFETY: plain u32 stores into the unions' IPv6 arms.
+            unsafe {
+                let src = &mut params.__bindgen_anon_3.ipv6_src;
+                src[0] = config.src_v6[0];
+                src[1] = config.src_v6[1];
+                src[2] = config.src_v6[2];
+                src[3] = config.src_v6[3];
+                let dst = &mut params.__bindgen_anon_4.ipv6_dst;
+                dst[0] = backend.addr[0];
+                dst[1] = backend.addr[1];
+                dst[2] = backend.addr[2];
+                dst[3] = backend.addr[3];
+            }
         }
         // SAFETY: params is a valid, initialized struct of the size given.
         let rc = unsafe {
             gen::bpf_fib_lookup(
                 ctx.ctx as *mut _,
-                &mut params,
+                params as *mut FibParams,
                 core::mem::size_of::<FibParams>() as i32,
                 0,
             )
@@ -711,10 +797,16 @@ pub fn fiberlb_bench(ctx: XdpContext) -> u32 {
     let Some(pkt) = ptr_at::<[u64; BENCH_BYTES / 8]>(&ctx, 0) else {
         return xdp_action::XDP_ABORTED;
     };
-    let src = bench.bytes.as_ptr() as *const [u64; BENCH_BYTES / 8];
-    // SAFETY: both are BENCH_BYTES long; the map value is 8-byte aligned
-    // after the two u32 fields.
-    unsafe { *pkt = core::ptr::read_unaligned(src) };
+    let src = bench.bytes.as_ptr() as *const u64;
+    let dst = pkt as *mut u64;
+    // Word by word: a struct copy becomes a byte-loop memmove call here.
+    let mut i = 0;
+    while i < BENCH_BYTES / 8 {
+        // SAFETY: both are BENCH_BYTES long; the map value's bytes start 8
+        // bytes in (8-byte aligned), the packet is checked above.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+        i += 1;
+    }
     if bench.vary_port != 0 {
         if let Some(seq) = BENCH_SEQ.get_ptr_mut(0) {
             // SAFETY: per-CPU slot; ptr_at checks the port's bytes.
