@@ -66,7 +66,25 @@ fn backend(addr: &str, weight: u32) -> BackendSpec {
     }
 }
 
+/// Pins the calling thread to the CPU it runs on: the flow table is per
+/// CPU, so a test that moved between CPUs would see another table.
+fn pin_to_this_cpu() {
+    // SAFETY: plain libc calls on a zeroed cpu_set_t of this thread.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
 fn load() -> Dataplane {
+    pin_to_this_cpu();
     match Dataplane::load() {
         Ok(dp) => dp,
         Err(e) => panic!(
