@@ -195,7 +195,9 @@ fn run(options: AgentOptions, shared: Arc<Shared>, stats_out: Arc<Mutex<Option<S
                 ))
             })
             .collect();
-        checks.retain(|id, _| wanted.iter().any(|(w, _, _)| w == id));
+        let wanted_ids: std::collections::HashSet<&BackendId> =
+            wanted.iter().map(|(id, _, _)| id).collect();
+        checks.retain(|id, _| wanted_ids.contains(id));
         let now = Instant::now();
         // No data plane, no probes: nothing would use their verdict, and a
         // node that steers no packet sends none to the backends either.

@@ -9,6 +9,7 @@
 //! or the new one, never a mix. A generation just left is not rewritten
 //! for [`FLIP_GAP`], far longer than any packet's run through the program.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -348,31 +349,21 @@ impl Dataplane {
         });
         let mut fresh_services = Vec::new();
         let mut fresh_slots = Vec::new();
+        // check() bounds the totals, so the free lists cannot run out.
+        let mut free_services = free_indexes(self.services.values().map(|s| s.index), SERVICES_MAX);
+        let mut free_slots = free_indexes(self.slots.values().map(|s| s.slot), BACKEND_SLOTS);
         for spec in services {
-            if !self.services.contains_key(&spec.vip) {
-                let used: Vec<u32> = self.services.values().map(|s| s.index).collect();
-                let index = (0..SERVICES_MAX)
-                    .find(|i| !used.contains(i))
-                    .ok_or_else(|| {
-                        DataplaneError::Invalid(format!("more than {SERVICES_MAX} VIPs"))
-                    })?;
-                self.services
-                    .insert(spec.vip, ServiceState { index, ring: 0 });
+            if let Entry::Vacant(e) = self.services.entry(spec.vip) {
+                let index = free_services.next().expect("check() bounds the VIPs");
+                e.insert(ServiceState { index, ring: 0 });
                 fresh_services.push(index);
             }
             for b in &spec.backends {
-                if !self.slots.contains_key(&(spec.vip, b.addr)) {
-                    let used: std::collections::HashSet<u32> =
-                        self.slots.values().map(|s| s.slot).collect();
-                    let slot = (0..BACKEND_SLOTS)
-                        .find(|i| !used.contains(i))
-                        .ok_or_else(|| {
-                            DataplaneError::Invalid(format!("more than {BACKEND_SLOTS} backends"))
-                        })?;
+                if let Entry::Vacant(e) = self.slots.entry((spec.vip, b.addr)) {
+                    let slot = free_slots.next().expect("check() bounds the backends");
                     let id = self.next_id;
                     self.next_id = self.next_id.wrapping_add(1).max(1);
-                    self.slots
-                        .insert((spec.vip, b.addr), SlotState { slot, id });
+                    e.insert(SlotState { slot, id });
                     fresh_slots.push(slot);
                 }
             }
@@ -565,6 +556,16 @@ fn sum(map: &PerCpuArray<&mut MapData, Counters>, index: u32) -> Result<Totals> 
     Ok(t)
 }
 
+/// The indexes below `max` that `used` does not hold, in order.
+fn free_indexes(used: impl Iterator<Item = u32>, max: u32) -> std::vec::IntoIter<u32> {
+    let mut taken = vec![false; max as usize];
+    for i in used {
+        taken[i as usize] = true;
+    }
+    let free: Vec<u32> = (0..max).filter(|&i| !taken[i as usize]).collect();
+    free.into_iter()
+}
+
 fn kernel_config(node: &NodeSpec) -> Config {
     let mut flags = 0;
     if node.fib {
@@ -601,6 +602,10 @@ fn check(node: &NodeSpec, services: &[ServiceSpec]) -> Result<()> {
     }
     if services.len() > SERVICES_MAX as usize {
         return bad(format!("{} VIPs (at most {SERVICES_MAX})", services.len()));
+    }
+    let backends: usize = services.iter().map(|s| s.backends.len()).sum();
+    if backends > BACKEND_SLOTS as usize {
+        return bad(format!("{backends} backends (at most {BACKEND_SLOTS})"));
     }
     let mut seen = std::collections::HashSet::new();
     for s in services {

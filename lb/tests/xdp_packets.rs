@@ -94,10 +94,13 @@ fn load() -> Dataplane {
 }
 
 fn run(dp: &Dataplane, prog: &str, packet: &[u8]) -> (u32, Vec<u8>) {
+    run_xdp(dp.xdp(prog).unwrap(), packet)
+}
+
+/// One `BPF_PROG_TEST_RUN` of `prog` on `packet`: verdict and output frame.
+fn run_xdp(prog: &aya::programs::Xdp, packet: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; packet.len() + 256];
-    let result = dp
-        .xdp(prog)
-        .unwrap()
+    let result = prog
         .test_run(TestRunOptions {
             data_in: Some(packet),
             data_out: Some(&mut out),
@@ -106,6 +109,18 @@ fn run(dp: &Dataplane, prog: &str, packet: &[u8]) -> (u32, Vec<u8>) {
         .expect("BPF_PROG_TEST_RUN");
     out.truncate(result.data_size_out as usize);
     (result.return_value, out)
+}
+
+/// Programs `dp` with one service per `(vip, backend address)`, weight 1.
+fn serve(dp: &mut Dataplane, services: &[(VipAddr, &str)]) {
+    let specs: Vec<ServiceSpec> = services
+        .iter()
+        .map(|&(vip, addr)| ServiceSpec {
+            vip,
+            backends: vec![backend(addr, 1)],
+        })
+        .collect();
+    dp.apply(&node(), &specs).unwrap();
 }
 
 fn tcp4(sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -241,14 +256,7 @@ fn ipv4_tcp_to_a_vip_is_encapsulated_toward_its_backend() {
 fn udp_and_other_ports_and_protocols() {
     let mut dp = load();
     let udp = vip4(53, Proto::Udp);
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: udp,
-            backends: vec![backend("10.1.0.12", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(udp, "10.1.0.12")]);
     let pkt = udp4(5353, VIP_V4, 53, b"query");
     let (verdict, out) = run(&dp, "fiberlb_lb", &pkt);
     assert_eq!(verdict, XDP_TX);
@@ -267,20 +275,7 @@ fn ipv6_vip_is_encapsulated_ipv6_in_ipv6_and_ipv4_vip_may_use_ipv6_backends() {
     let mut dp = load();
     let v6 = vip6(443);
     let v4 = vip4(80, Proto::Tcp);
-    dp.apply(
-        &node(),
-        &[
-            ServiceSpec {
-                vip: v6,
-                backends: vec![backend("fd00::11", 1)],
-            },
-            ServiceSpec {
-                vip: v4,
-                backends: vec![backend("fd00::12", 1)],
-            },
-        ],
-    )
-    .unwrap();
+    serve(&mut dp, &[(v6, "fd00::11"), (v4, "fd00::12")]);
     let pkt = tcp6(40000, VIP_V6, 443, b"hello");
     let (verdict, out) = run(&dp, "fiberlb_lb", &pkt);
     assert_eq!(verdict, XDP_TX);
@@ -294,14 +289,7 @@ fn ipv6_vip_is_encapsulated_ipv6_in_ipv6_and_ipv4_vip_may_use_ipv6_backends() {
 #[test]
 fn vlan_tag_is_kept() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: vip4(80, Proto::Tcp),
-            backends: vec![backend("10.1.0.11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip4(80, Proto::Tcp), "10.1.0.11")]);
     let b = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
         .single_vlan(etherparse::VlanId::try_new(42).unwrap())
         .ipv4(CLIENT_V4, VIP_V4, 61)
@@ -321,14 +309,7 @@ fn vlan_tag_is_kept() {
 #[test]
 fn not_for_a_vip_passes_untouched_and_is_counted() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: vip4(80, Proto::Tcp),
-            backends: vec![backend("10.1.0.11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip4(80, Proto::Tcp), "10.1.0.11")]);
     let other = tcp4(40000, [198, 51, 100, 11], 80, b"x");
     let mut arp = vec![0u8; 42];
     arp[0..6].copy_from_slice(&[0xff; 6]);
@@ -355,14 +336,7 @@ fn not_for_a_vip_passes_untouched_and_is_counted() {
 #[test]
 fn fragments_options_and_bogus_lengths_to_a_vip_are_dropped_elsewhere_passed() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: vip4(80, Proto::Tcp),
-            backends: vec![backend("10.1.0.11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip4(80, Proto::Tcp), "10.1.0.11")]);
     let base = tcp4(40000, VIP_V4, 80, b"0123456789abcdef");
     // More-fragments set; then a non-first fragment (offset 8 bytes).
     let mut frag = base.clone();
@@ -400,14 +374,7 @@ fn fragments_options_and_bogus_lengths_to_a_vip_are_dropped_elsewhere_passed() {
         assert_eq!(out, elsewhere);
     }
     // IPv6 with a fragment header to the IPv6 VIP's address.
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: vip6(443),
-            backends: vec![backend("fd00::11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip6(443), "fd00::11")]);
     let mut frag6 = tcp6(40000, VIP_V6, 443, b"0123456789abcdef");
     frag6[20] = 44;
     let (verdict, _) = run(&dp, "fiberlb_lb", &frag6);
@@ -419,14 +386,7 @@ fn fragments_options_and_bogus_lengths_to_a_vip_are_dropped_elsewhere_passed() {
 fn too_big_ipv4_with_df_gets_frag_needed_without_df_is_dropped() {
     let mut dp = load();
     let vip = vip4(80, Proto::Tcp);
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip,
-            backends: vec![backend("10.1.0.11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip, "10.1.0.11")]);
     // 1500-byte IP packet: 20 more bytes of outer header do not fit.
     let mut pkt = tcp4(40000, VIP_V4, 80, &[7u8; 1460]);
     assert_eq!(be16(&pkt, 16), 1500);
@@ -482,14 +442,7 @@ fn too_big_ipv4_with_df_gets_frag_needed_without_df_is_dropped() {
 #[test]
 fn too_big_ipv6_gets_packet_too_big() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip: vip6(443),
-            backends: vec![backend("fd00::11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip6(443), "fd00::11")]);
     let pkt = tcp6(40000, VIP_V6, 443, &[9u8; 1440]); // 1500-byte IPv6 packet
     let (verdict, out) = run(&dp, "fiberlb_lb", &pkt);
     assert_eq!(verdict, XDP_TX);
@@ -664,20 +617,10 @@ fn empty_pool_drops_and_counts_misses() {
 #[test]
 fn decap_restores_the_original_packet() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[
-            ServiceSpec {
-                vip: vip4(80, Proto::Tcp),
-                backends: vec![backend("10.1.0.11", 1)],
-            },
-            ServiceSpec {
-                vip: vip6(443),
-                backends: vec![backend("fd00::11", 1)],
-            },
-        ],
-    )
-    .unwrap();
+    serve(
+        &mut dp,
+        &[(vip4(80, Proto::Tcp), "10.1.0.11"), (vip6(443), "fd00::11")],
+    );
     let decap = Decap::load().expect("load the decap program");
     for pkt in [
         tcp4(40000, VIP_V4, 80, b"four"),
@@ -685,17 +628,8 @@ fn decap_restores_the_original_packet() {
     ] {
         let (verdict, tunneled) = run(&dp, "fiberlb_lb", &pkt);
         assert_eq!(verdict, XDP_TX);
-        let mut out = vec![0u8; tunneled.len()];
-        let r = decap
-            .xdp()
-            .test_run(TestRunOptions {
-                data_in: Some(&tunneled),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .unwrap();
-        out.truncate(r.data_size_out as usize);
-        assert_eq!(r.return_value, XDP_PASS);
+        let (verdict, out) = run_xdp(decap.xdp(), &tunneled);
+        assert_eq!(verdict, XDP_PASS);
         assert_eq!(&out[0..12], &tunneled[0..12], "MACs as received");
         assert_eq!(
             &out[12..],
@@ -705,37 +639,19 @@ fn decap_restores_the_original_packet() {
     }
     // Plain traffic passes untouched.
     let plain = tcp4(1, [10, 1, 0, 11], 22, b"ssh");
-    let mut out = vec![0u8; plain.len()];
-    let r = decap
-        .xdp()
-        .test_run(TestRunOptions {
-            data_in: Some(&plain),
-            data_out: Some(&mut out),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(r.return_value, XDP_PASS);
-    assert_eq!(&out[..r.data_size_out as usize], &plain[..]);
+    let (verdict, out) = run_xdp(decap.xdp(), &plain);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(out, plain);
     assert_eq!(decap.counts().unwrap(), (2, 0));
 }
 
 #[test]
 fn garbage_never_yields_a_malformed_packet() {
     let mut dp = load();
-    dp.apply(
-        &node(),
-        &[
-            ServiceSpec {
-                vip: vip4(80, Proto::Tcp),
-                backends: vec![backend("10.1.0.11", 1)],
-            },
-            ServiceSpec {
-                vip: vip6(443),
-                backends: vec![backend("fd00::11", 1)],
-            },
-        ],
-    )
-    .unwrap();
+    serve(
+        &mut dp,
+        &[(vip4(80, Proto::Tcp), "10.1.0.11"), (vip6(443), "fd00::11")],
+    );
     // Deterministic pseudo-random mutations of valid VIP packets.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
@@ -812,14 +728,7 @@ fn flow_table_replaces_the_least_recently_used_flow_of_a_full_set() {
     let mut dp = load();
     let vip = vip4(80, Proto::Tcp);
     let a = Ipv4Addr::new(10, 1, 0, 11);
-    dp.apply(
-        &node(),
-        &[ServiceSpec {
-            vip,
-            backends: vec![backend("10.1.0.11", 1)],
-        }],
-    )
-    .unwrap();
+    serve(&mut dp, &[(vip, "10.1.0.11")]);
     let send = |dp: &Dataplane, port: u16| {
         let (verdict, out) = run(dp, "fiberlb_lb", &tcp4(port, VIP_V4, 80, b""));
         assert_eq!(verdict, XDP_TX);
