@@ -1,10 +1,14 @@
 //! LightningStor (S3) driven by the real clients of the ecosystem, each
 //! against a `photon dev` of its own:
 //!
-//! * `boto3`: the pytest suite `tests/s3/test_boto3.py` (every API with its
-//!   error codes, presigned URLs, authentication, tenant isolation, the
-//!   viewer role), with the dev administrator's key, an editor key of another
-//!   tenant (`globex`) and a viewer key in the administrator key's project.
+//! * `boto3`: the pytest suites in `tests/s3/`: `test_boto3.py` (every API
+//!   with its error codes, presigned URLs, authentication, tenant isolation,
+//!   the viewer role), `test_s3_behaviour.py` (where S3's behaviour is subtle:
+//!   retried completes, conditional deletes, checksums, ...) and
+//!   `test_headers.py` (every `x-amz-*` request header of botocore's S3 model
+//!   is honoured or refused), with the dev administrator's key, an editor key
+//!   of another tenant (`globex`) and a viewer key in the administrator key's
+//!   project.
 //! * `aws_cli`: `tests/s3/aws_cli.sh` (s3 cp/sync/ls/rm/mb/rb, s3api
 //!   conditional put, ranges and multipart).
 //! * `crash`: `tests/s3/crash_writer.py` writes and acknowledges objects,
@@ -402,7 +406,7 @@ fn boto3() {
     let mut command = Command::new(python());
     command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs"])
-        .arg(repo().join("tests/s3/test_boto3.py"))
+        .arg(repo().join("tests/s3"))
         .current_dir(repo())
         .envs(dev.client_env())
         .env("S3_OTHER_ACCESS_KEY", &other_id)
@@ -410,7 +414,7 @@ fn boto3() {
         .env("S3_VIEWER_ACCESS_KEY", &viewer_id)
         .env("S3_VIEWER_SECRET_KEY", &viewer_secret);
     let (status, output) = run(&mut command, &dev.dir.join("pytest.log"), PYTEST_TIMEOUT);
-    assert_ran(&dev, "pytest tests/s3/test_boto3.py", status, &output);
+    assert_ran(&dev, "pytest tests/s3/", status, &output);
     assert!(
         !output.contains(" skipped"),
         "tests were skipped (every key was given):\n{output}"

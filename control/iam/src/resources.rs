@@ -85,7 +85,9 @@ pub enum BucketNameError {
     AdjacentPeriods,
     #[error("bucket names must not be formatted as an IP address")]
     IpAddress,
-    #[error("bucket names must not start with xn-- or sthree- or end with -s3alias or --ol-s3")]
+    #[error("bucket names must not have a hyphen next to a period")]
+    DashNextToPeriod,
+    #[error("bucket names must not start with xn--, sthree- or amzn-s3-demo-, nor end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3")]
     ReservedAffix,
 }
 
@@ -108,13 +110,20 @@ pub fn check_bucket_name(name: &str) -> Result<(), BucketNameError> {
     if name.contains("..") {
         return Err(BucketNameError::AdjacentPeriods);
     }
+    if name.contains("-.") || name.contains(".-") {
+        return Err(BucketNameError::DashNextToPeriod);
+    }
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
         return Err(BucketNameError::IpAddress);
     }
     if name.starts_with("xn--")
         || name.starts_with("sthree-")
+        || name.starts_with("amzn-s3-demo-")
         || name.ends_with("-s3alias")
         || name.ends_with("--ol-s3")
+        || name.ends_with(".mrap")
+        || name.ends_with("--x-s3")
+        || name.ends_with("--table-s3")
     {
         return Err(BucketNameError::ReservedAffix);
     }
@@ -140,6 +149,11 @@ mod tests {
             ("a..b", BucketNameError::AdjacentPeriods),
             ("192.168.1.1", BucketNameError::IpAddress),
             ("xn--abc", BucketNameError::ReservedAffix),
+            ("a-.b", BucketNameError::DashNextToPeriod),
+            ("a.-b", BucketNameError::DashNextToPeriod),
+            ("amzn-s3-demo-x", BucketNameError::ReservedAffix),
+            ("abc.mrap", BucketNameError::ReservedAffix),
+            ("abc--x-s3", BucketNameError::ReservedAffix),
             ("abc-s3alias", BucketNameError::ReservedAffix),
         ];
         for (name, error) in bad {

@@ -107,6 +107,7 @@ impl Api {
     /// because a request body was left unread.
     async fn dispatch(&self, req: hyper::Request<Incoming>) -> (S3Result, bool) {
         let (parts, body) = req.into_parts();
+        let expect = parts.headers.get(http::header::EXPECT).cloned();
         // The body the request announced: its Content-Length, none without
         // one, unknown (`None`) for a chunked transfer.
         let announced = match parts.headers.get(http::header::CONTENT_LENGTH) {
@@ -134,7 +135,14 @@ impl Api {
         // `100 Continue` the client may wait for); a large one is not read,
         // and the reply says the connection closes, so no client reuses it.
         let mut close = false;
-        if result.is_err() && announced != Some(0) {
+        // A client that sent `Expect: 100-continue` waits for our word
+        // before sending the body: a refused request must not poll the body
+        // (hyper would answer 100 Continue and invite it); it gets the
+        // final answer and the connection closes.
+        let expects_continue = parts_expect_continue(&expect);
+        if result.is_err() && expects_continue && unread.is_some() {
+            close = true;
+        } else if result.is_err() && announced != Some(0) {
             match (unread, announced) {
                 (Some(body), Some(n)) if n <= DRAIN_BYTES_MAX as u64 => drain_small(body).await,
                 // Too large to read for nothing, or partly read already.
@@ -176,6 +184,10 @@ impl Api {
             None => "bucket".to_owned(),
         };
         self.service.auth.authorize(&caller, op.name(), &resource)?;
+        crate::headers::check(op, &parts.headers)?;
+        if let Some(bucket) = &target.bucket {
+            self.check_expected_owner(&parts.headers, "x-amz-expected-bucket-owner", bucket)?;
+        }
         Ok((caller, target, query, op))
     }
 
@@ -223,6 +235,33 @@ impl Api {
             )
             .with_resource(format!("/{name}")))
         }
+    }
+
+    /// `x-amz-expected-bucket-owner` (or the copy source's): the request
+    /// fails with AccessDenied unless `bucket` belongs to that owner id (as
+    /// listings show it: `tenant/project`). A bucket that does not exist is
+    /// left to the handler's NoSuchBucket.
+    pub fn check_expected_owner(
+        &self,
+        headers: &HeaderMap,
+        header: &str,
+        bucket: &str,
+    ) -> Result<(), S3Error> {
+        let Some(expected) = headers.get(header) else {
+            return Ok(());
+        };
+        let Some(record) = self.service.params.catalog.get(bucket) else {
+            return Ok(());
+        };
+        let owner = format!("{}/{}", record.tenant, record.project);
+        if expected.as_bytes() == owner.as_bytes() {
+            return Ok(());
+        }
+        Err(S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            format!("the bucket is not owned by the account named in {header}"),
+        )
+        .with_resource(format!("/{bucket}")))
     }
 
     /// Calls `shard`'s store.
@@ -296,6 +335,12 @@ fn check_key(key: &str, bytes_max: usize) -> Result<(), S3Error> {
         ));
     }
     Ok(())
+}
+
+fn parts_expect_continue(expect: &Option<http::HeaderValue>) -> bool {
+    expect
+        .as_ref()
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Largest unread request body drained after an error.

@@ -18,14 +18,15 @@ use storage_s3::sigv4::{ChunkEvent, ChunkedDecoder, PayloadMode};
 
 use crate::api::S3Request;
 use crate::auth::sigv4_error;
+use crate::checksum::{Algorithm, Hasher};
 
 /// Digests the client asked us to check, from the request headers.
 #[derive(Debug, Default, Clone)]
 struct Expected {
     md5: Option<[u8; 16]>,
-    crc32: Option<u32>,
-    crc32c: Option<u32>,
-    sha256: Option<[u8; 32]>,
+    /// The one `x-amz-checksum-<algorithm>` value (the header policy
+    /// refuses a request with several).
+    checksum: Option<(Algorithm, Vec<u8>)>,
 }
 
 /// What the whole body turned out to be.
@@ -33,6 +34,9 @@ struct Expected {
 pub struct Received {
     pub size: u64,
     pub md5: [u8; 16],
+    /// The additional checksum: the one the client sent (verified), or the
+    /// one asked for with [`BodyReader::compute`].
+    pub checksum: Option<(Algorithm, Vec<u8>)>,
 }
 
 pub struct BodyReader {
@@ -43,8 +47,7 @@ pub struct BodyReader {
     ready: VecDeque<Bytes>,
     md5: Md5,
     sha256: Option<Sha256>,
-    crc32: Option<crc32fast::Hasher>,
-    crc32c: Option<u32>,
+    checksum: Option<(Algorithm, Hasher)>,
     expected: Expected,
     received: u64,
     limit: u64,
@@ -56,28 +59,31 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn decode_digest<const N: usize>(
-    headers: &HeaderMap,
-    name: &str,
-) -> Result<Option<[u8; N]>, S3Error> {
-    let Some(text) = header(headers, name) else {
+fn decode_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, S3Error> {
+    let Some(text) = header(headers, "content-md5") else {
         return Ok(None);
     };
-    let bytes = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .ok()
-        .and_then(|b| <[u8; N]>::try_from(b).ok());
-    match bytes {
-        Some(b) => Ok(Some(b)),
-        None if name == "content-md5" => Err(S3Error::with_message(
-            S3ErrorCode::InvalidDigest,
-            "the Content-MD5 you specified is not valid",
-        )),
-        None => Err(S3Error::with_message(
-            S3ErrorCode::InvalidRequest,
-            format!("value for {name} header is invalid"),
-        )),
-    }
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            S3Error::with_message(
+                S3ErrorCode::InvalidDigest,
+                "the Content-MD5 you specified is not valid",
+            )
+        })
+}
+
+/// Which request headers carry digests of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDigests {
+    /// `Content-MD5` and `x-amz-checksum-*`.
+    All,
+    /// `Content-MD5` only: `x-amz-checksum-*` means something else
+    /// (CompleteMultipartUpload: the whole object's checksum).
+    Md5Only,
 }
 
 impl BodyReader {
@@ -85,13 +91,29 @@ impl BodyReader {
     /// request leaves the body unread for the caller to drain). `limit` is
     /// the largest body the operation accepts (EntityTooLarge beyond it).
     pub fn new(request: &mut S3Request, limit: u64) -> Result<Self, S3Error> {
+        Self::with_digests(request, limit, BodyDigests::All)
+    }
+
+    /// [`BodyReader::new`], saying which headers are digests of the body.
+    pub fn with_digests(
+        request: &mut S3Request,
+        limit: u64,
+        digests: BodyDigests,
+    ) -> Result<Self, S3Error> {
         let headers = request.headers();
         let verified = &request.caller.verified;
+        let checksum = match digests {
+            BodyDigests::All => match crate::headers::checksum_value(headers)? {
+                Some((algorithm, text)) => {
+                    Some((algorithm, crate::headers::decode_value(algorithm, &text)?))
+                }
+                None => None,
+            },
+            BodyDigests::Md5Only => None,
+        };
         let expected = Expected {
-            md5: decode_digest::<16>(headers, "content-md5")?,
-            crc32: decode_digest::<4>(headers, "x-amz-checksum-crc32")?.map(u32::from_be_bytes),
-            crc32c: decode_digest::<4>(headers, "x-amz-checksum-crc32c")?.map(u32::from_be_bytes),
-            sha256: decode_digest::<32>(headers, "x-amz-checksum-sha256")?,
+            md5: decode_md5(headers)?,
+            checksum,
         };
         let decoder = match verified.payload {
             PayloadMode::StreamingSigned { .. } => {
@@ -106,8 +128,7 @@ impl BodyReader {
         if declared.is_some_and(|d| d > limit) {
             return Err(too_large(limit));
         }
-        let wants_sha256 =
-            matches!(verified.payload, PayloadMode::Sha256(_)) || expected.sha256.is_some();
+        let wants_sha256 = matches!(verified.payload, PayloadMode::Sha256(_));
         let payload = verified.payload;
         let incoming = request.take_body()?;
         Ok(Self {
@@ -118,14 +139,37 @@ impl BodyReader {
             ready: VecDeque::new(),
             md5: Md5::new(),
             sha256: wants_sha256.then(Sha256::new),
-            crc32: expected.crc32.map(|_| crc32fast::Hasher::new()),
-            crc32c: expected.crc32c.map(|_| 0),
+            checksum: expected
+                .checksum
+                .as_ref()
+                .map(|(algorithm, _)| (*algorithm, Hasher::new(*algorithm))),
             expected,
             received: 0,
             limit,
             declared,
             ended: false,
         })
+    }
+
+    /// Computes `algorithm`'s checksum of the body (a multipart upload's
+    /// algorithm for its parts). A checksum header of another algorithm is
+    /// refused, as S3 does.
+    pub fn compute(&mut self, algorithm: Algorithm) -> Result<(), S3Error> {
+        match &self.checksum {
+            Some((sent, _)) if *sent == algorithm => Ok(()),
+            Some((sent, _)) => Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                format!(
+                    "checksum type mismatch: the upload uses {}, the request sent {}",
+                    algorithm.name(),
+                    sent.name()
+                ),
+            )),
+            None => {
+                self.checksum = Some((algorithm, Hasher::new(algorithm)));
+                Ok(())
+            }
+        }
     }
 
     /// The size the client announced, when it did.
@@ -195,11 +239,8 @@ impl BodyReader {
         if let Some(h) = &mut self.sha256 {
             h.update(piece);
         }
-        if let Some(h) = &mut self.crc32 {
+        if let Some((_, h)) = &mut self.checksum {
             h.update(piece);
-        }
-        if let Some(c) = &mut self.crc32c {
-            *c = crc32c::crc32c_append(*c, piece);
         }
         Ok(())
     }
@@ -239,24 +280,18 @@ impl BodyReader {
         if self.expected.md5.is_some_and(|e| e != md5) {
             return Err(mismatch("Content-MD5"));
         }
-        if let (Some(e), Some(h)) = (self.expected.crc32, self.crc32) {
-            if h.finalize() != e {
-                return Err(mismatch("CRC32"));
-            }
-        }
-        if let (Some(e), Some(c)) = (self.expected.crc32c, self.crc32c) {
-            if c != e {
-                return Err(mismatch("CRC32C"));
-            }
-        }
-        if let (Some(e), Some(actual)) = (self.expected.sha256, sha256) {
-            if e != actual {
-                return Err(mismatch("SHA256"));
+        let checksum = self.checksum.map(|(algorithm, h)| (algorithm, h.finish()));
+        if let (Some((algorithm, expected)), Some((_, actual))) =
+            (&self.expected.checksum, &checksum)
+        {
+            if expected != actual {
+                return Err(mismatch(algorithm.name()));
             }
         }
         Ok(Received {
             size: self.received,
             md5,
+            checksum,
         })
     }
 }

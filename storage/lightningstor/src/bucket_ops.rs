@@ -17,18 +17,50 @@ use crate::response::{self, empty, with_status};
 /// How long a shard waits for the control plane to commit a bucket change.
 const BUCKET_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest `max-buckets` S3 accepts (and the page size without it).
+const LIST_BUCKETS_MAX: usize = 10_000;
+
 pub async fn list_buckets(api: &Api, r: &mut S3Request) -> S3Result {
+    let max = match r.query.get("max-buckets") {
+        None => LIST_BUCKETS_MAX,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_BUCKETS_MAX).contains(n))
+            .ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    format!("max-buckets must be an integer between 1 and {LIST_BUCKETS_MAX}"),
+                )
+                .with_extra("ArgumentName", "max-buckets")
+            })?,
+    };
+    // The token is the last bucket name of the previous page; bucket names
+    // are URL-safe, so it is opaque enough and needs no state.
+    let after = r.query.get("continuation-token").map(str::to_owned);
+    let prefix = r.query.get("prefix").map(str::to_owned);
+    let region = r.query.get("bucket-region").map(str::to_owned);
     let catalog = api.service.params.catalog.snapshot();
     let caller = &r.caller;
-    let owned: Vec<_> = catalog
+    let mut owned: Vec<_> = catalog
         .values()
         .filter(|b| b.owned_by(caller.tenant(), caller.project()))
+        .filter(|b| prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
+        .filter(|b| region.as_deref().is_none_or(|g| b.region == g))
+        .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
         .collect();
+    owned.sort_by(|a, b| a.name.cmp(&b.name));
+    let truncated = owned.len() > max;
+    owned.truncate(max);
+    let next = truncated
+        .then(|| owned.last().map(|b| b.name.clone()))
+        .flatten();
     let entries: Vec<BucketEntry<'_>> = owned
         .iter()
         .map(|b| BucketEntry {
             name: &b.name,
             creation_date: UNIX_EPOCH + Duration::from_millis(b.created_ms),
+            region: &b.region,
         })
         .collect();
     let owner_id = caller.owner_id();
@@ -37,7 +69,10 @@ pub async fn list_buckets(api: &Api, r: &mut S3Request) -> S3Result {
         display_name: Some(caller.principal()),
     };
     Ok(response::xml(xml::list_all_my_buckets_result(
-        owner, &entries,
+        owner,
+        &entries,
+        next.as_deref(),
+        prefix.as_deref(),
     )))
 }
 
@@ -100,10 +135,16 @@ pub async fn head_bucket(api: &Api, r: &mut S3Request) -> S3Result {
 
 pub async fn delete_bucket(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
+    let not_empty =
+        || S3Error::new(S3ErrorCode::BucketNotEmpty).with_extra("BucketName", bucket.name.clone());
+    if !crate::service::bucket_has_no_objects(&api.ctx, bucket.id).await {
+        return Err(not_empty());
+    }
+    // As S3: uploads in progress do not keep a bucket alive; they are
+    // aborted with it. An upload created meanwhile still makes it non-empty.
+    crate::multipart::abort_all(api, bucket.id).await?;
     if !crate::service::bucket_is_empty(&api.ctx, bucket.id).await {
-        return Err(
-            S3Error::new(S3ErrorCode::BucketNotEmpty).with_extra("BucketName", bucket.name.clone())
-        );
+        return Err(not_empty());
     }
     let op = BucketOp::Delete {
         name: bucket.name.clone(),

@@ -303,6 +303,8 @@ mod tests {
                 },
             ]),
             part_sizes: vec![15, 15],
+            checksum: None,
+            upload_id: None,
         };
         assert_eq!(
             pieces(&meta, 5, 25),

@@ -6,7 +6,10 @@
 //! ([`bucket_ops`], [`object_ops`], [`multipart`], [`list_ops`]), how object
 //! bytes are cut into chunks spread over shards ([`data`], [`meta`]), the
 //! per-shard store requests over the engine mesh ([`shard`]), and the
-//! node-wide bucket view fed by the control plane ([`catalog`]).
+//! node-wide bucket view fed by the control plane ([`catalog`]). Which
+//! request headers each operation honours is one table ([`headers`]): any
+//! other `x-amz-*` header is refused before anything is stored; the
+//! additional checksums are in [`checksum`].
 //!
 //! It never imports the control plane (Raft, RPC): bucket changes go to the
 //! control-plane thread as [`catalog::BucketRequest`] messages and come back
@@ -19,9 +22,11 @@ pub mod auth;
 pub mod body;
 pub mod bucket_ops;
 pub mod catalog;
+pub mod checksum;
 pub mod conditions;
 pub mod config;
 pub mod data;
+pub mod headers;
 pub mod list_ops;
 pub mod meta;
 pub mod multipart;

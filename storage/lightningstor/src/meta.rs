@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::{Algorithm, Kind, Stored};
+
 /// One blob: `size` bytes in `ceil(size / chunk_bytes)` chunks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRef {
@@ -68,6 +70,13 @@ pub struct ObjectMeta {
     /// For multipart objects: the size of each part, for `partNumber` reads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub part_sizes: Vec<u64>,
+    /// The additional checksum verified or computed when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Stored>,
+    /// The multipart upload that made this object, so a retried
+    /// CompleteMultipartUpload can answer as the first one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 impl ObjectMeta {
@@ -115,6 +124,10 @@ pub struct UploadMeta {
     pub headers: Vec<(String, String)>,
     #[serde(default)]
     pub user: Vec<(String, String)>,
+    /// `x-amz-checksum-algorithm` and `-type` of CreateMultipartUpload:
+    /// every part gets this checksum, and the object its combination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(Algorithm, Kind)>,
 }
 
 impl UploadMeta {
@@ -219,6 +232,8 @@ mod tests {
                 chunk_bytes: 8,
             }]),
             part_sizes: vec![],
+            checksum: None,
+            upload_id: Some("u".into()),
         };
         assert_eq!(ObjectMeta::decode(&meta.encode()), Some(meta.clone()));
         assert_eq!(meta.chunks(), vec![(9, 0)]);

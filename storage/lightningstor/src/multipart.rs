@@ -15,16 +15,17 @@ use storage_s3::error::{S3Error, S3ErrorCode};
 use storage_s3::xml::{self, Owner, PartEntry, UploadEntry};
 
 use crate::api::{internal, Api, S3Request, S3Result};
-use crate::body::{read_small, BodyReader};
+use crate::body::{read_small, BodyDigests, BodyReader};
+use crate::checksum::{self, Algorithm, Kind};
 use crate::conditions::last_modified;
 use crate::data::{self, Written};
 use crate::meta::{
     objects_ns, part_key, parts_ns, random_u64, upload_key, uploads_ns, Layout, ObjectMeta,
     UploadMeta,
 };
-use crate::object_ops::{self, commit, now_ms};
+use crate::object_ops::{self, commit, now_ms, Copied};
 use crate::response::{self, empty, with_status};
-use crate::shard::{Condition, Reply, Request};
+use crate::shard::{Condition, DeleteCondition, Reply, Request};
 
 fn no_such_upload(id: &str) -> S3Error {
     S3Error::new(S3ErrorCode::NoSuchUpload).with_extra("UploadId", id)
@@ -56,9 +57,37 @@ async fn upload(api: &Api, bucket: u64, key: &str, id: &str) -> Result<UploadMet
     }
 }
 
+/// `x-amz-checksum-algorithm` and `x-amz-checksum-type` of a new upload.
+fn upload_checksum(r: &S3Request) -> Result<Option<(Algorithm, Kind)>, S3Error> {
+    let algorithm = crate::headers::algorithm(r.headers(), "x-amz-checksum-algorithm")?;
+    let kind = r.header("x-amz-checksum-type").and_then(Kind::parse);
+    match (algorithm, kind) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "x-amz-checksum-type needs x-amz-checksum-algorithm",
+        )),
+        (Some(algorithm), Some(Kind::FullObject)) if !algorithm.is_crc() => {
+            Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                format!(
+                    "the FULL_OBJECT checksum type needs a CRC algorithm, not {}",
+                    algorithm.name()
+                ),
+            ))
+        }
+        (Some(algorithm), Some(kind)) => Ok(Some((algorithm, kind))),
+        // S3's defaults: CRC64NVME checksums the whole object, the others
+        // combine the parts' checksums.
+        (Some(Algorithm::Crc64Nvme), None) => Ok(Some((Algorithm::Crc64Nvme, Kind::FullObject))),
+        (Some(algorithm), None) => Ok(Some((algorithm, Kind::Composite))),
+    }
+}
+
 pub async fn create(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
     let (headers, user) = object_ops::object_headers(r, api.limits().user_meta_bytes_max)?;
+    let checksum = upload_checksum(r)?;
     let id = format!("{:016x}{:016x}", random_u64(), random_u64());
     let key = r.key().to_owned();
     let record = UploadMeta {
@@ -68,6 +97,7 @@ pub async fn create(api: &Api, r: &mut S3Request) -> S3Result {
         principal: r.caller.principal().to_owned(),
         headers,
         user,
+        checksum,
     };
     let ns = uploads_ns(bucket.id);
     let record_key = upload_key(&key, &id);
@@ -80,11 +110,18 @@ pub async fn create(api: &Api, r: &mut S3Request) -> S3Result {
         free_previous: false,
     };
     match api.call_owner(ns, &record_key, request).await? {
-        Reply::Written(Ok(_)) => Ok(response::xml(xml::initiate_multipart_upload_result(
-            &bucket.name,
-            &key,
-            &id,
-        ))),
+        Reply::Written(Ok(_)) => {
+            let mut response = response::xml(xml::initiate_multipart_upload_result(
+                &bucket.name,
+                &key,
+                &id,
+            ));
+            if let Some((algorithm, kind)) = checksum {
+                response::set_header(&mut response, "x-amz-checksum-algorithm", algorithm.name());
+                response::set_header(&mut response, "x-amz-checksum-type", kind.name());
+            }
+            Ok(response)
+        }
         other => Err(internal(format!("cannot record the upload: {other:?}"))),
     }
 }
@@ -108,21 +145,28 @@ pub async fn upload_part(api: &Api, r: &mut S3Request) -> S3Result {
     let number = part_number(r, api.limits().parts_max)?;
     let id = upload_id(r)?;
     let key = r.key().to_owned();
-    upload(api, bucket.id, &key, &id).await?;
+    let record = upload(api, bucket.id, &key, &id).await?;
+    let algorithm = record.checksum.map(|(algorithm, _)| algorithm);
     let copy = r.op == crate::request::Operation::UploadPartCopy;
-    let (written, md5) = if copy {
-        copy_part(api, r).await?
+    let part = if copy {
+        copy_part(api, r, algorithm).await?
     } else {
-        receive_part(api, r).await?
+        receive_part(api, r, algorithm).await?
     };
+    let written = part.written;
     let meta = ObjectMeta {
         size: written.size,
-        etag: hex::encode(md5),
+        etag: hex::encode(part.md5),
         last_modified_ms: now_ms(),
         headers: Vec::new(),
         user: Vec::new(),
         layout: written.layout.clone(),
         part_sizes: Vec::new(),
+        checksum: part
+            .checksum
+            .as_ref()
+            .map(|(algorithm, raw)| checksum::Stored::full(*algorithm, raw)),
+        upload_id: None,
     };
     if let Err(e) = commit(
         api,
@@ -143,40 +187,85 @@ pub async fn upload_part(api: &Api, r: &mut S3Request) -> S3Result {
         return Err(no_such_upload(&id));
     }
     if copy {
+        let checksum = object_ops::checksum_element(meta.checksum.as_ref());
         return Ok(response::xml(xml::copy_part_result(
             last_modified(meta.last_modified_ms),
             &meta.etag,
+            checksum,
         )));
     }
     let mut response = with_status(StatusCode::OK, empty());
     response::set_header(&mut response, "etag", &meta.quoted_etag());
-    object_ops::echo_checksums(r, &mut response);
+    if let Some(c) = &meta.checksum {
+        response::set_header(&mut response, c.algorithm.header(), &c.value);
+    }
     Ok(response)
 }
 
-async fn receive_part(api: &Api, r: &mut S3Request) -> Result<(Written, [u8; 16]), S3Error> {
+async fn receive_part(
+    api: &Api,
+    r: &mut S3Request,
+    algorithm: Option<Algorithm>,
+) -> Result<Copied, S3Error> {
     data::require_length(r)?;
-    let reader = BodyReader::new(r, api.limits().part_bytes_max)?;
+    let mut reader = BodyReader::new(r, api.limits().part_bytes_max)?;
+    if let Some(algorithm) = algorithm {
+        reader.compute(algorithm)?;
+    }
     let (written, received) = data::receive(api, reader, false).await?;
-    Ok((written, received.md5))
+    Ok(Copied {
+        written,
+        md5: received.md5,
+        checksum: received.checksum,
+    })
 }
 
-async fn copy_part(api: &Api, r: &mut S3Request) -> Result<(Written, [u8; 16]), S3Error> {
+async fn copy_part(
+    api: &Api,
+    r: &mut S3Request,
+    algorithm: Option<Algorithm>,
+) -> Result<Copied, S3Error> {
     let (source, inline, _, _) = object_ops::copy_source_object(api, r).await?;
     let (start, end) = match r.header("x-amz-copy-source-range") {
         None => (0, source.size),
-        Some(value) => {
-            let range = crate::conditions::parse_range(Some(value), source.size)
-                .ok()
-                .flatten()
-                .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidArgument, "the x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy").with_extra("ArgumentName", "x-amz-copy-source-range"))?;
-            (range.start, range.end)
-        }
+        Some(value) => copy_source_range(value, source.size)?,
     };
     if end - start > api.limits().part_bytes_max {
         return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
     }
-    object_ops::copy_data(api, &source, inline, start, end, false).await
+    object_ops::copy_data(api, &source, inline, (start, end), false, algorithm).await
+}
+
+/// `x-amz-copy-source-range: bytes=first-last` (both given, inclusive)
+/// against a source of `size` bytes, as `[start, end)`. Bad syntax is
+/// InvalidArgument; a range that does not lie inside the source is
+/// InvalidRange (never a shorter copy).
+fn copy_source_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
+    let syntax = || {
+        S3Error::with_message(S3ErrorCode::InvalidArgument, "the x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+            .with_extra("ArgumentName", "x-amz-copy-source-range")
+            .with_extra("ArgumentValue", value.to_owned())
+    };
+    let (first, last) = value
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|spec| spec.split_once('-'))
+        .ok_or_else(syntax)?;
+    let first: u64 = first.trim().parse().map_err(|_| syntax())?;
+    let last: u64 = last.trim().parse().map_err(|_| syntax())?;
+    if first > last {
+        return Err(syntax());
+    }
+    if last >= size {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRange,
+            format!("the range {first}-{last} is not inside the copy source of {size} bytes"),
+        )
+        .with_extra("RangeRequested", value.to_owned())
+        .with_extra("ActualObjectSize", size.to_string())
+        .with_status(400));
+    }
+    Ok((first, last + 1))
 }
 
 /// Every part record of upload `id`, in part order.
@@ -221,6 +310,7 @@ async fn forget_parts(api: &Api, bucket: u64, id: &str, free_chunks: bool) -> Re
                     ns,
                     key: key.clone(),
                     free_chunks,
+                    condition: DeleteCondition::default(),
                 },
             )
             .await?;
@@ -235,6 +325,7 @@ async fn forget_upload(api: &Api, bucket: u64, key: &str, id: &str) -> Result<()
         ns,
         key: record_key.clone(),
         free_chunks: false,
+        condition: DeleteCondition::default(),
     };
     api.call_owner(ns, &record_key, request).await.map(|_| ())
 }
@@ -243,9 +334,21 @@ pub async fn complete(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
     let id = upload_id(r)?;
     let key = r.key().to_owned();
-    let record = upload(api, bucket.id, &key, &id).await?;
+    let record = match upload(api, bucket.id, &key, &id).await {
+        Ok(record) => record,
+        // SDKs retry a Complete whose answer was lost: the object this
+        // upload made answers as the first Complete did.
+        Err(e) if e.code == S3ErrorCode::NoSuchUpload => {
+            return match completed_object(api, bucket.id, &key, &id).await? {
+                Some(meta) => Ok(complete_reply(&bucket.name, &key, &meta)),
+                None => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let condition = object_ops::write_condition(r)?;
-    let reader = BodyReader::new(r, api.limits().xml_body_bytes_max)?;
+    let reader =
+        BodyReader::with_digests(r, api.limits().xml_body_bytes_max, BodyDigests::Md5Only)?;
     let requested = xml::parse_complete_multipart_upload(&read_small(reader).await?)
         .map_err(|e| e.to_s3_error())?;
     if requested
@@ -255,25 +358,7 @@ pub async fn complete(api: &Api, r: &mut S3Request) -> S3Result {
         return Err(S3Error::new(S3ErrorCode::InvalidPartOrder).with_extra("UploadId", id));
     }
     let stored = parts(api, bucket.id, &id, 0, api.limits().parts_max as usize).await?;
-    let mut chosen = Vec::with_capacity(requested.len());
-    for (i, want) in requested.iter().enumerate() {
-        let found = stored
-            .iter()
-            .find(|(n, _)| *n == u32::from(want.part_number));
-        let Some((_, meta)) = found.filter(|(_, m)| m.etag == want.etag) else {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidPart, "one or more of the specified parts could not be found or the specified entity tag did not match the part's")
-                .with_extra("UploadId", id.clone())
-                .with_extra("PartNumber", want.part_number.to_string())
-                .with_extra("ETag", want.etag.clone()));
-        };
-        if i + 1 < requested.len() && meta.size < api.limits().part_bytes_min {
-            return Err(S3Error::new(S3ErrorCode::EntityTooSmall)
-                .with_extra("ProposedSize", meta.size.to_string())
-                .with_extra("MinSizeAllowed", api.limits().part_bytes_min.to_string())
-                .with_extra("PartNumber", want.part_number.to_string()));
-        }
-        chosen.push(meta.clone());
-    }
+    let chosen = choose_parts(api, &id, &requested, &stored)?;
     let mut md5s = md5::Md5::new();
     let mut blobs = Vec::new();
     for meta in &chosen {
@@ -287,6 +372,7 @@ pub async fn complete(api: &Api, r: &mut S3Request) -> S3Result {
     if size > api.limits().object_bytes_max {
         return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
     }
+    check_object_size(r, size)?;
     let meta = ObjectMeta {
         size,
         etag: format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()),
@@ -295,6 +381,8 @@ pub async fn complete(api: &Api, r: &mut S3Request) -> S3Result {
         user: record.user.clone(),
         layout: Layout::Blobs(blobs),
         part_sizes: chosen.iter().map(|m| m.size).collect(),
+        checksum: object_checksum(r, record.checksum, &chosen)?,
+        upload_id: Some(id.clone()),
     };
     let written = Written {
         layout: meta.layout.clone(),
@@ -305,40 +393,209 @@ pub async fn complete(api: &Api, r: &mut S3Request) -> S3Result {
     // The chosen parts' chunks now belong to the object; free the rest.
     let used: std::collections::HashSet<u32> =
         requested.iter().map(|p| u32::from(p.part_number)).collect();
-    for (number, part) in &stored {
+    let ns = parts_ns(bucket.id);
+    for (number, _) in &stored {
         let part_record = part_key(&id, *number);
-        let free = !used.contains(number);
-        let ns = parts_ns(bucket.id);
-        api.call_owner(
+        let request = Request::DeleteObject {
             ns,
-            &part_record,
-            Request::DeleteObject {
-                ns,
-                key: part_record.clone(),
-                free_chunks: free,
-            },
-        )
-        .await?;
-        let _ = part;
+            key: part_record.clone(),
+            free_chunks: !used.contains(number),
+            condition: DeleteCondition::default(),
+        };
+        api.call_owner(ns, &part_record, request).await?;
     }
     forget_upload(api, bucket.id, &key, &id).await?;
-    let location = format!("/{}/{}", bucket.name, key);
-    Ok(response::xml(xml::complete_multipart_upload_result(
+    Ok(complete_reply(&bucket.name, &key, &meta))
+}
+
+fn complete_reply(bucket: &str, key: &str, meta: &ObjectMeta) -> http::Response<response::Body> {
+    let location = format!("/{bucket}/{key}");
+    response::xml(xml::complete_multipart_upload_result(
         &location,
-        &bucket.name,
-        &key,
+        bucket,
+        key,
         &meta.etag,
-    )))
+        object_ops::checksum_element(meta.checksum.as_ref()),
+    ))
+}
+
+/// The object upload `id` made at `key`, if it is still the current one.
+async fn completed_object(
+    api: &Api,
+    bucket: u64,
+    key: &str,
+    id: &str,
+) -> Result<Option<ObjectMeta>, S3Error> {
+    let current = object_ops::fetch(api, objects_ns(bucket), key, false).await?;
+    Ok(current
+        .map(|(meta, _)| meta)
+        .filter(|meta| meta.upload_id.as_deref() == Some(id)))
+}
+
+/// The stored parts a Complete names, checked: each exists with the ETag
+/// and checksums given, and every part but the last is large enough.
+fn choose_parts(
+    api: &Api,
+    id: &str,
+    requested: &[xml::CompletedPart],
+    stored: &[(u32, ObjectMeta)],
+) -> Result<Vec<ObjectMeta>, S3Error> {
+    let mut chosen = Vec::with_capacity(requested.len());
+    for (i, want) in requested.iter().enumerate() {
+        let invalid = || {
+            S3Error::with_message(S3ErrorCode::InvalidPart, "one or more of the specified parts could not be found or the specified entity tag or checksum did not match the part's")
+                .with_extra("UploadId", id.to_owned())
+                .with_extra("PartNumber", want.part_number.to_string())
+                .with_extra("ETag", want.etag.clone())
+        };
+        let found = stored
+            .iter()
+            .find(|(n, _)| *n == u32::from(want.part_number));
+        let Some((_, meta)) = found.filter(|(_, m)| m.etag == want.etag) else {
+            return Err(invalid());
+        };
+        for (name, value) in &want.checksums {
+            let algorithm = Algorithm::parse(name).ok_or_else(|| {
+                crate::headers::unsupported_algorithm(&format!("Checksum{name}"), name)
+            })?;
+            let matches = meta
+                .checksum
+                .as_ref()
+                .is_some_and(|c| c.algorithm == algorithm && c.value == *value);
+            if !matches {
+                return Err(invalid());
+            }
+        }
+        if i + 1 < requested.len() && meta.size < api.limits().part_bytes_min {
+            return Err(S3Error::new(S3ErrorCode::EntityTooSmall)
+                .with_extra("ProposedSize", meta.size.to_string())
+                .with_extra("MinSizeAllowed", api.limits().part_bytes_min.to_string())
+                .with_extra("PartNumber", want.part_number.to_string()));
+        }
+        chosen.push(meta.clone());
+    }
+    Ok(chosen)
+}
+
+/// `x-amz-mp-object-size`: the size the client expects the object to have.
+fn check_object_size(r: &S3Request, size: u64) -> Result<(), S3Error> {
+    let Some(text) = r.header("x-amz-mp-object-size") else {
+        return Ok(());
+    };
+    match text.trim().parse::<u64>() {
+        Ok(expected) if expected == size => Ok(()),
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!("x-amz-mp-object-size {text} does not match the object's size of {size} bytes"),
+        )),
+    }
+}
+
+/// The completed object's checksum: the upload's algorithm combined over
+/// the parts (COMPOSITE or FULL_OBJECT), checked against the
+/// `x-amz-checksum-*` and `x-amz-checksum-type` headers of the Complete.
+fn object_checksum(
+    r: &S3Request,
+    upload: Option<(Algorithm, Kind)>,
+    parts: &[ObjectMeta],
+) -> Result<Option<checksum::Stored>, S3Error> {
+    let sent = crate::headers::checksum_value(r.headers())?;
+    let sent_kind = r.header("x-amz-checksum-type").and_then(Kind::parse);
+    let mismatch = |what: String| S3Error::with_message(S3ErrorCode::InvalidRequest, what);
+    let Some((algorithm, kind)) = upload else {
+        if sent.is_some() || sent_kind.is_some() {
+            return Err(mismatch(
+                "the upload was created without x-amz-checksum-algorithm".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if sent_kind.is_some_and(|k| k != kind) {
+        return Err(mismatch(format!(
+            "the upload's checksum type is {}",
+            kind.name()
+        )));
+    }
+    let digests: Vec<(Vec<u8>, u64)> = parts
+        .iter()
+        .map(|p| {
+            p.checksum
+                .as_ref()
+                .filter(|c| c.algorithm == algorithm)
+                .and_then(checksum::Stored::raw)
+                .map(|raw| (raw, p.size))
+                .ok_or_else(|| internal("a part of a checksummed upload has no checksum"))
+        })
+        .collect::<Result<_, _>>()?;
+    let value = match kind {
+        Kind::Composite => {
+            let raws: Vec<Vec<u8>> = digests.into_iter().map(|(raw, _)| raw).collect();
+            checksum::composite(algorithm, &raws)
+        }
+        Kind::FullObject => checksum::encode(
+            &checksum::combine_full(algorithm, &digests)
+                .ok_or_else(|| internal("FULL_OBJECT checksum of a non-CRC algorithm"))?,
+        ),
+    };
+    if let Some((sent_algorithm, text)) = sent {
+        if sent_algorithm != algorithm {
+            return Err(mismatch(format!(
+                "the upload's checksum algorithm is {}, not {}",
+                algorithm.name(),
+                sent_algorithm.name()
+            )));
+        }
+        if text != value {
+            return Err(S3Error::with_message(
+                S3ErrorCode::BadDigest,
+                format!(
+                    "the {} you specified did not match the calculated checksum",
+                    algorithm.name()
+                ),
+            ));
+        }
+    }
+    Ok(Some(checksum::Stored {
+        algorithm,
+        value,
+        kind,
+    }))
 }
 
 pub async fn abort(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
     let id = upload_id(r)?;
     let key = r.key().to_owned();
-    upload(api, bucket.id, &key, &id).await?;
+    let record = upload(api, bucket.id, &key, &id).await?;
+    if let Some(text) = r.header("x-amz-if-match-initiated-time") {
+        let expected = object_ops::parse_http_seconds(text, "x-amz-if-match-initiated-time")?;
+        if expected != record.initiated_ms / 1000 {
+            return Err(object_ops::precondition_failed(
+                "x-amz-if-match-initiated-time",
+            ));
+        }
+    }
     forget_upload(api, bucket.id, &key, &id).await?;
     forget_parts(api, bucket.id, &id, true).await?;
     Ok(with_status(StatusCode::NO_CONTENT, empty()))
+}
+
+/// Aborts every multipart upload of `bucket` (DeleteBucket of a bucket
+/// that holds only uploads).
+pub async fn abort_all(api: &Api, bucket: u64) -> Result<(), S3Error> {
+    let ns = uploads_ns(bucket);
+    loop {
+        let batch = api.list_merged(ns, "", None, 1000).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for (_, value) in batch {
+            let record =
+                UploadMeta::decode(&value).ok_or_else(|| internal("damaged upload record"))?;
+            forget_upload(api, bucket, &record.key, &record.upload_id).await?;
+            forget_parts(api, bucket, &record.upload_id, true).await?;
+        }
+    }
 }
 
 pub async fn list_parts(api: &Api, r: &mut S3Request) -> S3Result {
@@ -457,4 +714,28 @@ pub async fn list_uploads(api: &Api, r: &mut S3Request) -> S3Result {
         common_prefixes: &prefixes,
     };
     Ok(response::xml(result.to_xml()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_ranges_lie_inside_the_source() {
+        assert_eq!(copy_source_range("bytes=0-9", 10).unwrap(), (0, 10));
+        assert_eq!(copy_source_range("bytes=3-3", 10).unwrap(), (3, 4));
+        for (past, code) in [
+            ("bytes=0-10", S3ErrorCode::InvalidRange),
+            ("bytes=10-12", S3ErrorCode::InvalidRange),
+            ("bytes=5-2", S3ErrorCode::InvalidArgument),
+            ("bytes=abc", S3ErrorCode::InvalidArgument),
+            ("bytes=-3", S3ErrorCode::InvalidArgument),
+            ("bytes=3-", S3ErrorCode::InvalidArgument),
+            ("0-3", S3ErrorCode::InvalidArgument),
+        ] {
+            let error = copy_source_range(past, 10).unwrap_err();
+            assert_eq!(error.code, code, "{past}");
+            assert_eq!(error.http_status(), 400, "{past}");
+        }
+    }
 }

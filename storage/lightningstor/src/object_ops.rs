@@ -10,11 +10,12 @@ use storage_s3::xml::{self, DeleteObjectError, DeleteResult, DeletedObject};
 
 use crate::api::{internal, Api, S3Request, S3Result};
 use crate::body::{read_small, BodyReader};
+use crate::checksum;
 use crate::conditions::{self, Verdict};
 use crate::data::{self, BlobWriter, Written};
 use crate::meta::{objects_ns, Layout, ObjectMeta};
 use crate::response::{self, empty, with_status};
-use crate::shard::{Condition, Reply, Request, WriteFailure};
+use crate::shard::{Condition, DeleteCondition, Reply, Request, WriteFailure};
 
 /// Headers stored with an object and returned on GET/HEAD.
 pub const STORED_HEADERS: &[&str] = &[
@@ -41,9 +42,20 @@ pub type Pairs = Vec<(String, String)>;
 pub fn object_headers(r: &S3Request, user_bytes_max: usize) -> Result<(Pairs, Pairs), S3Error> {
     let mut headers = Vec::new();
     for name in STORED_HEADERS {
-        if let Some(value) = r.header(name) {
-            headers.push(((*name).to_owned(), value.to_owned()));
-        }
+        let Some(value) = r.header(name) else {
+            continue;
+        };
+        let value = if *name == "content-encoding" {
+            // `aws-chunked` describes this request's framing, not the
+            // object: S3 stores the other codings only.
+            match without_aws_chunked(value) {
+                Some(rest) => rest,
+                None => continue,
+            }
+        } else {
+            value.to_owned()
+        };
+        headers.push(((*name).to_owned(), value));
     }
     let mut user = Vec::new();
     let mut bytes = 0usize;
@@ -63,6 +75,17 @@ pub fn object_headers(r: &S3Request, user_bytes_max: usize) -> Result<(Pairs, Pa
     Ok((headers, user))
 }
 
+/// A Content-Encoding without its `aws-chunked` coding; `None` when
+/// nothing is left.
+fn without_aws_chunked(value: &str) -> Option<String> {
+    let rest: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(", "))
+}
+
 /// The write precondition of `If-None-Match` / `If-Match` on a write.
 pub fn write_condition(r: &S3Request) -> Result<Condition, S3Error> {
     if let Some(value) = r.header("if-none-match") {
@@ -76,7 +99,11 @@ pub fn write_condition(r: &S3Request) -> Result<Condition, S3Error> {
         return Ok(Condition::Absent);
     }
     if let Some(value) = r.header("if-match") {
-        return Ok(Condition::EtagIs(value.trim().trim_matches('"').to_owned()));
+        let value = value.trim();
+        if value == "*" {
+            return Ok(Condition::Exists);
+        }
+        return Ok(Condition::EtagIs(value.trim_matches('"').to_owned()));
     }
     Ok(Condition::None)
 }
@@ -155,7 +182,7 @@ pub async fn put_object(api: &Api, r: &mut S3Request) -> S3Result {
     // Fail fast before taking the body; the owner checks again under its lock.
     if condition != Condition::None {
         let current = fetch(api, ns, &key, false).await?;
-        if matches!(condition, Condition::EtagIs(_)) && current.is_none() {
+        if matches!(condition, Condition::EtagIs(_) | Condition::Exists) && current.is_none() {
             return Err(no_such_key(&key));
         }
         if !holds(&condition, current.as_ref().map(|c| &c.0)) {
@@ -172,6 +199,11 @@ pub async fn put_object(api: &Api, r: &mut S3Request) -> S3Result {
         user,
         layout: written.layout.clone(),
         part_sizes: Vec::new(),
+        checksum: received
+            .checksum
+            .as_ref()
+            .map(|(algorithm, raw)| checksum::Stored::full(*algorithm, raw)),
+        upload_id: None,
     };
     if let Err(e) = commit(api, ns, &key, &meta, &written, condition).await {
         data::discard(api, &written.layout).await;
@@ -179,21 +211,19 @@ pub async fn put_object(api: &Api, r: &mut S3Request) -> S3Result {
     }
     let mut response = with_status(StatusCode::OK, empty());
     response::set_header(&mut response, "etag", &meta.quoted_etag());
-    echo_checksums(r, &mut response);
+    set_checksum_headers(&mut response, meta.checksum.as_ref());
     Ok(response)
 }
 
-/// Checksum headers the client sent (and the body matched) go back on the
-/// reply, as S3 does.
-pub fn echo_checksums(r: &S3Request, response: &mut http::Response<crate::response::Body>) {
-    for name in [
-        "x-amz-checksum-crc32",
-        "x-amz-checksum-crc32c",
-        "x-amz-checksum-sha256",
-    ] {
-        if let Some(value) = r.header(name) {
-            response::set_header(response, name, value);
-        }
+/// `x-amz-checksum-<algorithm>` and `x-amz-checksum-type` of a stored
+/// checksum, on a reply.
+pub fn set_checksum_headers(
+    response: &mut http::Response<crate::response::Body>,
+    checksum: Option<&checksum::Stored>,
+) {
+    if let Some(c) = checksum {
+        response::set_header(response, c.algorithm.header(), &c.value);
+        response::set_header(response, "x-amz-checksum-type", c.kind.name());
     }
 }
 
@@ -201,6 +231,7 @@ fn holds(condition: &Condition, current: Option<&ObjectMeta>) -> bool {
     match condition {
         Condition::None => true,
         Condition::Absent => current.is_none(),
+        Condition::Exists => current.is_some(),
         Condition::EtagIs(etag) => current.is_some_and(|c| &c.etag == etag),
     }
 }
@@ -251,6 +282,7 @@ fn object_reply_headers(
 pub async fn get_object(api: &Api, r: &mut S3Request) -> S3Result {
     let head = r.op == crate::request::Operation::HeadObject;
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
+    check_version_id(r.query.get("versionId"))?;
     let key = r.key().to_owned();
     let (meta, inline) = fetch(api, objects_ns(bucket.id), &key, !head)
         .await?
@@ -279,6 +311,11 @@ pub async fn get_object(api: &Api, r: &mut S3Request) -> S3Result {
     };
     let mut response = with_status(status, body);
     object_reply_headers(&mut response, &meta, r);
+    // A stored checksum covers the whole object only: S3 returns it for
+    // whole-object reads, never for a range or a part.
+    if r.header("x-amz-checksum-mode").is_some() && range.is_none() {
+        set_checksum_headers(&mut response, meta.checksum.as_ref());
+    }
     response::set_header(&mut response, "content-length", &(end - start).to_string());
     if status == StatusCode::PARTIAL_CONTENT {
         let value = format!("bytes {start}-{}/{}", end.saturating_sub(1), meta.size);
@@ -318,27 +355,93 @@ fn part_range(meta: &ObjectMeta, part: &str) -> Result<conditions::ByteRange, S3
     })
 }
 
+/// Objects are not versioned: the only version of every object is `null`.
+/// Any other version id names nothing (rather than being ignored).
+pub fn check_version_id(version: Option<&str>) -> Result<(), S3Error> {
+    match version {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::with_message(
+            S3ErrorCode::NoSuchVersion,
+            "the bucket is not versioned: the only version of an object is null",
+        )),
+    }
+}
+
 pub async fn delete_object(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
-    delete_one(api, objects_ns(bucket.id), r.key()).await?;
+    check_version_id(r.query.get("versionId"))?;
+    let condition = DeleteCondition {
+        etag: r
+            .header("if-match")
+            .map(|v| v.trim().trim_matches('"').to_owned()),
+        last_modified_s: r
+            .header("x-amz-if-match-last-modified-time")
+            .map(|v| parse_http_seconds(v, "x-amz-if-match-last-modified-time"))
+            .transpose()?,
+        size: r
+            .header("x-amz-if-match-size")
+            .map(|v| parse_size(v, "x-amz-if-match-size"))
+            .transpose()?,
+    };
+    delete_one(api, objects_ns(bucket.id), r.key(), condition).await?;
     Ok(with_status(StatusCode::NO_CONTENT, empty()))
 }
 
-async fn delete_one(api: &Api, ns: u64, key: &str) -> Result<(), S3Error> {
+fn invalid_argument(name: &str, what: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InvalidArgument,
+        format!("{name} must be {what}"),
+    )
+    .with_extra("ArgumentName", name)
+}
+
+/// An HTTP date in a header, as whole seconds since the epoch.
+pub fn parse_http_seconds(value: &str, name: &str) -> Result<u64, S3Error> {
+    httpdate::parse_http_date(value.trim())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .ok_or_else(|| invalid_argument(name, "an HTTP date"))
+}
+
+fn parse_size(value: &str, name: &str) -> Result<u64, S3Error> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid_argument(name, "a non-negative integer"))
+}
+
+async fn delete_one(
+    api: &Api,
+    ns: u64,
+    key: &str,
+    condition: DeleteCondition,
+) -> Result<(), S3Error> {
     let request = Request::DeleteObject {
         ns,
         key: key.to_owned(),
         free_chunks: true,
+        condition,
     };
     match api.call_owner(ns, key, request).await? {
         Reply::Written(Ok(_)) => Ok(()),
-        Reply::Written(Err(e)) => Err(internal(format!("{e:?}"))),
+        Reply::Written(Err(WriteFailure::Precondition)) => Err(precondition_failed("If-Match")),
+        Reply::Written(Err(WriteFailure::Missing)) => Err(no_such_key(key)),
+        Reply::Written(Err(WriteFailure::Storage(e))) => Err(internal(e)),
         other => Err(internal(format!("unexpected reply {other:?}"))),
     }
 }
 
 pub async fn delete_objects(api: &Api, r: &mut S3Request) -> S3Result {
     let bucket = api.bucket(&r.caller, r.bucket_name())?;
+    // S3 requires a digest of this body (a retried or damaged request must
+    // not delete the wrong keys).
+    if r.header("content-md5").is_none() && crate::headers::checksum_value(r.headers())?.is_none() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "missing required header for this request: Content-MD5 or x-amz-checksum-*",
+        ));
+    }
     let reader = BodyReader::new(r, api.limits().xml_body_bytes_max)?;
     let document = read_small(reader).await?;
     let request = xml::parse_delete(&document).map_err(|e| e.to_s3_error())?;
@@ -365,7 +468,9 @@ pub async fn delete_objects(api: &Api, r: &mut S3Request) -> S3Result {
         api.service
             .auth
             .authorize(caller, "DeleteObject", &resource)?;
-        delete_one(api, ns, &o.key).await
+        check_version_id(o.version_id.as_deref())?;
+        let condition = delete_condition(o)?;
+        delete_one(api, ns, &o.key, condition).await
     }))
     .await;
     let mut deleted = Vec::new();
@@ -390,6 +495,27 @@ pub async fn delete_objects(api: &Api, r: &mut S3Request) -> S3Result {
         errors: &errors,
     };
     Ok(response::xml(result.to_xml()))
+}
+
+/// The conditions of one `<Object>` of DeleteObjects (`ETag`,
+/// `LastModifiedTime` in ISO 8601, `Size`).
+fn delete_condition(o: &storage_s3::xml::ObjectToDelete) -> Result<DeleteCondition, S3Error> {
+    let last_modified_s = match &o.last_modified_time {
+        Some(text) => Some(
+            storage_s3::sigv4::parse_iso8601_seconds(text)
+                .ok_or_else(|| invalid_argument("LastModifiedTime", "an ISO 8601 timestamp"))?,
+        ),
+        None => None,
+    };
+    Ok(DeleteCondition {
+        etag: o.etag.clone(),
+        last_modified_s,
+        size: o
+            .size
+            .as_deref()
+            .map(|v| parse_size(v, "Size"))
+            .transpose()?,
+    })
 }
 
 /// `x-amz-copy-source`: `[/]bucket/key[?versionId=...]`, URL-encoded.
@@ -431,6 +557,11 @@ pub async fn copy_source_object(
         .auth
         .authorize(&r.caller, "GetObject", &resource)?;
     let bucket = api.bucket(&r.caller, &source_bucket)?;
+    api.check_expected_owner(
+        r.headers(),
+        "x-amz-source-expected-bucket-owner",
+        &source_bucket,
+    )?;
     let (meta, inline) = fetch(api, objects_ns(bucket.id), &source_key, true)
         .await?
         .ok_or_else(|| no_such_key(&source_key))?;
@@ -451,12 +582,13 @@ pub async fn copy_data(
     api: &Api,
     meta: &ObjectMeta,
     inline: Option<Bytes>,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     allow_inline: bool,
-) -> Result<(Written, [u8; 16]), S3Error> {
+    algorithm: Option<checksum::Algorithm>,
+) -> Result<Copied, S3Error> {
     use md5::Digest;
     let mut md5 = md5::Md5::new();
+    let mut hasher = algorithm.map(checksum::Hasher::new);
     let mut writer = BlobWriter::new(api, allow_inline);
     let step = api.limits().chunk_bytes.max(1);
     let mut at = start;
@@ -471,6 +603,9 @@ pub async fn copy_data(
         };
         for piece in pieces {
             md5.update(&piece);
+            if let Some(h) = &mut hasher {
+                h.update(&piece);
+            }
             if let Err(e) = writer.push(&piece).await {
                 writer.abandon().await;
                 return Err(e);
@@ -478,7 +613,19 @@ pub async fn copy_data(
         }
         at = to;
     }
-    Ok((writer.finish().await?, md5.finalize().into()))
+    Ok(Copied {
+        written: writer.finish().await?,
+        md5: md5.finalize().into(),
+        checksum: algorithm.zip(hasher.map(checksum::Hasher::finish)),
+    })
+}
+
+/// What [`copy_data`] wrote.
+pub struct Copied {
+    pub written: Written,
+    pub md5: [u8; 16],
+    /// The checksum asked for, of the copied bytes.
+    pub checksum: Option<(checksum::Algorithm, Vec<u8>)>,
 }
 
 pub async fn copy_object(api: &Api, r: &mut S3Request) -> S3Result {
@@ -503,31 +650,75 @@ pub async fn copy_object(api: &Api, r: &mut S3Request) -> S3Result {
         }
     };
     let key = r.key().to_owned();
-    if !replace && source_bucket == bucket.name && source_key == key {
+    let algorithm = crate::headers::algorithm(r.headers(), "x-amz-checksum-algorithm")?;
+    // A new checksum changes the object's attributes, as a new storage
+    // class or encryption would.
+    let changes = replace || algorithm.is_some();
+    if !changes && source_bucket == bucket.name && source_key == key {
         return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "this copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes"));
     }
     let (headers, user) = if replace {
         object_headers(r, api.limits().user_meta_bytes_max)?
     } else {
+        refuse_metadata_without_replace(r)?;
         (source.headers.clone(), source.user.clone())
     };
     let condition = write_condition(r)?;
-    let (written, md5) = copy_data(api, &source, inline, 0, source.size, true).await?;
-    // A copy is one new object: its ETag is the MD5 of its bytes.
-    let etag = hex::encode(md5);
+    let copied = copy_data(api, &source, inline, (0, source.size), true, algorithm).await?;
+    let written = copied.written;
+    let checksum = match copied.checksum {
+        Some((algorithm, raw)) => Some(checksum::Stored::full(algorithm, &raw)),
+        // The same bytes keep their whole-object checksum; a composite one
+        // described the source's parts, which the copy does not have.
+        None => source
+            .checksum
+            .clone()
+            .filter(|c| c.kind == checksum::Kind::FullObject),
+    };
     let meta = ObjectMeta {
         size: source.size,
-        etag,
+        // A copy is one new object: its ETag is the MD5 of its bytes.
+        etag: hex::encode(copied.md5),
         last_modified_ms: now_ms(),
         headers,
         user,
         layout: written.layout.clone(),
         part_sizes: Vec::new(),
+        checksum,
+        upload_id: None,
     };
     if let Err(e) = commit(api, objects_ns(bucket.id), &key, &meta, &written, condition).await {
         data::discard(api, &written.layout).await;
         return Err(e);
     }
     let modified = conditions::last_modified(meta.last_modified_ms);
-    Ok(response::xml(xml::copy_object_result(modified, &meta.etag)))
+    Ok(response::xml(xml::copy_object_result(
+        modified,
+        &meta.etag,
+        checksum_element(meta.checksum.as_ref()),
+    )))
+}
+
+/// A stored checksum as a result document shows it.
+pub fn checksum_element(c: Option<&checksum::Stored>) -> Option<xml::ChecksumElement<'_>> {
+    c.map(|c| xml::ChecksumElement {
+        algorithm: c.algorithm.name(),
+        value: &c.value,
+        kind: c.kind.name(),
+    })
+}
+
+/// With the COPY directive S3 would ignore new metadata; we refuse it.
+fn refuse_metadata_without_replace(r: &S3Request) -> Result<(), S3Error> {
+    let given = r.headers().keys().find(|name| {
+        name.as_str().starts_with(USER_META_PREFIX) || STORED_HEADERS.contains(&name.as_str())
+    });
+    match given {
+        None => Ok(()),
+        Some(name) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("{name} is only used with x-amz-metadata-directive: REPLACE; with COPY the source's metadata is kept"),
+        )
+        .with_extra("ArgumentName", name.as_str())),
+    }
 }

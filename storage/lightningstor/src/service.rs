@@ -318,9 +318,18 @@ async fn answer_empty_queries(ctx: ShardContext<S3Service>) {
 
 /// Whether bucket `id` has no objects and no uploads on any shard.
 pub(crate) async fn bucket_is_empty(ctx: &ShardContext<S3Service>, id: u64) -> bool {
+    namespaces_empty(ctx, &[objects_ns(id), uploads_ns(id)]).await
+}
+
+/// Whether bucket `id` has no objects on any shard (uploads may remain).
+pub(crate) async fn bucket_has_no_objects(ctx: &ShardContext<S3Service>, id: u64) -> bool {
+    namespaces_empty(ctx, &[objects_ns(id)]).await
+}
+
+async fn namespaces_empty(ctx: &ShardContext<S3Service>, namespaces: &[u64]) -> bool {
     for shard in 0..ctx.shards() {
         let request = Request::IsEmpty {
-            namespaces: vec![objects_ns(id), uploads_ns(id)],
+            namespaces: namespaces.to_vec(),
         };
         match ctx.call(shard, request).await {
             Ok(Reply::Empty(true)) => {}

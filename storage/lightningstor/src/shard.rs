@@ -19,6 +19,51 @@ pub enum Condition {
     Absent,
     /// `If-Match: <etag>`: only if the current object has this ETag.
     EtagIs(String),
+    /// `If-Match: *`: only if an object exists.
+    Exists,
+}
+
+/// A delete precondition (S3's conditional deletes), checked on the owner
+/// shard under the key's lock. Every field given must hold; with any field
+/// given, a missing object is `WriteFailure::Missing`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// `If-Match`: an ETag (unquoted), or `*` for "exists".
+    pub etag: Option<String>,
+    /// `x-amz-if-match-last-modified-time`, in whole seconds since the epoch.
+    pub last_modified_s: Option<u64>,
+    /// `x-amz-if-match-size`.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified_s.is_none() && self.size.is_none()
+    }
+
+    fn check(&self, current: Option<&photon_object::ObjectInfo>) -> Result<(), WriteFailure> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let Some(current) = current else {
+            return Err(WriteFailure::Missing);
+        };
+        let meta = ObjectMeta::decode(&current.meta)
+            .ok_or_else(|| WriteFailure::Storage("damaged object metadata".into()))?;
+        let etag_holds = self
+            .etag
+            .as_ref()
+            .is_none_or(|e| e == "*" || *e == meta.etag);
+        let time_holds = self
+            .last_modified_s
+            .is_none_or(|s| s == meta.last_modified_ms / 1000);
+        let size_holds = self.size.is_none_or(|s| s == meta.size);
+        if etag_holds && time_holds && size_holds {
+            Ok(())
+        } else {
+            Err(WriteFailure::Precondition)
+        }
+    }
 }
 
 /// A request to the shard that owns a key or holds a chunk.
@@ -43,6 +88,7 @@ pub enum Request {
         ns: u64,
         key: String,
         free_chunks: bool,
+        condition: DeleteCondition,
     },
     List {
         ns: u64,
@@ -117,6 +163,9 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
             condition,
             free_previous,
         } => {
+            // Chunks the new version still uses are never garbage (a
+            // retried CompleteMultipartUpload writes the same layout).
+            let kept: HashSet<(u64, u32)> = garbage_of(&meta).into_iter().collect();
             let outcome = store
                 .put_object(ns, &key, meta, &inline, |current| {
                     check(&condition, current)
@@ -126,7 +175,8 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
                 Ok(outcome) => {
                     let previous = outcome.previous.map(|p| p.meta.to_vec());
                     let garbage = if free_previous {
-                        previous.as_deref().map(garbage_of).unwrap_or_default()
+                        let old = previous.as_deref().map(garbage_of).unwrap_or_default();
+                        old.into_iter().filter(|c| !kept.contains(c)).collect()
                     } else {
                         Vec::new()
                     };
@@ -150,7 +200,11 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
             ns,
             key,
             free_chunks,
-        } => match store.delete_object(ns, &key).await {
+            condition,
+        } => match store
+            .delete_object_if(ns, &key, |current| condition.check(current))
+            .await
+        {
             Ok(previous) => {
                 let previous = previous.map(|p| p.meta.to_vec());
                 let garbage = match (&previous, free_chunks) {
@@ -159,8 +213,11 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
                 };
                 (Reply::Written(Ok(previous)), garbage)
             }
+            Err(photon_object::PutObjectError::Precondition(refusal)) => {
+                (Reply::Written(Err(refusal)), Vec::new())
+            }
             Err(e) => (
-                Reply::Written(Err(WriteFailure::Storage(e.to_string()))),
+                Reply::Written(Err(WriteFailure::Storage(chain(&e)))),
                 Vec::new(),
             ),
         },
@@ -225,7 +282,8 @@ fn check(
         Condition::None => Ok(()),
         Condition::Absent if current.is_none() => Ok(()),
         Condition::Absent => Err(WriteFailure::Precondition),
-        Condition::EtagIs(_) if current.is_none() => Err(WriteFailure::Missing),
+        Condition::EtagIs(_) | Condition::Exists if current.is_none() => Err(WriteFailure::Missing),
+        Condition::Exists => Ok(()),
         Condition::EtagIs(etag) => {
             let current = current
                 .and_then(|c| ObjectMeta::decode(&c.meta))

@@ -361,10 +361,33 @@ impl Store {
         bucket: u64,
         key: &str,
     ) -> Result<Option<ObjectInfo>, WriteError> {
+        let always = |_: Option<&ObjectInfo>| Ok::<(), Infallible>(());
+        match self.delete_object_if(bucket, key, always).await {
+            Ok(removed) => Ok(removed),
+            Err(PutObjectError::Write(e)) => Err(e),
+            Err(PutObjectError::Precondition(never)) => match never {},
+        }
+    }
+
+    /// Like [`Store::delete_object`], but first asks `precondition` about
+    /// the current version (under the key's lock, so no write slips in
+    /// between); a refusal writes nothing.
+    pub async fn delete_object_if<E>(
+        &self,
+        bucket: u64,
+        key: &str,
+        precondition: impl FnOnce(Option<&ObjectInfo>) -> Result<(), E>,
+    ) -> Result<Option<ObjectInfo>, PutObjectError<E>> {
         Self::check_size("key", key.len(), KEY_BYTES_MAX)?;
         self.check_writable()?;
         let guard = self.object_locks.lock((bucket, Box::from(key))).await;
-        if self.index.borrow().object(bucket, key).is_none() {
+        let current = self
+            .index
+            .borrow()
+            .object(bucket, key)
+            .map(|(_, e)| e.info());
+        precondition(current.as_ref()).map_err(PutObjectError::Precondition)?;
+        if current.is_none() {
             return Ok(None);
         }
         let payload_len = record::object_delete_payload_bytes(key.len());

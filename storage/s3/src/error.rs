@@ -210,6 +210,9 @@ pub struct S3Error {
     /// `("ArgumentValue", ..)`, `("Condition", ..)`. Names must be XML names
     /// made of ASCII letters and digits; others are left out of the body.
     pub extra: Vec<(&'static str, String)>,
+    /// An HTTP status other than the code's own, where S3 answers one code
+    /// with two statuses (InvalidRange: 416 on GET, 400 on UploadPartCopy).
+    pub status: Option<u16>,
 }
 
 impl S3Error {
@@ -225,7 +228,14 @@ impl S3Error {
             message: message.into(),
             resource: None,
             extra: Vec::new(),
+            status: None,
         }
+    }
+
+    /// Answers with `status` instead of the code's usual one.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Sets `<Resource>`.
@@ -242,7 +252,7 @@ impl S3Error {
 
     /// The HTTP status to answer with.
     pub fn http_status(&self) -> u16 {
-        self.code.http_status()
+        self.status.unwrap_or_else(|| self.code.http_status())
     }
 
     /// The response body: an `<Error>` document, or nothing for codes that

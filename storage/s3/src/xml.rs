@@ -289,10 +289,17 @@ pub struct Owner<'a> {
 pub struct BucketEntry<'a> {
     pub name: &'a str,
     pub creation_date: SystemTime,
+    pub region: &'a str,
 }
 
-/// ListBuckets: `ListAllMyBucketsResult`.
-pub fn list_all_my_buckets_result(owner: Owner<'_>, buckets: &[BucketEntry<'_>]) -> Vec<u8> {
+/// ListBuckets: `ListAllMyBucketsResult`. `continuation_token` is where the
+/// next page starts (when truncated), `prefix` the one asked for.
+pub fn list_all_my_buckets_result(
+    owner: Owner<'_>,
+    buckets: &[BucketEntry<'_>],
+    continuation_token: Option<&str>,
+    prefix: Option<&str>,
+) -> Vec<u8> {
     let mut writer = XmlWriter::with_capacity(256 + buckets.len() * 96);
     writer.open_root("ListAllMyBucketsResult");
     writer.owner_element("Owner", owner);
@@ -301,11 +308,38 @@ pub fn list_all_my_buckets_result(owner: Owner<'_>, buckets: &[BucketEntry<'_>])
         writer.open("Bucket");
         writer.element("Name", bucket.name);
         writer.timestamp_element("CreationDate", bucket.creation_date);
+        writer.element("BucketRegion", bucket.region);
         writer.close("Bucket");
     }
     writer.close("Buckets");
+    if let Some(token) = continuation_token {
+        writer.element("ContinuationToken", token);
+    }
+    if let Some(prefix) = prefix {
+        writer.element("Prefix", prefix);
+    }
     writer.close("ListAllMyBucketsResult");
     writer.finish()
+}
+
+/// An additional checksum in a result document: `Checksum<name>` and
+/// `ChecksumType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksumElement<'a> {
+    /// The algorithm as S3 names it: `CRC32`, `SHA256`, ...
+    pub algorithm: &'a str,
+    pub value: &'a str,
+    /// `FULL_OBJECT` or `COMPOSITE`.
+    pub kind: &'a str,
+}
+
+impl XmlWriter {
+    fn checksum_elements(&mut self, checksum: Option<ChecksumElement<'_>>) {
+        if let Some(c) = checksum {
+            self.element(&format!("Checksum{}", c.algorithm), c.value);
+            self.element("ChecksumType", c.kind);
+        }
+    }
 }
 
 /// One object of a listing.
@@ -430,7 +464,9 @@ impl ListObjectsV1Result<'_> {
         ));
         writer.open_root("ListBucketResult");
         writer.element("Name", self.bucket);
-        writer.key_element("Prefix", self.prefix, encoding);
+        // S3 leaves v1's Prefix as it is under encoding-type=url, and
+        // clients (botocore) do not decode it.
+        writer.element("Prefix", self.prefix);
         writer.key_element("Marker", self.marker, encoding);
         if let Some(next_marker) = self.next_marker {
             writer.key_element("NextMarker", next_marker, encoding);
@@ -521,6 +557,7 @@ pub fn complete_multipart_upload_result(
     bucket: &str,
     key: &str,
     etag: &str,
+    checksum: Option<ChecksumElement<'_>>,
 ) -> Vec<u8> {
     let mut writer = XmlWriter::new();
     writer.open_root("CompleteMultipartUploadResult");
@@ -528,27 +565,42 @@ pub fn complete_multipart_upload_result(
     writer.element("Bucket", bucket);
     writer.element("Key", key);
     writer.etag_element(etag);
+    writer.checksum_elements(checksum);
     writer.close("CompleteMultipartUploadResult");
     writer.finish()
 }
 
-fn copy_result(root: &str, last_modified: SystemTime, etag: &str) -> Vec<u8> {
+fn copy_result(
+    root: &str,
+    last_modified: SystemTime,
+    etag: &str,
+    checksum: Option<ChecksumElement<'_>>,
+) -> Vec<u8> {
     let mut writer = XmlWriter::new();
     writer.open_root(root);
     writer.timestamp_element("LastModified", last_modified);
     writer.etag_element(etag);
+    writer.checksum_elements(checksum);
     writer.close(root);
     writer.finish()
 }
 
 /// CopyObject: `CopyObjectResult`.
-pub fn copy_object_result(last_modified: SystemTime, etag: &str) -> Vec<u8> {
-    copy_result("CopyObjectResult", last_modified, etag)
+pub fn copy_object_result(
+    last_modified: SystemTime,
+    etag: &str,
+    checksum: Option<ChecksumElement<'_>>,
+) -> Vec<u8> {
+    copy_result("CopyObjectResult", last_modified, etag, checksum)
 }
 
 /// UploadPartCopy: `CopyPartResult`.
-pub fn copy_part_result(last_modified: SystemTime, etag: &str) -> Vec<u8> {
-    copy_result("CopyPartResult", last_modified, etag)
+pub fn copy_part_result(
+    last_modified: SystemTime,
+    etag: &str,
+    checksum: Option<ChecksumElement<'_>>,
+) -> Vec<u8> {
+    copy_result("CopyPartResult", last_modified, etag, checksum)
 }
 
 /// One uploaded part of a ListParts answer.
@@ -907,20 +959,23 @@ mod tests {
             BucketEntry {
                 name: "alpha",
                 creation_date: at(1_255_369_830, 0),
+                region: "us-east-1",
             },
             BucketEntry {
                 name: "beta",
                 creation_date: at(0, 5),
+                region: "us-east-1",
             },
         ];
-        let body = String::from_utf8(list_all_my_buckets_result(OWNER, &buckets)).unwrap();
+        let body =
+            String::from_utf8(list_all_my_buckets_result(OWNER, &buckets, None, None)).unwrap();
         assert_eq!(
             body,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
              <Owner><ID>owner-id</ID><DisplayName>owner</DisplayName></Owner><Buckets>\
-             <Bucket><Name>alpha</Name><CreationDate>2009-10-12T17:50:30.000Z</CreationDate></Bucket>\
-             <Bucket><Name>beta</Name><CreationDate>1970-01-01T00:00:00.005Z</CreationDate></Bucket>\
+             <Bucket><Name>alpha</Name><CreationDate>2009-10-12T17:50:30.000Z</CreationDate><BucketRegion>us-east-1</BucketRegion></Bucket>\
+             <Bucket><Name>beta</Name><CreationDate>1970-01-01T00:00:00.005Z</CreationDate><BucketRegion>us-east-1</BucketRegion></Bucket>\
              </Buckets></ListAllMyBucketsResult>"
         );
         let empty = list_all_my_buckets_result(
@@ -929,6 +984,8 @@ mod tests {
                 display_name: None,
             },
             &[],
+            None,
+            None,
         );
         let leaves = leaves(&empty);
         assert_eq!(value(&leaves, "ListAllMyBucketsResult/Owner/ID"), "x");
@@ -1165,7 +1222,20 @@ mod tests {
             "b",
             "k",
             "abc-2",
+            Some(ChecksumElement {
+                algorithm: "CRC32C",
+                value: "AAAAAA==-2",
+                kind: "COMPOSITE",
+            }),
         ));
+        assert_eq!(
+            value(&completed, "CompleteMultipartUploadResult/ChecksumCRC32C"),
+            "AAAAAA==-2"
+        );
+        assert_eq!(
+            value(&completed, "CompleteMultipartUploadResult/ChecksumType"),
+            "COMPOSITE"
+        );
         assert_eq!(
             value(&completed, "CompleteMultipartUploadResult/Location"),
             "http://h/b/k"
@@ -1174,13 +1244,13 @@ mod tests {
             value(&completed, "CompleteMultipartUploadResult/ETag"),
             "\"abc-2\""
         );
-        let copied = leaves_of(copy_object_result(at(1, 2), "\"e\""));
+        let copied = leaves_of(copy_object_result(at(1, 2), "\"e\"", None));
         assert_eq!(value(&copied, "CopyObjectResult/ETag"), "\"e\"");
         assert_eq!(
             value(&copied, "CopyObjectResult/LastModified"),
             "1970-01-01T00:00:01.002Z"
         );
-        let part = leaves_of(copy_part_result(at(1, 2), "e"));
+        let part = leaves_of(copy_part_result(at(1, 2), "e", None));
         assert_eq!(value(&part, "CopyPartResult/ETag"), "\"e\"");
     }
 
@@ -1337,9 +1407,9 @@ mod tests {
 
     #[test]
     fn etags_are_quoted_once() {
-        let single_quote_mark = leaves(&copy_object_result(UNIX_EPOCH, "\""));
+        let single_quote_mark = leaves(&copy_object_result(UNIX_EPOCH, "\"", None));
         assert_eq!(value(&single_quote_mark, "CopyObjectResult/ETag"), "\"\"\"");
-        let empty = leaves(&copy_object_result(UNIX_EPOCH, ""));
+        let empty = leaves(&copy_object_result(UNIX_EPOCH, "", None));
         assert_eq!(value(&empty, "CopyObjectResult/ETag"), "\"\"");
     }
 }

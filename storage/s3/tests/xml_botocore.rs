@@ -14,10 +14,10 @@ use storage_s3::xml::{
     complete_multipart_upload_result, copy_object_result, copy_part_result,
     initiate_multipart_upload_result, list_all_my_buckets_result, location_constraint,
     parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete,
-    versioning_configuration, BucketEntry, DeleteObjectError, DeleteResult, DeletedObject,
-    KeyEncoding, ListMultipartUploadsResult, ListObjectVersionsResult, ListObjectsV1Result,
-    ListObjectsV2Result, ListPartsResult, ObjectEntry, Owner, PartEntry, UploadEntry,
-    VersioningStatus,
+    versioning_configuration, BucketEntry, ChecksumElement, DeleteObjectError, DeleteResult,
+    DeletedObject, KeyEncoding, ListMultipartUploadsResult, ListObjectVersionsResult,
+    ListObjectsV1Result, ListObjectsV2Result, ListPartsResult, ObjectEntry, Owner, PartEntry,
+    UploadEntry, VersioningStatus,
 };
 
 const PYTHON: &str = "python3.11";
@@ -346,6 +346,11 @@ fn multipart_cases() -> Vec<ResponseCase> {
                 "bucket",
                 "big file",
                 "abc-2",
+                Some(ChecksumElement {
+                    algorithm: "CRC32",
+                    value: "AAAAAA==-2",
+                    kind: "COMPOSITE",
+                }),
             ),
         },
         ResponseCase {
@@ -353,14 +358,22 @@ fn multipart_cases() -> Vec<ResponseCase> {
             method: "copy_object",
             status: 200,
             parameters: r#"{"Bucket": "bucket", "Key": "copy", "CopySource": "source/key"}"#,
-            body: copy_object_result(at(1_650_000_000, 999), "copied"),
+            body: copy_object_result(
+                at(1_650_000_000, 999),
+                "copied",
+                Some(ChecksumElement {
+                    algorithm: "SHA256",
+                    value: "c2hh",
+                    kind: "FULL_OBJECT",
+                }),
+            ),
         },
         ResponseCase {
             name: "upload_part_copy",
             method: "upload_part_copy",
             status: 200,
             parameters: r#"{"Bucket": "bucket", "Key": "k", "UploadId": "u", "PartNumber": 2, "CopySource": "source/key"}"#,
-            body: copy_part_result(at(1_650_000_001, 0), "\"part\""),
+            body: copy_part_result(at(1_650_000_001, 0), "\"part\"", None),
         },
         ResponseCase {
             name: "list_parts",
@@ -440,12 +453,16 @@ fn bucket_and_error_cases() -> Vec<ResponseCase> {
                     BucketEntry {
                         name: "alpha",
                         creation_date: at(1_255_369_830, 123),
+                        region: "us-east-1",
                     },
                     BucketEntry {
                         name: "beta.bucket-2",
                         creation_date: at(0, 0),
+                        region: "eu-west-1",
                     },
                 ],
+                Some("next+token/=="),
+                Some("al"),
             ),
         },
         ResponseCase {
@@ -673,9 +690,9 @@ fn check_listings(parsed: &Parsed, all_keys: &[&str]) {
         parsed.get(name, "CommonPrefixes[0].Prefix"),
         "dir one/sub dir/"
     );
-    // botocore's ListObjects (v1) decoder leaves Prefix alone, though S3
-    // encodes it: a v1 caller sees the encoded form, against S3 as here.
-    assert_eq!(parsed.get(name, "Prefix"), "dir%20one/");
+    // S3 leaves v1's Prefix unencoded and botocore's ListObjects (v1)
+    // decoder leaves it alone: the caller sees its own prefix.
+    assert_eq!(parsed.get(name, "Prefix"), "dir one/");
 
     let name = "list_object_versions_url";
     assert_eq!(parsed.count(name, "Versions"), all_keys.len());
@@ -712,6 +729,16 @@ fn check_multipart(parsed: &Parsed) {
     );
     assert_eq!(parsed.get(name, "Key"), "big file");
     assert_eq!(parsed.get(name, "ETag"), "\"abc-2\"");
+    assert_eq!(parsed.get(name, "ChecksumCRC32"), "AAAAAA==-2");
+    assert_eq!(parsed.get(name, "ChecksumType"), "COMPOSITE");
+    assert_eq!(
+        parsed.get("copy_object", "CopyObjectResult.ChecksumSHA256"),
+        "c2hh"
+    );
+    assert_eq!(
+        parsed.get("copy_object", "CopyObjectResult.ChecksumType"),
+        "FULL_OBJECT"
+    );
 
     assert_eq!(
         parsed.get("copy_object", "CopyObjectResult.ETag"),
@@ -769,6 +796,9 @@ fn check_buckets_and_errors(parsed: &Parsed) {
     );
     assert_eq!(parsed.get(name, "Buckets[1].Name"), "beta.bucket-2");
     assert_eq!(parsed.get(name, "Buckets[1].CreationDate"), "0");
+    assert_eq!(parsed.get(name, "Buckets[1].BucketRegion"), "eu-west-1");
+    assert_eq!(parsed.get(name, "ContinuationToken"), "next+token/==");
+    assert_eq!(parsed.get(name, "Prefix"), "al");
 
     let name = "delete_objects";
     assert_eq!(parsed.get(name, "Deleted[0].Key"), "gone & done");

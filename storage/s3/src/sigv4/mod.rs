@@ -979,6 +979,7 @@ mod sign;
 pub(crate) mod time;
 pub use chunked::*;
 pub use sign::*;
+pub use time::parse_iso8601_seconds;
 use time::*;
 
 #[cfg(test)]

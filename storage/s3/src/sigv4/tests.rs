@@ -519,6 +519,21 @@ fn amz_dates_parse_format_and_reject_nonsense() {
             .as_deref(),
         Some("20000229T235959Z")
     );
+    assert_eq!(
+        parse_iso8601_seconds("2013-05-24T00:00:00Z"),
+        Some(EXAMPLE_S)
+    );
+    assert_eq!(
+        parse_iso8601_seconds("2013-05-24T00:00:00.999Z"),
+        Some(EXAMPLE_S)
+    );
+    for bad in [
+        "2013-05-24T00:00:00",
+        "2013-05-24T00:00:00.Z",
+        "2013-05-24 00:00:00Z",
+    ] {
+        assert_eq!(parse_iso8601_seconds(bad), None, "{bad}");
+    }
     for bad in [
         "20130231T000000Z",
         "20130524T240000Z",

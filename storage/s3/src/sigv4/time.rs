@@ -64,6 +64,39 @@ pub(super) fn parse_amz_date(value: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
 }
 
+/// Parses an ISO 8601 UTC timestamp as S3 documents carry them
+/// (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) into whole seconds since the epoch.
+pub fn parse_iso8601_seconds(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let b = value.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let fraction = value.get(19..)?.strip_suffix('Z')?;
+    if !fraction.is_empty() {
+        let digits = fraction.strip_prefix('.')?;
+        if digits.is_empty() || !digits.bytes().all(|d| d.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let compact = format!(
+        "{}{}{}T{}{}{}Z",
+        value.get(0..4)?,
+        value.get(5..7)?,
+        value.get(8..10)?,
+        value.get(11..13)?,
+        value.get(14..16)?,
+        value.get(17..19)?
+    );
+    parse_amz_date(&compact)
+}
+
 /// Formats seconds since the Unix epoch as `YYYYMMDDTHHMMSSZ`.
 pub(super) fn format_amz_date(seconds: u64) -> String {
     let seconds = i64::try_from(seconds).unwrap_or(i64::MAX / 2);

@@ -289,6 +289,8 @@ pub struct CompletedPart {
     pub part_number: u16,
     /// Without surrounding quotes, whether or not the client sent them.
     pub etag: String,
+    /// `Checksum<ALGORITHM>` elements: (algorithm as named, value).
+    pub checksums: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -296,7 +298,11 @@ struct CompleteVisitor {
     parts: Vec<CompletedPart>,
     part_number: Option<u16>,
     etag: Option<String>,
+    checksums: Vec<(String, String)>,
 }
+
+/// At most this many checksum elements per part (S3 defines fewer).
+const PART_CHECKSUMS_MAX: usize = 16;
 
 impl DocumentVisitor for CompleteVisitor {
     fn element_start(&mut self, path: &str) -> Result<(), VisitError> {
@@ -309,6 +315,7 @@ impl DocumentVisitor for CompleteVisitor {
             }
             self.part_number = None;
             self.etag = None;
+            self.checksums.clear();
         }
         Ok(())
     }
@@ -332,7 +339,23 @@ impl DocumentVisitor for CompleteVisitor {
             "CompleteMultipartUpload/Part" => {
                 let part_number = self.part_number.take().ok_or("Part without PartNumber")?;
                 let etag = self.etag.take().ok_or("Part without ETag")?;
-                self.parts.push(CompletedPart { part_number, etag });
+                let checksums = std::mem::take(&mut self.checksums);
+                self.parts.push(CompletedPart {
+                    part_number,
+                    etag,
+                    checksums,
+                });
+            }
+            _ if path.starts_with("CompleteMultipartUpload/Part/Checksum") => {
+                let text = text.ok_or("a checksum element has child elements")?;
+                let name = &path["CompleteMultipartUpload/Part/Checksum".len()..];
+                if self.checksums.len() >= PART_CHECKSUMS_MAX
+                    || self.checksums.iter().any(|(n, _)| n == name)
+                {
+                    return Err("a checksum element given twice in one Part".into());
+                }
+                self.checksums
+                    .push((name.to_owned(), trim_xml_whitespace(text).to_owned()));
             }
             _ => {}
         }
@@ -379,7 +402,16 @@ pub fn parse_complete_multipart_upload(
         COMPLETE_MULTIPART_BODY_BYTES_MAX,
         "CompleteMultipartUpload",
         &mut visitor,
-    )?;
+    )
+    .map_err(|e| match e {
+        // S3 answers MalformedXML, not MissingRequestBody, for an empty
+        // completion.
+        ParseXmlBodyError::Empty => ParseXmlBodyError::Malformed {
+            reason: "empty CompleteMultipartUpload body",
+            position: 0,
+        },
+        other => other,
+    })?;
     if visitor.parts.is_empty() {
         // S3 answers MalformedXML for a completion that lists no parts.
         return Err(ParseXmlBodyError::Malformed {
@@ -396,8 +428,13 @@ pub struct ObjectToDelete {
     /// Exactly as sent, whitespace included. May be empty or longer than
     /// S3 allows; the caller answers per key.
     pub key: String,
-    /// Parsed so it can be echoed; a store without versions ignores it.
+    /// The version to delete; a store without versions has only `null`.
     pub version_id: Option<String>,
+    /// Conditional delete: `ETag` (unquoted), `LastModifiedTime`, `Size`,
+    /// as sent (the caller parses and answers per key).
+    pub etag: Option<String>,
+    pub last_modified_time: Option<String>,
+    pub size: Option<String>,
 }
 
 /// A DeleteObjects request.
@@ -411,9 +448,23 @@ pub struct DeleteRequest {
 #[derive(Default)]
 struct DeleteVisitor {
     request: DeleteRequest,
-    key: Option<String>,
-    version_id: Option<String>,
+    object: Option<ObjectToDelete>,
+    key_seen: bool,
     quiet_seen: bool,
+}
+
+/// Sets a field of the `<Object>` being read, once.
+fn set_once(
+    field: &mut Option<String>,
+    text: Option<&str>,
+    what: &'static str,
+) -> Result<(), VisitError> {
+    let text = text.ok_or(what)?;
+    if field.is_some() {
+        return Err(what.into());
+    }
+    *field = Some(text.to_owned());
+    Ok(())
 }
 
 impl DocumentVisitor for DeleteVisitor {
@@ -425,8 +476,14 @@ impl DocumentVisitor for DeleteVisitor {
                     limit: DELETE_OBJECTS_MAX,
                 }));
             }
-            self.key = None;
-            self.version_id = None;
+            self.object = Some(ObjectToDelete {
+                key: String::new(),
+                version_id: None,
+                etag: None,
+                last_modified_time: None,
+                size: None,
+            });
+            self.key_seen = false;
         }
         Ok(())
     }
@@ -435,24 +492,48 @@ impl DocumentVisitor for DeleteVisitor {
         match path {
             "Delete/Object/Key" => {
                 let text = text.ok_or("Key has child elements")?;
-                if self.key.is_some() {
+                let object = self.object.as_mut().ok_or("Key outside Object")?;
+                if self.key_seen {
                     return Err("Key given twice in one Object".into());
                 }
-                self.key = Some(text.to_owned());
+                self.key_seen = true;
+                object.key = text.to_owned();
             }
-            "Delete/Object/VersionId" => {
-                let text = text.ok_or("VersionId has child elements")?;
-                if self.version_id.is_some() {
-                    return Err("VersionId given twice in one Object".into());
+            "Delete/Object/VersionId"
+            | "Delete/Object/ETag"
+            | "Delete/Object/LastModifiedTime"
+            | "Delete/Object/Size" => {
+                let object = self.object.as_mut().ok_or("field outside Object")?;
+                let text = text.map(trim_xml_whitespace);
+                match path.rsplit('/').next() {
+                    Some("VersionId") => set_once(
+                        &mut object.version_id,
+                        text,
+                        "VersionId given twice or with child elements",
+                    )?,
+                    Some("ETag") => set_once(
+                        &mut object.etag,
+                        text.map(unquote_etag),
+                        "ETag given twice or with child elements",
+                    )?,
+                    Some("LastModifiedTime") => set_once(
+                        &mut object.last_modified_time,
+                        text,
+                        "LastModifiedTime given twice or with child elements",
+                    )?,
+                    _ => set_once(
+                        &mut object.size,
+                        text,
+                        "Size given twice or with child elements",
+                    )?,
                 }
-                self.version_id = Some(trim_xml_whitespace(text).to_owned());
             }
             "Delete/Object" => {
-                let key = self.key.take().ok_or("Object without Key")?;
-                let version_id = self.version_id.take();
-                self.request
-                    .objects
-                    .push(ObjectToDelete { key, version_id });
+                let object = self.object.take().ok_or("Object closed twice")?;
+                if !self.key_seen {
+                    return Err("Object without Key".into());
+                }
+                self.request.objects.push(object);
             }
             "Delete/Quiet" => {
                 let text = text.ok_or("Quiet has child elements")?;
@@ -577,6 +658,7 @@ mod tests {
         CompletedPart {
             part_number,
             etag: etag.to_owned(),
+            checksums: Vec::new(),
         }
     }
 
@@ -606,7 +688,13 @@ mod tests {
             </s3:CompleteMultipartUpload>\n";
         assert_eq!(
             parse_complete_multipart_upload(body.as_bytes()),
-            Ok(vec![part(1, "abc"), part(10_000, "x<y")])
+            Ok(vec![
+                CompletedPart {
+                    checksums: vec![("CRC32".to_owned(), "AAAAAA==".to_owned())],
+                    ..part(1, "abc")
+                },
+                part(10_000, "x<y")
+            ])
         );
     }
 
@@ -747,8 +835,11 @@ mod tests {
     fn empty_bodies() {
         for body in [&b""[..], b"  \r\n\t", b"\xEF\xBB\xBF"] {
             assert_eq!(
-                parse_complete_multipart_upload(body),
-                Err(ParseXmlBodyError::Empty)
+                parse_complete_multipart_upload(body)
+                    .unwrap_err()
+                    .to_s3_error()
+                    .code,
+                S3ErrorCode::MalformedXML
             );
             assert_eq!(parse_delete(body), Err(ParseXmlBodyError::Empty));
             assert_eq!(
@@ -931,7 +1022,10 @@ mod tests {
             request.objects,
             [ObjectToDelete {
                 key: "k".to_owned(),
-                version_id: Some("null".to_owned())
+                version_id: Some("null".to_owned()),
+                etag: Some("x".to_owned()),
+                last_modified_time: None,
+                size: None,
             }]
         );
         assert!(!parse_delete(&delete_body(&["k"], None)).unwrap().quiet);
