@@ -8,6 +8,7 @@ mod ctl_bucket;
 mod ctl_iam;
 mod ctl_lb;
 mod ctl_volume;
+mod data_dir;
 mod lb;
 mod node;
 mod storage;

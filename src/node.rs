@@ -205,8 +205,14 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
         )
     })?;
     let data_dir = config.node.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let tightened = crate::data_dir::secure(&data_dir)?;
+    if !tightened.fixed.is_empty() {
+        tracing::warn!(
+            paths = tightened.fixed.len(),
+            first = %tightened.fixed[0].display(),
+            "the data directory was readable by other users: made it private (dirs 0700, files 0600)"
+        );
+    }
     let _lock = lock_data_dir(&data_dir)?;
     let name = config.node.name.clone();
     let json_logs = config.log.format == LogFormat::Json;

@@ -33,8 +33,24 @@ impl Drop for Dev {
 
 impl Dev {
     fn start(name: &str, extra: &[&str]) -> Self {
-        let data_dir = temp_dir(name);
-        let child = photon()
+        Self::start_in(temp_dir(name), extra, None)
+    }
+
+    /// Starts photon dev on `data_dir`, under `umask` when given.
+    fn start_in(data_dir: PathBuf, extra: &[&str], umask: Option<u32>) -> Self {
+        let mut command = photon();
+        if let Some(mask) = umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe; the closure touches no
+            // memory shared with the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args([
                 "dev",
                 "--cores",
@@ -315,5 +331,71 @@ fn json_logs_are_json_lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v.get("level").is_some(), "{line}");
+    }
+}
+
+/// Every directory under `root` is 0700 and every file 0600 at most.
+fn loose_modes(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut loose = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue; // removed meanwhile (a temporary file)
+        };
+        if meta.mode() & 0o077 != 0 {
+            loose.push(format!("{} {:o}", path.display(), meta.mode() & 0o7777));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    loose
+}
+
+#[test]
+fn data_dir_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    for (name, umask) in [("umask000", 0o000), ("umask022", 0o022)] {
+        let data_dir = temp_dir(name);
+        // Left by an older release or a copy: readable by everyone.
+        std::fs::create_dir_all(data_dir.join("old")).unwrap();
+        std::fs::write(data_dir.join("old/segment"), b"old data").unwrap();
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(data_dir.join("old"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(
+            data_dir.join("old/segment"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let mut dev = Dev::start_in(data_dir.clone(), &[], Some(umask));
+        dev.admin();
+        // The stores, the Raft log, the credentials: all written by now.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !data_dir.join("s3.env").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no s3.env in {}",
+                data_dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let files = std::fs::read_dir(&data_dir).unwrap().count();
+        assert!(
+            files >= 4,
+            "photon dev wrote too little to check: {files} entries"
+        );
+        let loose = loose_modes(&data_dir);
+        assert!(
+            loose.is_empty(),
+            "umask {umask:03o}: readable by others: {loose:?}"
+        );
+        assert!(dev.terminate().status.success());
+        let loose = loose_modes(&data_dir);
+        assert!(loose.is_empty(), "umask {umask:03o}, after exit: {loose:?}");
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 }
