@@ -399,3 +399,23 @@ fn data_dir_is_private_whatever_the_umask() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let mut dev = Dev::start("halfclose", &[]);
+    let admin = dev.admin();
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    // Done sending, still listening (as `nc -N` or `curl -T` do).
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(text.ends_with("ok\n"), "{text:?}");
+    assert!(dev.terminate().status.success());
+}

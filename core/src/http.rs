@@ -315,6 +315,9 @@ where
         .timer(GlommioTimer)
         .header_read_timeout(options.limits.header_read_timeout)
         .max_buf_size(options.limits.header_bytes_max.max(8192))
+        // A client may shut down its sending side after a whole request
+        // (`curl -T`, `nc -N`) and still wait for the answer.
+        .half_close(true)
         .keep_alive(true);
     let conn = builder.serve_connection(HyperIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # LightningStor driven by the aws CLI (v1): s3 mb/cp/sync/ls/rm/rb and the
-# s3api calls of conditional PUT, ranged GET and multipart upload.
+# s3api calls of conditional PUT, ranged GET and multipart upload, refused
+# headers (ACLs, server-side encryption), multipart checksums and
+# list-buckets paging.
 #
 # `cargo test --test s3_clients aws_cli` starts a `photon dev` and runs this.
 # By hand, against a running `photon dev --data-dir DIR`:
@@ -47,6 +49,7 @@ trap on_error ERR
 
 cleanup() {
   aws s3 rb --force "s3://$bucket" >/dev/null 2>&1 || true
+  aws s3 rb --force "s3://$bucket-b" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -213,6 +216,74 @@ grep -q "NoSuchUpload" err.txt || fail "$(cat err.txt)"
 if aws s3api head-object --bucket "$bucket" --key aborted.bin >/dev/null 2>&1; then
   fail "the aborted upload left an object"
 fi
+
+step "s3api put-object --acl public-read is refused (NotImplemented) and stores nothing"
+if aws s3api put-object --bucket "$bucket" --key acl.bin --body small.bin --acl public-read \
+  >/dev/null 2>err.txt; then
+  fail "put-object --acl public-read succeeded"
+fi
+grep -q "NotImplemented" err.txt || fail "$(cat err.txt)"
+if aws s3api head-object --bucket "$bucket" --key acl.bin >/dev/null 2>&1; then
+  fail "the refused put-object stored acl.bin"
+fi
+
+step "s3api put-object --server-side-encryption AES256 is refused and stores nothing"
+if aws s3api put-object --bucket "$bucket" --key sse.bin --body small.bin \
+  --server-side-encryption AES256 >/dev/null 2>err.txt; then
+  fail "put-object --server-side-encryption AES256 succeeded"
+fi
+grep -q "NotImplemented" err.txt || fail "$(cat err.txt)"
+if aws s3api head-object --bucket "$bucket" --key sse.bin >/dev/null 2>&1; then
+  fail "the refused put-object stored sse.bin"
+fi
+
+step "s3 cp with 5 MiB parts, then head-object --checksum-mode ENABLED: COMPOSITE CRC32 -3"
+# A config of its own, so that the other steps keep the default 8 MiB parts.
+cp "$AWS_CONFIG_FILE" config-5mib
+printf '    multipart_threshold = 5MB\n    multipart_chunksize = 5MB\n' >>config-5mib
+head -c $((12 * 1024 * 1024 + 7)) /dev/urandom >mid.bin
+AWS_CONFIG_FILE="$work/config-5mib" aws s3 cp --no-progress mid.bin "s3://$bucket/mid.bin"
+etag="$(etag_of mid.bin)"
+[[ "$etag" == *-3 ]] || fail "expected a 3-part multipart ETag, got $etag"
+checksum="$(aws s3api head-object --bucket "$bucket" --key mid.bin --checksum-mode ENABLED \
+  --query ChecksumCRC32 --output text)"
+[[ "$checksum" =~ ^[A-Za-z0-9+/]{6}==-3$ ]] ||
+  fail "expected a composite ChecksumCRC32 (base64 of 4 bytes, then -3), got $checksum"
+kind="$(aws s3api head-object --bucket "$bucket" --key mid.bin --checksum-mode ENABLED \
+  --query ChecksumType --output text)"
+[ "$kind" = "COMPOSITE" ] || fail "expected ChecksumType COMPOSITE, got $kind"
+aws s3 cp --no-progress "s3://$bucket/mid.bin" mid.out
+cmp mid.bin mid.out
+
+step "s3api list-buckets paging: --page-size 1 --max-items 1, then --starting-token"
+aws s3api create-bucket --bucket "$bucket-b" >/dev/null
+names="$(aws s3api list-buckets --prefix "$bucket" --page-size 1 --query 'Buckets[].Name' \
+  --output text | tr -s '\t\n' '  ')"
+[ "$names" = "$bucket $bucket-b " ] || fail "list-buckets --page-size 1 says: $names"
+# (JSON: the text output of a truncated listing adds a line per page.)
+first="$(aws s3api list-buckets --prefix "$bucket" --page-size 1 --max-items 1 \
+  --query 'Buckets[].Name' --output json | tr -d '[]" \n')"
+[ "$first" = "$bucket" ] || fail "first page: $first"
+token="$(aws s3api list-buckets --prefix "$bucket" --page-size 1 --max-items 1 \
+  --query NextToken --output json | tr -d '" \n')"
+[ -n "$token" ] && [ "$token" != "null" ] || fail "no NextToken after one of two buckets"
+second="$(aws s3api list-buckets --prefix "$bucket" --page-size 1 --max-items 1 \
+  --starting-token "$token" --query 'Buckets[].Name' --output json | tr -d '[]" \n')"
+[ "$second" = "$bucket-b" ] || fail "second page: $second"
+
+step "s3api list-buckets with MaxBuckets 1: one bucket and a ContinuationToken from the server"
+page="$(aws s3api list-buckets --no-paginate \
+  --cli-input-json "{\"MaxBuckets\": 1, \"Prefix\": \"$bucket\"}" \
+  --query '[length(Buckets), ContinuationToken]' --output text)"
+count="${page%%[[:space:]]*}"
+continuation="${page#*[[:space:]]}"
+[ "$count" = "1" ] || fail "MaxBuckets 1 listed $count buckets ($page)"
+[ -n "$continuation" ] && [ "$continuation" != "None" ] || fail "no ContinuationToken ($page)"
+rest="$(aws s3api list-buckets --no-paginate --cli-input-json \
+  "{\"MaxBuckets\": 1, \"Prefix\": \"$bucket\", \"ContinuationToken\": \"$continuation\"}" \
+  --query 'Buckets[].Name' --output text)"
+[ "$rest" = "$bucket-b" ] || fail "the page after the ContinuationToken says: $rest"
+aws s3api delete-bucket --bucket "$bucket-b"
 
 step "s3 rb of a non-empty bucket fails"
 if aws s3 rb "s3://$bucket" 2>err.txt; then fail "rb of a non-empty bucket succeeded"; fi

@@ -1,264 +1,47 @@
 """LightningStor's S3 API driven by boto3, asserting what AWS S3 does.
 
-`cargo test --test s3_clients boto3` starts a `photon dev`, creates the
-keys below and runs this file. By hand, against a running
-`photon dev --data-dir DIR`:
-
-    set -a; . DIR/s3.env; set +a
-    export S3_ENDPOINT="$AWS_ENDPOINT_URL" S3_ACCESS_KEY="$AWS_ACCESS_KEY_ID" \
-           S3_SECRET_KEY="$AWS_SECRET_ACCESS_KEY"
-    # Optional (their tests are skipped without them): an editor of another
-    # tenant, and a viewer in the first key's tenant and project.
-    export S3_OTHER_ACCESS_KEY=... S3_OTHER_SECRET_KEY=...
-    export S3_VIEWER_ACCESS_KEY=... S3_VIEWER_SECRET_KEY=...
-    python3.11 -m pytest -q tests/s3/test_boto3.py
-
-Every test gets a bucket of its own (the `bucket` fixture), emptied and
-deleted afterwards. Addressing is path-style, signatures SigV4, region
-us-east-1, and boto3 never retries, so each assertion sees exactly one
-response.
+Every supported API with its error codes, presigned URLs, authentication,
+tenant isolation and the viewer role. The helpers and fixtures (and how to
+run this by hand against a `photon dev`) are in conftest.py beside this file.
 """
 
-import base64
 import concurrent.futures
 import datetime
 import hashlib
-import os
-import random
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
-import xml.etree.ElementTree as ET
-import zlib
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
-ENDPOINT = os.environ.get("S3_ENDPOINT")
-ACCESS_KEY = os.environ.get("S3_ACCESS_KEY")
-SECRET_KEY = os.environ.get("S3_SECRET_KEY")
-OTHER = (os.environ.get("S3_OTHER_ACCESS_KEY"), os.environ.get("S3_OTHER_SECRET_KEY"))
-VIEWER = (os.environ.get("S3_VIEWER_ACCESS_KEY"), os.environ.get("S3_VIEWER_SECRET_KEY"))
-REGION = "us-east-1"
-
-if not (ENDPOINT and ACCESS_KEY and SECRET_KEY):
-    pytest.fail(
-        "set S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY (see the top of this file)",
-        pytrace=False,
-    )
-
-MIB = 1024 * 1024
-# LightningStor splits objects into chunks of this size (docs/design/0005).
-CHUNK = 8 * MIB
-PART_MIN = 5 * MIB
-# How long a new access key or role binding may take to reach the node.
-PROPAGATION_S = 20.0
-
-
-def make_client(access_key, secret_key, **config):
-    settings = {
-        "signature_version": "s3v4",
-        "s3": {"addressing_style": "path"},
-        "retries": {"total_max_attempts": 1},
-        "connect_timeout": 10,
-        "read_timeout": 120,
-    }
-    settings.update(config)
-    return boto3.client(
-        "s3",
-        endpoint_url=ENDPOINT,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name=REGION,
-        config=Config(**settings),
-    )
-
-
-def md5_hex(data):
-    return hashlib.md5(data).hexdigest()
-
-
-def b64(raw):
-    return base64.b64encode(raw).decode()
-
-
-def multipart_etag(parts):
-    digests = b"".join(hashlib.md5(p).digest() for p in parts)
-    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
-
-
-def _crc32c_table():
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-CHECKSUMS = {
-    "CRC32": lambda d: b64(zlib.crc32(d).to_bytes(4, "big")),
-    "CRC32C": lambda d: b64(crc32c(d).to_bytes(4, "big")),
-    "SHA256": lambda d: b64(hashlib.sha256(d).digest()),
-}
-
-
-def random_bytes(size, seed):
-    return random.Random(seed).randbytes(size)
-
-
-def headers_of(response):
-    return response["ResponseMetadata"]["HTTPHeaders"]
-
-
-def status_of(response):
-    return response["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def assert_request_id(response):
-    assert headers_of(response).get("x-amz-request-id"), (
-        f"no x-amz-request-id in {headers_of(response)}"
-    )
-
-
-def expect_error(status, code, call, *args, **kwargs):
-    """Runs `call`, which must fail with `status` and S3 error `code`.
-
-    HEAD responses have no body, so for them botocore reports the status
-    itself as the code (pass e.g. "404")."""
-    with pytest.raises(ClientError) as caught:
-        call(*args, **kwargs)
-    response = caught.value.response
-    got = (status_of(response), response.get("Error", {}).get("Code"))
-    want_codes = code if isinstance(code, (tuple, list, set)) else (code,)
-    assert got[0] == status and got[1] in want_codes, (
-        f"expected {status} {code}, got {got[0]} {got[1]}: {response.get('Error')}"
-    )
-    assert_request_id(response)
-    return response
-
-
-def read_body(response):
-    return response["Body"].read()
-
-
-def get_bytes(client, bucket, key, **kwargs):
-    return read_body(client.get_object(Bucket=bucket, Key=key, **kwargs))
-
-
-def http(method, url, data=None, headers=None):
-    """One plain HTTP request: (status, headers, body), never raising on 4xx."""
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
-
-def error_fields(body):
-    """(Code, Message) of an S3 XML error document."""
-    root = ET.fromstring(body)
-    return root.findtext("Code"), root.findtext("Message")
-
-
-def eventually(check, timeout_s=PROPAGATION_S):
-    """Retries `check` until it stops raising ClientError or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return check()
-        except (ClientError, EndpointConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def wait_for_key(client):
-    """Waits until the node knows the access key (new keys reach it a moment
-    after `photon ctl` returns)."""
-    deadline = time.monotonic() + PROPAGATION_S
-    while True:
-        try:
-            client.list_buckets()
-            return
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code not in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return
-            if time.monotonic() > deadline:
-                raise
-        except EndpointConnectionError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.2)
-
-
-def unique_bucket_name(hint):
-    hint = re.sub(r"[^a-z0-9]+", "-", hint.lower()).strip("-")[:40].strip("-")
-    return f"{hint or 'b'}-{uuid.uuid4().hex[:12]}"
-
-
-def empty_and_delete(client, bucket):
-    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-        for upload in page.get("Uploads", []):
-            client.abort_multipart_upload(
-                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=item["Key"])
-    client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture(scope="session")
-def s3():
-    client = make_client(ACCESS_KEY, SECRET_KEY)
-    wait_for_key(client)
-    return client
-
-
-@pytest.fixture(scope="session")
-def other():
-    if not all(OTHER):
-        pytest.skip("S3_OTHER_ACCESS_KEY / S3_OTHER_SECRET_KEY not set")
-    client = make_client(*OTHER)
-    wait_for_key(client)
-    return client
-
-
-@pytest.fixture(scope="session")
-def viewer():
-    if not all(VIEWER):
-        pytest.skip("S3_VIEWER_ACCESS_KEY / S3_VIEWER_SECRET_KEY not set")
-    client = make_client(*VIEWER)
-    wait_for_key(client)
-    return client
-
-
-@pytest.fixture
-def bucket(s3, request):
-    name = unique_bucket_name(request.node.name)
-    s3.create_bucket(Bucket=name)
-    yield name
-    empty_and_delete(s3, name)
-
+from conftest import (
+    ACCESS_KEY,
+    CHECKSUMS,
+    CHUNK,
+    ENDPOINT,
+    MIB,
+    PART_MIN,
+    REGION,
+    SECRET_KEY,
+    assert_request_id,
+    b64,
+    empty_and_delete,
+    error_fields,
+    eventually,
+    expect_error,
+    get_bytes,
+    headers_of,
+    http,
+    make_client,
+    md5_hex,
+    multipart_etag,
+    random_bytes,
+    read_body,
+    status_of,
+    unique_bucket_name,
+)
 
 # ---------------------------------------------------------------- buckets
 

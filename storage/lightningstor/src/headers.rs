@@ -229,6 +229,9 @@ const RULES: &[Rule] = &[
         Ops::Only(&[CreateBucket]),
         Values::OneOf(&["BucketOwnerEnforced"]),
     ),
+    // Only chunked framing: a coding like `gzip, chunked` would store the
+    // compressed bytes as if they were the object (RFC 9112 asks for 501).
+    rule("transfer-encoding", Ops::All, Values::OneOf(&["chunked"])),
     // HTTP preconditions and ranges.
     rule(
         "if-match",
@@ -266,7 +269,12 @@ fn governed(name: &str) -> bool {
     name.starts_with("x-amz-")
         || matches!(
             name,
-            "if-match" | "if-none-match" | "if-modified-since" | "if-unmodified-since" | "range"
+            "if-match"
+                | "if-none-match"
+                | "if-modified-since"
+                | "if-unmodified-since"
+                | "range"
+                | "transfer-encoding"
         )
 }
 
@@ -448,6 +456,7 @@ mod tests {
             None
         );
         assert_eq!(code(ListObjectsV2, &[("content-type", "text/plain")]), None);
+        assert_eq!(code(PutObject, &[("transfer-encoding", "chunked")]), None);
     }
 
     #[test]
@@ -482,6 +491,7 @@ mod tests {
             ),
             (DeleteObjects, vec![("if-match", "\"abc\"")]),
             (ListBuckets, vec![("x-amz-security-token", "token")]),
+            (PutObject, vec![("transfer-encoding", "gzip, chunked")]),
         ] {
             assert_eq!(
                 code(op, &pairs),

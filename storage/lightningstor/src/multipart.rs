@@ -76,6 +76,11 @@ fn upload_checksum(r: &S3Request) -> Result<Option<(Algorithm, Kind)>, S3Error> 
                 ),
             ))
         }
+        // As S3: a CRC-64/NVME checksum is always of the whole object.
+        (Some(Algorithm::Crc64Nvme), Some(Kind::Composite)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "the CRC64NVME checksum algorithm supports only the FULL_OBJECT checksum type",
+        )),
         (Some(algorithm), Some(kind)) => Ok(Some((algorithm, kind))),
         // S3's defaults: CRC64NVME checksums the whole object, the others
         // combine the parts' checksums.
@@ -624,6 +629,7 @@ pub async fn list_parts(api: &Api, r: &mut S3Request) -> S3Result {
             last_modified: last_modified(m.last_modified_ms),
             etag: &m.etag,
             size: m.size,
+            checksum: object_ops::checksum_element(m.checksum.as_ref()),
         })
         .collect();
     let next = listed.last().map_or(0, |(n, _)| *n as u16);
@@ -641,6 +647,7 @@ pub async fn list_parts(api: &Api, r: &mut S3Request) -> S3Result {
             display_name: Some(&record.principal),
         },
         parts: &entries,
+        checksum: record.checksum.map(|(a, k)| (a.name(), k.name())),
     };
     Ok(response::xml(result.to_xml()))
 }

@@ -610,6 +610,9 @@ pub struct PartEntry<'a> {
     pub last_modified: SystemTime,
     pub etag: &'a str,
     pub size: u64,
+    /// The part's own checksum (`Checksum<ALGORITHM>`; its kind is not
+    /// written per part).
+    pub checksum: Option<ChecksumElement<'a>>,
 }
 
 /// ListParts: `ListPartsResult`. The owner is also written as initiator.
@@ -624,6 +627,8 @@ pub struct ListPartsResult<'a> {
     pub is_truncated: bool,
     pub owner: Owner<'a>,
     pub parts: &'a [PartEntry<'a>],
+    /// The upload's `ChecksumAlgorithm` and `ChecksumType`, when it has one.
+    pub checksum: Option<(&'a str, &'a str)>,
 }
 
 impl ListPartsResult<'_> {
@@ -643,12 +648,19 @@ impl ListPartsResult<'_> {
         );
         writer.number_element("MaxParts", u64::from(self.max_parts));
         writer.boolean_element("IsTruncated", self.is_truncated);
+        if let Some((algorithm, kind)) = self.checksum {
+            writer.element("ChecksumAlgorithm", algorithm);
+            writer.element("ChecksumType", kind);
+        }
         for part in self.parts {
             writer.open("Part");
             writer.number_element("PartNumber", u64::from(part.part_number));
             writer.timestamp_element("LastModified", part.last_modified);
             writer.etag_element(part.etag);
             writer.number_element("Size", part.size);
+            if let Some(c) = part.checksum {
+                writer.element(&format!("Checksum{}", c.algorithm), c.value);
+            }
             writer.close("Part");
         }
         writer.close("ListPartsResult");
@@ -1262,12 +1274,18 @@ mod tests {
                 last_modified: at(10, 0),
                 etag: "p1",
                 size: 5 * 1024 * 1024,
+                checksum: Some(ChecksumElement {
+                    algorithm: "SHA1",
+                    value: "c2hhMQ==",
+                    kind: "FULL_OBJECT",
+                }),
             },
             PartEntry {
                 part_number: 10_000,
                 last_modified: at(11, 0),
                 etag: "p2",
                 size: 1,
+                checksum: None,
             },
         ];
         let body = ListPartsResult {
@@ -1280,9 +1298,18 @@ mod tests {
             is_truncated: false,
             owner: OWNER,
             parts: &parts,
+            checksum: Some(("SHA1", "COMPOSITE")),
         }
         .to_xml();
         let leaves_parts = leaves(&body);
+        assert_eq!(
+            values(&leaves_parts, "ListPartsResult/Part/ChecksumSHA1"),
+            ["c2hhMQ=="]
+        );
+        assert_eq!(
+            value(&leaves_parts, "ListPartsResult/ChecksumType"),
+            "COMPOSITE"
+        );
         assert_eq!(
             values(&leaves_parts, "ListPartsResult/Part/PartNumber"),
             ["1", "10000"]

@@ -306,12 +306,18 @@ fn multipart_cases() -> Vec<ResponseCase> {
             last_modified: at(1_600_000_000, 1),
             etag: "p1",
             size: 5 * 1_048_576,
+            checksum: Some(ChecksumElement {
+                algorithm: "CRC32C",
+                value: "yZRlqg==",
+                kind: "FULL_OBJECT",
+            }),
         },
         PartEntry {
             part_number: 10_000,
             last_modified: at(1_600_000_001, 2),
             etag: "\"p2\"",
             size: 3,
+            checksum: None,
         },
     ];
     let uploads = [
@@ -390,6 +396,7 @@ fn multipart_cases() -> Vec<ResponseCase> {
                 is_truncated: true,
                 owner: OWNER,
                 parts: &parts,
+                checksum: Some(("CRC32C", "COMPOSITE")),
             }
             .to_xml(),
         },
@@ -764,6 +771,10 @@ fn check_multipart(parsed: &Parsed) {
     );
     assert_eq!(parsed.get(name, "Parts[1].PartNumber"), "10000");
     assert_eq!(parsed.get(name, "Parts[1].ETag"), "\"p2\"");
+    assert_eq!(parsed.get(name, "Parts[0].ChecksumCRC32C"), "yZRlqg==");
+    assert!(!parsed.has(name, "Parts[1].ChecksumCRC32C"));
+    assert_eq!(parsed.get(name, "ChecksumAlgorithm"), "CRC32C");
+    assert_eq!(parsed.get(name, "ChecksumType"), "COMPOSITE");
     assert_eq!(parsed.get(name, "NextPartNumberMarker"), "10000");
     assert_eq!(parsed.get(name, "IsTruncated"), "true");
     assert_eq!(parsed.get(name, "Initiator.ID"), OWNER.id);
