@@ -62,6 +62,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             proposals_pending_max: c.proposals_pending_max,
             watches_per_connection_max: c.watches_per_connection_max,
         },
+        connections: config.limits.whole(),
         directory: photon_iam::Directory::new(cluster_key),
         auth: photon_control::rpc::AuthSettings {
             token_ttl_default_ms: config.iam.token_ttl_default_s * 1000,

@@ -9,6 +9,7 @@ mod ctl_iam;
 mod ctl_lb;
 mod ctl_volume;
 mod data_dir;
+mod descriptors;
 mod lb;
 mod node;
 mod storage;

@@ -214,6 +214,18 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let _lock = lock_data_dir(&data_dir)?;
+    let open_files = crate::descriptors::raise_open_files(config.limits.open_files)?;
+    let serves = |role: &str| config.node.roles.iter().any(|r| r == role);
+    // admin always; control; S3 and NBD with the storage role.
+    let listeners = 1 + usize::from(serves("control")) + 2 * usize::from(serves("storage"));
+    if crate::descriptors::fit_connections(&mut config.limits, open_files, listeners) {
+        tracing::warn!(
+            open_files,
+            listeners,
+            connections_per_listener = config.limits.connections_per_listener,
+            "the open-file limit allows fewer connections than limits.connections_per_listener: cut to fit"
+        );
+    }
     let name = config.node.name.clone();
     let json_logs = config.log.format == LogFormat::Json;
 

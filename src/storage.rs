@@ -38,6 +38,8 @@ pub fn s3_params(
     store.segment_bytes = config.s3.segment_mib << 20;
     let limits = S3Limits {
         garbage_grace: Duration::from_secs(config.s3.garbage_grace_s),
+        body_idle_timeout: config.limits.body_idle_timeout(),
+        body_rate_min_bytes_per_s: config.limits.body_rate_min_bytes_per_s,
         ..S3Limits::default()
     };
     store.chunk_bytes_max = limits.chunk_bytes as usize;

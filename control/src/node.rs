@@ -39,6 +39,8 @@ pub struct ControlNodeConfig {
     /// Entries kept behind the latest snapshot.
     pub snapshot_keep_entries: u64,
     pub limits: crate::rpc::ServiceLimits,
+    /// Admission and handshake timeout of the Cap'n Proto listener.
+    pub connections: photon_core::gate::ConnectionLimits,
     /// This node's IAM view, holding the cluster key (which seals secrets in
     /// the KV and proves this node to its peers; every node of a cluster
     /// holds the same one). Created by the caller so the node's data-plane
@@ -73,6 +75,7 @@ impl ControlNodeConfig {
             snapshot_every_entries: 10_000,
             snapshot_keep_entries: 1_000,
             limits: crate::rpc::ServiceLimits::default(),
+            connections: photon_core::gate::ConnectionLimits::default(),
             directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
             buckets: crate::buckets::BucketSettings::default(),
@@ -195,7 +198,7 @@ impl ControlNode {
             config.lb.clone(),
         );
         let mut tasks = vec![
-            tokio::task::spawn_local(rpc::serve(listener, service)),
+            tokio::task::spawn_local(rpc::serve(listener, service, config.connections.clone())),
             tokio::task::spawn_local(crate::iam_node::follow(
                 state_machine.clone(),
                 directory.clone(),

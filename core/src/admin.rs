@@ -88,7 +88,7 @@ impl ShardService for AdminService {
         let options = ServeOptions {
             service: Self::NAME,
             limits: HttpLimits {
-                connections_max: 256,
+                connection: ctx.config().limits.per_shard(ctx.shards()),
                 ..HttpLimits::default()
             },
             shutdown: ctx.shutdown().clone(),

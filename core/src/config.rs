@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
 /// unambiguously `engine.io_memory_mib`).
 const SECTIONS: &[&str] = &[
-    "node", "engine", "admin", "control", "iam", "s3", "nbd", "lb", "log", "shutdown",
+    "node", "engine", "admin", "control", "iam", "s3", "nbd", "lb", "log", "shutdown", "limits",
 ];
 
 /// Prefix of configuration environment variables.
@@ -51,6 +52,7 @@ pub struct Config {
     pub lb: LbConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -301,6 +303,72 @@ pub struct ShutdownConfig {
     pub drain_timeout_ms: u64,
 }
 
+/// Connection limits and timeouts of every listener (S3, NBD, admin,
+/// control), see `crate::gate` and docs/running.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The open-file limit (RLIMIT_NOFILE) asked for at start; 0 is the
+    /// hard limit. The connection budget below is cut to what it allows.
+    pub open_files: u64,
+    /// Open connections per listener, over all shards.
+    pub connections_per_listener: usize,
+    /// Of those, connections that have not authenticated yet; beyond it the
+    /// oldest unauthenticated connection is closed.
+    pub unauthenticated_per_listener: usize,
+    /// Unauthenticated connections one IP address may hold per listener.
+    pub unauthenticated_per_source: usize,
+    /// A connection must authenticate within this time.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this time
+    /// (HTTP; authenticated NBD and control sessions may idle).
+    pub idle_timeout_ms: u64,
+    /// A request body that sends nothing for this long is cut.
+    pub body_idle_timeout_ms: u64,
+    /// ... and one slower than this on average (after the first
+    /// `body_idle_timeout_ms`) too.
+    pub body_rate_min_bytes_per_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            open_files: 0,
+            connections_per_listener: 10_000,
+            unauthenticated_per_listener: 1_000,
+            unauthenticated_per_source: 64,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_idle_timeout_ms: 30_000,
+            body_rate_min_bytes_per_s: 1_024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits of one listener on one of `shards` shards (each shard
+    /// accepts about its share of the connections).
+    pub fn per_shard(&self, shards: usize) -> crate::gate::ConnectionLimits {
+        let share = |n: usize| n.div_ceil(shards.max(1)).max(1);
+        crate::gate::ConnectionLimits {
+            connections_max: share(self.connections_per_listener),
+            unauthenticated_max: share(self.unauthenticated_per_listener),
+            per_source_unauthenticated_max: share(self.unauthenticated_per_source),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+
+    /// The limits of a listener served by one thread (the control plane).
+    pub fn whole(&self) -> crate::gate::ConnectionLimits {
+        self.per_shard(1)
+    }
+
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_idle_timeout_ms)
+    }
+}
+
 /// Named limits that validation enforces.
 pub mod limits {
     pub const CORES_MAX: usize = 1024;
@@ -524,6 +592,36 @@ impl Config {
                 "lb.mtu",
                 "must be 0 (the interface's) or 1280 to 65535".into(),
             );
+        }
+        let l = &self.limits;
+        if l.connections_per_listener == 0 || l.connections_per_listener > 1 << 24 {
+            return bad(
+                "limits.connections_per_listener",
+                "must be 1 to 16777216".into(),
+            );
+        }
+        if l.unauthenticated_per_listener == 0
+            || l.unauthenticated_per_listener > l.connections_per_listener
+        {
+            return bad(
+                "limits.unauthenticated_per_listener",
+                "must be 1 to limits.connections_per_listener".into(),
+            );
+        }
+        if l.unauthenticated_per_source == 0 {
+            return bad(
+                "limits.unauthenticated_per_source",
+                "must be at least 1".into(),
+            );
+        }
+        for (key, ms) in [
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.body_idle_timeout_ms", l.body_idle_timeout_ms),
+        ] {
+            if !(100..=86_400_000).contains(&ms) {
+                return bad(key, "must be 100 to 86400000 (one day)".into());
+            }
         }
         if !(16..=4096).contains(&self.s3.segment_mib) {
             return bad("s3.segment_mib", "must be between 16 and 4096".into());

@@ -12,31 +12,36 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Semaphore;
 use hyper::body::{Body, Incoming};
 use hyper::rt::{ReadBufCursor, Sleep, Timer};
 use hyper::{Request, Response};
 
+use crate::gate::{ConnectionLimits, Gate, Ticket};
 use crate::metrics::{Counter, Gauge, LatencyHistogram, ShardMetrics};
 use crate::shutdown::{InFlight, ShutdownSignal};
 
 /// Limits of one HTTP server on one shard.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Open connections per shard; accepting waits beyond it.
-    pub connections_max: usize,
+    /// Connection admission and timeouts ([`crate::gate`]).
+    pub connection: ConnectionLimits,
     /// A client must send a whole request head within this time.
     pub header_read_timeout: Duration,
     /// Largest request head hyper buffers, in bytes.
     pub header_bytes_max: usize,
+    /// Whether the service checks credentials itself (it then sets the
+    /// request's [`crate::gate::AuthMark`]); otherwise a connection counts as
+    /// authenticated once a whole request head arrived.
+    pub authenticates: bool,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            connections_max: 10_000,
+            connection: ConnectionLimits::default(),
             header_read_timeout: Duration::from_secs(30),
             header_bytes_max: 64 * 1024,
+            authenticates: false,
         }
     }
 }
@@ -161,12 +166,21 @@ impl Timer for GlommioTimer {
 pub struct HttpMetrics {
     connections_open: Gauge,
     connections_total: Counter,
+    /// Connections closed by a limit: evicted, refused, timed out.
+    connections_limited: [Counter; 4],
     responses: [Counter; 5],
     latency: LatencyHistogram,
 }
 
 impl HttpMetrics {
     pub fn new(metrics: &ShardMetrics, service: &str) -> Self {
+        let limited = |reason: &str| {
+            metrics.counter(
+                "photon_http_connections_limited_total",
+                "HTTP connections closed or refused by a connection limit",
+                &[("service", service), ("reason", reason)],
+            )
+        };
         let class = |c: &str| {
             metrics.counter(
                 "photon_http_responses_total",
@@ -185,6 +199,12 @@ impl HttpMetrics {
                 "HTTP connections accepted",
                 &[("service", service)],
             ),
+            connections_limited: [
+                limited("evicted"),
+                limited("source_busy"),
+                limited("handshake_timeout"),
+                limited("idle_timeout"),
+            ],
             responses: [
                 class("1xx"),
                 class("2xx"),
@@ -219,9 +239,20 @@ pub struct ServeOptions {
     pub task_queue: glommio::TaskQueueHandle,
 }
 
+/// Why a connection was closed by a limit (index into
+/// `HttpMetrics::connections_limited`).
+#[derive(Debug, Clone, Copy)]
+enum Limited {
+    Evicted = 0,
+    SourceBusy = 1,
+    Handshake = 2,
+    Idle = 3,
+}
+
 /// Accepts connections until draining starts, serves each with hyper, then
 /// lets open connections finish (idle keep-alive ones close at once) within
 /// the drain deadline. Returns the number of connections cut at the deadline.
+/// Admission goes through a [`Gate`] of `options.limits.connection`.
 pub async fn serve<H, F, B>(listener: TcpListener, handler: H, options: ServeOptions) -> usize
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
@@ -229,15 +260,13 @@ where
     B: Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let permits = Rc::new(Semaphore::new(options.limits.connections_max as u64));
+    let gate = Gate::new(options.limits.connection.clone());
     let connections = InFlight::new();
     loop {
         let accepted = futures_lite::future::or(
             async {
-                let Ok(permit) = permits.clone().acquire_static_permit(1).await else {
-                    return None;
-                };
-                Some(listener.accept().await.map(|s| (s, permit)))
+                gate.room().await;
+                Some(listener.accept().await)
             },
             async {
                 options.shutdown.draining().await;
@@ -245,9 +274,9 @@ where
             },
         )
         .await;
-        let (stream, permit) = match accepted {
+        let stream = match accepted {
             None => break,
-            Some(Ok(pair)) => pair,
+            Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 // Out of descriptors and similar: log, back off briefly, go on.
                 tracing::warn!(service = options.service, error = %e, "accept failed");
@@ -255,13 +284,24 @@ where
                 continue;
             }
         };
+        let source = match stream.peer_addr() {
+            Ok(address) => address.ip(),
+            Err(_) => continue, // already gone
+        };
+        let ticket = match gate.admit(source) {
+            Ok(ticket) => ticket,
+            Err(_) => {
+                options.metrics.connections_limited[Limited::SourceBusy as usize].inc();
+                continue; // dropping the stream closes it
+            }
+        };
         let conn_guard = connections.enter();
         let drain_guard = options.in_flight.enter();
         let (handler, options2) = (handler.clone(), options.clone());
         glommio::spawn_local_into(
             async move {
-                serve_connection(stream, handler, &options2).await;
-                drop((permit, conn_guard, drain_guard));
+                serve_connection(stream, ticket, handler, &options2).await;
+                drop((conn_guard, drain_guard));
             },
             options.task_queue,
         )
@@ -282,8 +322,20 @@ where
     cut
 }
 
-async fn serve_connection<H, F, B>(stream: TcpStream, handler: H, options: &ServeOptions)
-where
+/// What one connection is doing, for its watchdog.
+#[derive(Default)]
+struct Activity {
+    in_flight: std::cell::Cell<usize>,
+    /// When the last response was handed to hyper (or the connection began).
+    idle_since: std::cell::Cell<Option<Instant>>,
+}
+
+async fn serve_connection<H, F, B>(
+    stream: TcpStream,
+    ticket: Ticket,
+    handler: H,
+    options: &ServeOptions,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
     F: Future<Output = Response<B>> + 'static,
     B: Body + 'static,
@@ -293,11 +345,22 @@ where
     options.metrics.connections_total.inc();
     options.metrics.connections_open.inc();
     let metrics = options.metrics.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let mark = ticket.mark().clone();
+    let authenticates = options.limits.authenticates;
+    let activity = Rc::new(Activity::default());
+    activity.idle_since.set(Some(Instant::now()));
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let started = Instant::now();
+        if !authenticates {
+            mark.set();
+        }
+        req.extensions_mut().insert(mark.clone());
+        tracked.in_flight.set(tracked.in_flight.get() + 1);
         let close = empty_expecting_continue(req.headers());
         let fut = handler(req);
         let metrics = metrics.clone();
+        let tracked = tracked.clone();
         async move {
             let mut response = fut.await;
             if close {
@@ -307,6 +370,8 @@ where
                 );
             }
             metrics.record(response.status().as_u16(), started.elapsed());
+            tracked.in_flight.set(tracked.in_flight.get() - 1);
+            tracked.idle_since.set(Some(Instant::now()));
             Ok::<_, Infallible>(response)
         }
     });
@@ -321,23 +386,71 @@ where
         .keep_alive(true);
     let conn = builder.serve_connection(HyperIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
-    let first = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
-        options.shutdown.draining().await;
-        None
-    })
+    let first = futures_lite::future::or(
+        async { Ok(conn.as_mut().await) },
+        futures_lite::future::or(
+            async {
+                options.shutdown.draining().await;
+                Err(None)
+            },
+            async {
+                futures_lite::future::or(
+                    async {
+                        ticket.evicted().await;
+                        Err(Some(Limited::Evicted))
+                    },
+                    async { Err(Some(watch(&ticket, &activity).await)) },
+                )
+                .await
+            },
+        ),
+    )
     .await;
     let result = match first {
-        Some(r) => r,
-        None => {
+        Ok(r) => r,
+        Err(None) => {
             // Finish the request in flight, close an idle keep-alive at once.
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        Err(Some(reason)) => {
+            // Dropping the connection closes the socket.
+            options.metrics.connections_limited[reason as usize].inc();
+            Ok(())
         }
     };
     if let Err(e) = result {
         tracing::debug!(service = options.service, error = %e, "connection ended with an error");
     }
     options.metrics.connections_open.dec();
+    drop(ticket);
+}
+
+/// Completes when the connection has outstayed a timeout: never
+/// authenticated within `handshake_timeout`, or nothing in flight for
+/// `idle_timeout`. A request in flight is never cut here (its body has its
+/// own timeout in the service that reads it).
+async fn watch(ticket: &Ticket, activity: &Activity) -> Limited {
+    let limits = ticket.limits();
+    let step = (limits.handshake_timeout.min(limits.idle_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let opened = Instant::now();
+    loop {
+        glommio::timer::sleep(step).await;
+        if activity.in_flight.get() > 0 {
+            continue;
+        }
+        if !ticket.is_authenticated() && opened.elapsed() >= limits.handshake_timeout {
+            return Limited::Handshake;
+        }
+        let idle = activity
+            .idle_since
+            .get()
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        if idle >= limits.idle_timeout {
+            return Limited::Idle;
+        }
+    }
 }
 
 /// Whether a request announced an empty body and still asked for `100

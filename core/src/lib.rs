@@ -18,6 +18,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod gate;
 pub mod http;
 pub mod listen;
 pub mod local_sync;

@@ -93,6 +93,9 @@ pub struct NodeService {
     source: std::net::IpAddr,
     /// Per connection: watches open on it.
     watches: std::rc::Rc<std::cell::Cell<usize>>,
+    /// Per connection: set once it authenticated (a token or a peer proof),
+    /// so the listener's gate no longer counts it as a stranger.
+    mark: photon_core::gate::AuthMark,
     buckets: std::rc::Rc<crate::buckets::BucketSettings>,
     volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
     lb: std::rc::Rc<crate::lb::LbSettings>,
@@ -113,6 +116,7 @@ impl NodeService {
             auth,
             source: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             watches: std::rc::Rc::default(),
+            mark: photon_core::gate::AuthMark::default(),
             buckets: std::rc::Rc::new(buckets),
             volumes: std::rc::Rc::new(volumes),
             lb: std::rc::Rc::new(lb),
@@ -240,6 +244,7 @@ impl node::Server for NodeService {
                 capnp::Error::failed(format!("{UNAUTHENTICATED}: token is not UTF-8"))
             })?;
         self.auth.verify(&token)?;
+        self.mark.set();
         let session = SessionService {
             node_id: self.node_id,
             proposer: self.proposer.clone(),
@@ -265,6 +270,7 @@ impl node::Server for NodeService {
                 "{UNAUTHENTICATED}: peer proof refused (nodes of one cluster must share iam.cluster_key_file)"
             )));
         }
+        self.mark.set();
         results
             .get()
             .set_raft(capnp_rpc::new_client(RaftService::new(
@@ -388,9 +394,19 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 }
 
 /// Accepts connections on `listener` until it fails or the task is dropped;
-/// a bad connection affects only itself.
-pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
+/// a bad connection affects only itself. Admission goes through a gate of
+/// `limits` (docs/running.md): a connection that has not authenticated (a
+/// token or a Raft peer proof) within the handshake timeout is closed, and
+/// a flood of strangers only ever evicts its own oldest members.
+/// Authenticated sessions may idle (watches wait for changes).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: NodeService,
+    limits: photon_core::gate::ConnectionLimits,
+) {
+    let gate = photon_core::gate::Gate::new(limits);
     loop {
+        gate.room().await;
         let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
@@ -398,6 +414,10 @@ pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
+        };
+        let Ok(ticket) = gate.admit(peer.ip()) else {
+            tracing::debug!(%peer, "refused: too many unauthenticated connections from this source");
+            continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.compat().split();
@@ -412,11 +432,37 @@ pub async fn serve(listener: tokio::net::TcpListener, service: NodeService) {
         let bootstrap: node::Client = capnp_rpc::new_client(NodeService {
             watches: std::rc::Rc::default(),
             source: peer.ip(),
+            mark: ticket.mark().clone(),
             ..service.clone()
         });
         let rpc = RpcSystem::new(Box::new(network), Some(bootstrap.client));
         tokio::task::spawn_local(async move {
-            if let Err(e) = rpc.await {
+            let ticket = ticket;
+            let handshake = ticket.limits().handshake_timeout;
+            let outcome = futures::future::select(
+                Box::pin(rpc),
+                Box::pin(async {
+                    futures::future::select(
+                        Box::pin(ticket.evicted()),
+                        Box::pin(async {
+                            tokio::time::sleep(handshake).await;
+                            if ticket.is_authenticated() {
+                                std::future::pending::<()>().await;
+                            }
+                        }),
+                    )
+                    .await;
+                }),
+            )
+            .await;
+            let ended = match outcome {
+                futures::future::Either::Left((result, _)) => result.err(),
+                futures::future::Either::Right(_) => {
+                    tracing::debug!(%peer, "closed an unauthenticated control connection (timeout or eviction)");
+                    None
+                }
+            };
+            if let Some(e) = ended {
                 tracing::debug!(%peer, error = %e, "control connection ended");
             }
         });

@@ -21,9 +21,7 @@ use crate::catalog::VolumeCatalog;
 use crate::command::{VolumeCommand, VolumeOp};
 use crate::handshake::{negotiate, Export, Negotiated};
 use crate::metrics::NbdMetrics;
-
-/// How long a client may take to finish the handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use photon_core::gate::{Gate, Ticket};
 
 /// The NBD service's settings.
 #[derive(Clone)]
@@ -48,6 +46,9 @@ pub struct NbdService {
     params: NbdParams,
     listener: RefCell<Option<TcpListener>>,
     metrics: Rc<NbdMetrics>,
+    /// Admission of this shard's NBD connections (`limits.*`): the
+    /// handshake is the authentication (an attach token).
+    gate: Rc<Gate>,
 }
 
 fn now_ms() -> u64 {
@@ -100,13 +101,22 @@ impl NbdService {
         Ok(Export::new(volume))
     }
 
-    async fn connection(self: Rc<Self>, ctx: ShardContext<Self>, mut stream: TcpStream) {
+    async fn connection(
+        self: Rc<Self>,
+        ctx: ShardContext<Self>,
+        mut stream: TcpStream,
+        ticket: Ticket,
+    ) {
         let shards = ctx.shards();
         let this = self.clone();
         let handshake =
             async { Some(negotiate(&mut stream, |token| this.resolve(token, shards)).await) };
         let timeout = async {
-            glommio::timer::sleep(HANDSHAKE_TIMEOUT).await;
+            futures_lite::future::or(
+                glommio::timer::sleep(ticket.limits().handshake_timeout),
+                ticket.evicted(),
+            )
+            .await;
             None
         };
         let session = match futures_lite::future::or(handshake, timeout).await {
@@ -122,11 +132,15 @@ impl NbdService {
                 return;
             }
         };
+        ticket.mark().set();
         let owner = session.export.volume.shard as ShardId;
         if owner == ctx.shard() {
             self.serve(&ctx, stream, session).await;
+            drop(ticket);
             return;
         }
+        // The owner counts it from here on.
+        drop(ticket);
         // Move the socket to the owner: its data path stays on one core.
         // SAFETY: dup returns a new descriptor we own (or -1, checked).
         let fd = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -236,6 +250,7 @@ impl ShardService for NbdService {
             params: params.clone(),
             listener: RefCell::new(Some(listener)),
             metrics: Rc::new(NbdMetrics::new(ctx.metrics())),
+            gate: Gate::new(ctx.config().limits.per_shard(ctx.shards())),
         })
     }
 
@@ -247,7 +262,10 @@ impl ShardService for NbdService {
         let commands = ctx.spawn(self.clone().commands(ctx.clone()));
         let stats = ctx.spawn_bulk(self.clone().mirror_stats());
         loop {
-            let accept = async { Some(listener.accept().await) };
+            let accept = async {
+                self.gate.room().await;
+                Some(listener.accept().await)
+            };
             let drain = async {
                 ctx.shutdown().draining().await;
                 None
@@ -255,7 +273,14 @@ impl ShardService for NbdService {
             match futures_lite::future::or(accept, drain).await {
                 None => break,
                 Some(Ok(stream)) => {
-                    ctx.spawn(self.clone().connection(ctx.clone(), stream))
+                    let Some(source) = stream.peer_addr().ok().map(|a| a.ip()) else {
+                        continue;
+                    };
+                    let Ok(ticket) = self.gate.admit(source) else {
+                        self.metrics.handshakes_refused.inc();
+                        continue; // too many strangers from there: closed
+                    };
+                    ctx.spawn(self.clone().connection(ctx.clone(), stream, ticket))
                         .detach();
                 }
                 Some(Err(e)) => {
@@ -274,10 +299,19 @@ impl ShardService for NbdService {
             NbdRequest::Adopt { fd, session } => {
                 // SAFETY: the descriptor is ours (moved in) and a TCP socket.
                 let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+                let source = stream
+                    .peer_addr()
+                    .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                        a.ip()
+                    });
+                let ticket = self.gate.adopt(source);
                 let this = self.clone();
                 let ctx2 = ctx.clone();
-                ctx.spawn(async move { this.serve(&ctx2, stream, session).await })
-                    .detach();
+                ctx.spawn(async move {
+                    this.serve(&ctx2, stream, session).await;
+                    drop(ticket);
+                })
+                .detach();
             }
         }
     }

@@ -34,6 +34,8 @@ pub struct S3Request {
     pub target: Target,
     pub query: Query,
     pub caller: Caller,
+    /// How slow the body may arrive (see [`crate::body::BodyPace`]).
+    pub pace: crate::body::BodyPace,
 }
 
 impl S3Request {
@@ -115,8 +117,17 @@ impl Api {
             None if parts.headers.contains_key(http::header::TRANSFER_ENCODING) => None,
             None => Some(0),
         };
+        let pace = crate::body::BodyPace {
+            idle_timeout: self.limits().body_idle_timeout,
+            rate_min_bytes_per_s: self.limits().body_rate_min_bytes_per_s,
+        };
         let (result, unread) = match self.authenticate(&parts) {
             Ok((caller, target, query, op)) => {
+                // A valid signature: this connection keeps its place when
+                // unauthenticated ones are evicted.
+                if let Some(mark) = parts.extensions.get::<photon_core::gate::AuthMark>() {
+                    mark.set();
+                }
                 let mut request = S3Request {
                     op,
                     parts,
@@ -124,6 +135,7 @@ impl Api {
                     target,
                     query,
                     caller,
+                    pace,
                 };
                 let result = self.route(&mut request).await;
                 (result, request.body.take())
@@ -144,7 +156,12 @@ impl Api {
             close = true;
         } else if result.is_err() && announced != Some(0) {
             match (unread, announced) {
-                (Some(body), Some(n)) if n <= DRAIN_BYTES_MAX as u64 => drain_small(body).await,
+                (Some(body), Some(n)) if n <= DRAIN_BYTES_MAX as u64 => {
+                    // A body that stops short is not waited for.
+                    if !drain_small(body, pace.idle_timeout).await {
+                        close = true;
+                    }
+                }
                 // Too large to read for nothing, or partly read already.
                 _ => close = true,
             }
@@ -346,15 +363,23 @@ fn parts_expect_continue(expect: &Option<http::HeaderValue>) -> bool {
 /// Largest unread request body drained after an error.
 const DRAIN_BYTES_MAX: usize = 1 << 20;
 
-/// Reads and drops an unread body of at most [`DRAIN_BYTES_MAX`].
-async fn drain_small(body: Incoming) {
+/// Reads and drops an unread body of at most [`DRAIN_BYTES_MAX`]; false
+/// when it stalled for `idle_timeout` (the connection must close).
+async fn drain_small(body: Incoming, idle_timeout: std::time::Duration) -> bool {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut seen = 0usize;
     while seen <= DRAIN_BYTES_MAX {
-        match body.frame().await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
-            _ => break,
+        let frame = futures_lite::future::or(async { Some(body.frame().await) }, async {
+            glommio::timer::sleep(idle_timeout).await;
+            None
+        })
+        .await;
+        match frame {
+            None => return false,
+            Some(Some(Ok(frame))) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            Some(_) => break,
         }
     }
+    true
 }

@@ -20,6 +20,23 @@ use crate::api::S3Request;
 use crate::auth::sigv4_error;
 use crate::checksum::{Algorithm, Hasher};
 
+/// How slowly a request body may arrive: a body that sends nothing for
+/// `idle_timeout`, or averages under `rate_min_bytes_per_s` once it has run
+/// for `idle_timeout`, is cut with RequestTimeout (a slow-loris upload holds
+/// a connection and a buffer; an honest one is far faster).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPace {
+    pub idle_timeout: std::time::Duration,
+    pub rate_min_bytes_per_s: u64,
+}
+
+fn request_timeout(what: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::RequestTimeout,
+        format!("your socket connection to the server was not read from or written to within the timeout period: {what}"),
+    )
+}
+
 /// Digests the client asked us to check, from the request headers.
 #[derive(Debug, Default, Clone)]
 struct Expected {
@@ -53,6 +70,8 @@ pub struct BodyReader {
     limit: u64,
     declared: Option<u64>,
     ended: bool,
+    pace: BodyPace,
+    started: std::time::Instant,
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -130,6 +149,7 @@ impl BodyReader {
         }
         let wants_sha256 = matches!(verified.payload, PayloadMode::Sha256(_));
         let payload = verified.payload;
+        let pace = request.pace;
         let incoming = request.take_body()?;
         Ok(Self {
             incoming,
@@ -148,6 +168,8 @@ impl BodyReader {
             limit,
             declared,
             ended: false,
+            pace,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -192,7 +214,7 @@ impl BodyReader {
                 self.ended = true;
                 return Ok(None);
             }
-            match self.incoming.frame().await {
+            match self.next_frame().await? {
                 None => {
                     self.ended = true;
                     if let Some(decoder) = &self.decoder {
@@ -213,6 +235,32 @@ impl BodyReader {
                 }
             }
         }
+    }
+
+    /// The next frame of the body, within the pace limits.
+    async fn next_frame(
+        &mut self,
+    ) -> Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, S3Error> {
+        let elapsed = self.started.elapsed();
+        if elapsed > self.pace.idle_timeout {
+            let rate = self.received as f64 / elapsed.as_secs_f64();
+            if rate < self.pace.rate_min_bytes_per_s as f64 {
+                return Err(request_timeout(&format!(
+                    "the body arrived at {rate:.0} bytes/s, under the minimum of {} bytes/s",
+                    self.pace.rate_min_bytes_per_s
+                )));
+            }
+        }
+        let idle = self.pace.idle_timeout;
+        let incoming = &mut self.incoming;
+        futures_lite::future::or(async { Ok(incoming.frame().await) }, async {
+            glommio::timer::sleep(idle).await;
+            Err(request_timeout(&format!(
+                "no body bytes for {} ms",
+                idle.as_millis()
+            )))
+        })
+        .await
     }
 
     fn push(&mut self, data: Bytes) -> Result<(), S3Error> {

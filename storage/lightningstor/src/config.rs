@@ -46,6 +46,11 @@ pub struct S3Limits {
     /// How long chunks of an overwritten or deleted object stay readable
     /// (for GETs that started before), before they are freed.
     pub garbage_grace: Duration,
+    /// A request body that sends nothing for this long is cut
+    /// (RequestTimeout), and one slower than `body_rate_min_bytes_per_s`
+    /// on average after this long too.
+    pub body_idle_timeout: Duration,
+    pub body_rate_min_bytes_per_s: u64,
 }
 
 impl Default for S3Limits {
@@ -67,6 +72,8 @@ impl Default for S3Limits {
             chunk_writes_in_flight: 4,
             chunk_reads_ahead: 3,
             garbage_grace: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            body_rate_min_bytes_per_s: 1024,
         }
     }
 }

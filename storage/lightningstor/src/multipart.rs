@@ -245,7 +245,7 @@ async fn copy_part(
 /// against a source of `size` bytes, as `[start, end)`. Bad syntax is
 /// InvalidArgument; a range that does not lie inside the source is
 /// InvalidRange (never a shorter copy).
-fn copy_source_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
+pub fn copy_source_range(value: &str, size: u64) -> Result<(u64, u64), S3Error> {
     let syntax = || {
         S3Error::with_message(S3ErrorCode::InvalidArgument, "the x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
             .with_extra("ArgumentName", "x-amz-copy-source-range")

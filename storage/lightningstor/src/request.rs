@@ -67,6 +67,32 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 22] = [
+        Operation::ListBuckets,
+        Operation::CreateBucket,
+        Operation::HeadBucket,
+        Operation::DeleteBucket,
+        Operation::GetBucketLocation,
+        Operation::GetBucketVersioning,
+        Operation::ListObjects,
+        Operation::ListObjectsV2,
+        Operation::ListObjectVersions,
+        Operation::ListMultipartUploads,
+        Operation::DeleteObjects,
+        Operation::PutObject,
+        Operation::CopyObject,
+        Operation::GetObject,
+        Operation::HeadObject,
+        Operation::DeleteObject,
+        Operation::CreateMultipartUpload,
+        Operation::UploadPart,
+        Operation::UploadPartCopy,
+        Operation::CompleteMultipartUpload,
+        Operation::AbortMultipartUpload,
+        Operation::ListParts,
+    ];
+
     pub fn name(self) -> &'static str {
         use Operation::*;
         match self {

@@ -143,9 +143,13 @@ impl ShardService for S3Service {
             ctx.spawn(answer_empty_queries(ctx.clone())).detach();
         }
         let api = Rc::new(Api::new(self.clone(), ctx.clone()));
+        let mut limits = self.params.http.clone();
+        limits.connection = ctx.config().limits.per_shard(ctx.shards());
+        // SigV4 is checked per request: `Api` marks the connection.
+        limits.authenticates = true;
         let options = ServeOptions {
             service: "s3",
-            limits: self.params.http.clone(),
+            limits,
             shutdown: ctx.shutdown().clone(),
             in_flight: ctx.in_flight().clone(),
             metrics: HttpMetrics::new(ctx.metrics(), "s3"),

@@ -20,6 +20,18 @@ pub struct Entry {
 /// Extent index -> entry, for one map.
 pub type ExtentMap = HashMap<u64, Entry>;
 
+/// A journal record names a slot past the end of the data file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "map {map:#x} extent {ext} names slot {slot}, but the data file spans {slots_in_file} slots"
+)]
+pub struct SlotBeyondFile {
+    pub map: u64,
+    pub ext: u64,
+    pub slot: u32,
+    pub slots_in_file: u32,
+}
+
 /// The maps, the slot reference counts and the free slots.
 #[derive(Debug, Default, Clone)]
 pub struct State {
@@ -71,13 +83,24 @@ impl State {
         self.maps.retain(|_, extents| !extents.is_empty());
     }
 
-    /// Recomputes reference counts and the free list from the maps; slots
-    /// below `slots_at_least` that nothing references are free.
-    pub fn rebuild_slots(&mut self, slots_at_least: u32) {
-        let mut high = slots_at_least as usize;
-        for extents in self.maps.values() {
-            for e in extents.values() {
-                high = high.max(e.slot as usize + 1);
+    /// Recomputes reference counts and the free list from the maps. The
+    /// data file spans `slots_in_file` slots: every durable record names a
+    /// slot whose data was written before it, so a record naming a slot at
+    /// or past the end is damage, refused here (it would otherwise size the
+    /// counts and the free list by whatever number the damage holds). Slots
+    /// that nothing references are free.
+    pub fn rebuild_slots(&mut self, slots_in_file: u32) -> Result<(), SlotBeyondFile> {
+        let high = slots_in_file as usize;
+        for (&map, extents) in &self.maps {
+            for (&ext, e) in extents {
+                if e.slot >= slots_in_file {
+                    return Err(SlotBeyondFile {
+                        map,
+                        ext,
+                        slot: e.slot,
+                        slots_in_file,
+                    });
+                }
             }
         }
         self.refs = vec![0; high];
@@ -90,6 +113,7 @@ impl State {
             .rev()
             .filter(|&s| self.refs[s as usize] == 0)
             .collect();
+        Ok(())
     }
 
     /// Every record needed to rebuild the maps from nothing (a checkpoint).
@@ -237,7 +261,7 @@ mod tests {
     #[test]
     fn copies_share_slots_until_the_last_reference_goes() {
         let mut s = State::default();
-        s.rebuild_slots(0);
+        s.rebuild_slots(0).unwrap();
         let a = s.allocate();
         s.insert(
             1,
@@ -285,7 +309,16 @@ mod tests {
         ] {
             s.replay(&r);
         }
-        s.rebuild_slots(0);
+        assert_eq!(
+            s.clone().rebuild_slots(5),
+            Err(SlotBeyondFile {
+                map: 1,
+                ext: 0,
+                slot: 5,
+                slots_in_file: 5
+            })
+        );
+        s.rebuild_slots(6).unwrap();
         assert_eq!(s.get(2, 0).unwrap().slot, 3);
         assert_eq!(s.get(1, 0).unwrap().slot, 5);
         assert_eq!(s.get(1, 9), None);

@@ -275,8 +275,14 @@ impl Store {
             .dma_open(&data_path)
             .await?;
         let data_bytes = data.file_size().await?;
-        let slots_in_file = data_bytes.saturating_sub(DATA_HEADER_BYTES) / EXTENT_BYTES;
-        state.rebuild_slots(slots_in_file as u32);
+        // A slot partly written (the file ends inside it) counts.
+        let slots_in_file = data_bytes
+            .saturating_sub(DATA_HEADER_BYTES)
+            .div_ceil(EXTENT_BYTES)
+            .min(u64::from(u32::MAX)) as u32;
+        state
+            .rebuild_slots(slots_in_file)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // Space of unreferenced slots (writes never made durable) goes back.
         for slot in state.free_slots() {
             data.deallocate(slot_offset(slot), EXTENT_BYTES).await?;
