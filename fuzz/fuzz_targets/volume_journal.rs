@@ -1,24 +1,4 @@
-//! Feeds arbitrary bytes to the volume journal's decoders (what recovery
-//! reads from disk): a batch, a whole journal scan, a record stream. They
-//! must return records or an error, never panic; whatever a scan accepts
-//! must re-encode to the same records (no silent reinterpretation), and
-//! replaying it into the extent maps must not panic either.
+//! The `volume_journal` fuzz target: see `photon_fuzz_checks::volume_journal`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use photon_volume::journal::{decode_batch, scan, Record, KIND_CHECKPOINT, KIND_JOURNAL};
-use photon_volume::state::State;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = decode_batch(data, KIND_JOURNAL, 0, 1);
-    let _ = decode_batch(data, KIND_CHECKPOINT, 0, 1);
-    let records = scan(data, 0).records;
-    let mut bytes = Vec::new();
-    records.iter().for_each(|r| r.encode(&mut bytes));
-    assert_eq!(Record::decode_all(&bytes).unwrap(), records);
-    if let Ok(direct) = Record::decode_all(data) {
-        let mut state = State::default();
-        direct.iter().take(10_000).for_each(|r| state.replay(r));
-        state.rebuild_slots(0);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| photon_fuzz_checks::volume_journal::check(data));
