@@ -835,6 +835,26 @@ fn attack(h: &Harness, users: &[User], tenants: &[TenantInfo], me: usize, victim
     check(row, run.json()["succeeded"] == false, &|| {
         format!("the compare saw the victim's value: {}", run.said())
     });
+    // Naming the victim's key space in a compare names the caller's own
+    // `t/VICTIM/...` path, which holds nothing.
+    let row = "kv txn --if t/VICTIM/default/shared/k==VICTIM's value";
+    let condition = format!("{victim_path}=={}", original(v.name));
+    let run = call(
+        row,
+        &[
+            "--json",
+            "kv",
+            "txn",
+            "--if",
+            &condition,
+            "--else",
+            "get:shared/k",
+        ],
+        Expect::Ok,
+    );
+    check(row, run.json()["succeeded"] == false, &|| {
+        format!("the compare saw the victim's value: {}", run.said())
+    });
 
     // Writes change only its own keys (or are refused).
     let value = format!("{}:put-by-{}", own.name, u.role);
@@ -1274,6 +1294,28 @@ fn own_tenant(h: &Harness, users: &mut [User], tenants: &[TenantInfo], me: usize
     check(row, run.values() == [original(u.tenant)], &|| {
         format!("read {:?}", run.values())
     });
+    // A compare against the caller's own current value holds: compares
+    // are mapped under the caller's prefix like every other key.
+    if let Some(current) = run.values().first() {
+        let row = "kv txn --if shared/k==OWN value";
+        let condition = format!("shared/k=={current}");
+        let run = call(
+            row,
+            &[
+                "--json",
+                "kv",
+                "txn",
+                "--if",
+                &condition,
+                "--then",
+                "get:shared/k",
+            ],
+            Expect::Ok,
+        );
+        check(row, run.json()["succeeded"] == true, &|| {
+            format!("the compare missed the caller's own value: {}", run.said())
+        });
+    }
     let key = format!("own/{}", u.role);
     let value = format!("{}:{}", u.tenant, u.role);
     let row = "kv put own/ROLE";
