@@ -44,6 +44,10 @@ pub struct LogStore {
     unsynced_bytes: u64,
     poisoned: Option<String>,
     stats: LogStats,
+    /// Tests block fdatasyncs here to check that nothing is acknowledged
+    /// before the sync that covers it.
+    #[cfg(test)]
+    pub(crate) sync_gate: Option<crossbeam_channel::Receiver<()>>,
 }
 
 impl LogStore {
@@ -57,6 +61,8 @@ impl LogStore {
             config,
             segments: Vec::new(),
             meta,
+            #[cfg(test)]
+            sync_gate: None,
             unsynced_bytes: 0,
             poisoned: None,
             stats: LogStats::default(),
@@ -370,6 +376,10 @@ impl LogStore {
         self.check_poisoned()?;
         if self.unsynced_bytes == 0 {
             return Ok(());
+        }
+        #[cfg(test)]
+        if let Some(gate) = &self.sync_gate {
+            let _ = gate.recv();
         }
         let segment = self.segments.last().expect("a log always has a segment");
         let result = segment

@@ -328,3 +328,31 @@ fn writer_reports_failed_appends_and_keeps_going() {
     assert_eq!(block_on(writer.state()).unwrap().last_index, 4);
     writer.shutdown();
 }
+
+#[test]
+fn appends_are_acknowledged_only_after_their_fdatasync() {
+    let dir = TempDir::new("ack-after-sync");
+    let config = small_config(&dir);
+    let (mut store, _) = LogStore::open(config.clone()).unwrap();
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    store.sync_gate = Some(gate);
+    let writer = LogWriter::start(store, config.queue_depth, 16).unwrap();
+    let (acks, acked) = crossbeam_channel::unbounded();
+    writer
+        .append(entries(1..4), Box::new(move |r| drop(acks.send(r))))
+        .unwrap();
+    // The writer appends, then waits in its fdatasync.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        acked.is_empty(),
+        "an append was acknowledged while its fdatasync had not run"
+    );
+    drop(release);
+    acked
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    writer.shutdown();
+    let (_, recovery) = LogStore::open(config).unwrap();
+    assert_eq!(recovery.last_index, 3);
+}

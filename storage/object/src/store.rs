@@ -172,6 +172,10 @@ pub(crate) struct SyncState {
     pub(crate) completed: u64,
     pub(crate) dirty: BTreeMap<u64, Rc<Segment>>,
     pub(crate) poisoned: bool,
+    /// Tests hold sync rounds here to check that nothing is acknowledged
+    /// before the fdatasync that covers it.
+    #[cfg(test)]
+    pub(crate) hold: Option<Rc<crate::tests::SyncHold>>,
 }
 
 #[derive(Default)]

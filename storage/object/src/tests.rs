@@ -1,10 +1,101 @@
 //! Crate-internal tests that look at the store's private state: live-bytes
-//! accounting, lock maps, and a crash in the middle of a compaction.
+//! accounting, lock maps, a crash in the middle of a compaction, and the
+//! order of syncs and acknowledgements (sync rounds held open).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
+
+use photon_core::local_sync::Signal;
 
 use crate::{no_precondition, Store, StoreConfig};
+
+/// Holds every sync round until opened; counts the rounds that arrived.
+#[derive(Default)]
+pub(crate) struct SyncHold {
+    open: Cell<bool>,
+    arrived: Cell<u64>,
+    opened: Signal,
+}
+
+impl SyncHold {
+    pub(crate) async fn wait(&self) {
+        self.arrived.set(self.arrived.get() + 1);
+        loop {
+            let opened = self.opened.listen();
+            if self.open.get() {
+                return;
+            }
+            opened.await;
+        }
+    }
+
+    fn release(&self) {
+        self.open.set(true);
+        self.opened.notify_all();
+    }
+}
+
+/// Runs `write` while sync rounds are held: it must not complete until the
+/// hold is released, and must complete after.
+async fn acknowledged_only_after_sync<F: std::future::Future<Output = ()> + 'static>(
+    store: &Rc<Store>,
+    what: &str,
+    write: F,
+) {
+    let hold = Rc::new(SyncHold::default());
+    store.sync.borrow_mut().hold = Some(hold.clone());
+    let done = Rc::new(Cell::new(false));
+    let flag = done.clone();
+    let task = glommio::spawn_local(async move {
+        write.await;
+        flag.set(true);
+    });
+    for _ in 0..2_000 {
+        if hold.arrived.get() > 0 {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(hold.arrived.get() > 0, "{what}: no sync round started");
+    glommio::timer::sleep(Duration::from_millis(50)).await;
+    assert!(!done.get(), "{what}: acknowledged before its fdatasync");
+    store.sync.borrow_mut().hold = None;
+    hold.release();
+    task.await;
+    assert!(done.get(), "{what}: never acknowledged");
+}
+
+#[test]
+fn nothing_is_acknowledged_before_the_sync_that_covers_it() {
+    let dir = TempDir::new("sync-order");
+    let config = config(&dir.0);
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .unwrap()
+        .run(async move {
+            let (store, _) = Store::open(config).await.unwrap();
+            let s = store.clone();
+            acknowledged_only_after_sync(&store, "put_object", async move {
+                s.put_object(1, "k", b"m".to_vec(), b"inline", no_precondition)
+                    .await
+                    .unwrap();
+            })
+            .await;
+            let s = store.clone();
+            acknowledged_only_after_sync(&store, "put_chunk", async move {
+                s.put_chunk(7, 0, &[5u8; 4096]).await.unwrap();
+            })
+            .await;
+            let s = store.clone();
+            acknowledged_only_after_sync(&store, "delete_object", async move {
+                s.delete_object(1, "k").await.unwrap();
+            })
+            .await;
+            store.close().await.unwrap();
+        });
+}
 
 struct TempDir(PathBuf);
 

@@ -309,6 +309,13 @@ impl Store {
             s.started += 1;
             (s.started, std::mem::take(&mut s.dirty))
         };
+        #[cfg(test)]
+        {
+            let hold = self.sync.borrow().hold.clone();
+            if let Some(hold) = hold {
+                hold.wait().await;
+            }
+        }
         let mut failure = None;
         for segment in dirty.values() {
             if let Err(e) = segment.file.fdatasync().await {
