@@ -218,6 +218,7 @@ impl ControlNode {
             raft.clone(),
             state_machine.clone(),
         )));
+        tasks.push(tokio::task::spawn_local(watch_raft(raft.clone())));
 
         if fresh && !config.initial_members.is_empty() {
             let mut members: BTreeMap<u64, BasicNode> = config
@@ -270,6 +271,27 @@ impl ControlNode {
             );
         }
         self.writer.shutdown();
+    }
+}
+
+/// Reports a stopped Raft core on the node's health board (`/healthz`):
+/// openraft stops for good on a storage error, and every KV call fails from
+/// then on.
+async fn watch_raft(raft: Raft) {
+    let mut metrics = raft.metrics();
+    loop {
+        let fatal = match &metrics.borrow().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        };
+        match fatal {
+            Some(reason) => photon_core::health::report_failed("raft", &reason),
+            None => photon_core::health::clear("raft"),
+        }
+        // Closed: Raft shut down with the node.
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin endpoint, itself a per-shard service: `/metrics` merges every
 //! shard's registry over the mesh, `/healthz` checks that every shard and the
-//! control-plane thread answer, `/readyz` says whether the node serves.
+//! control-plane thread answer and that no component reported a failure
+//! (`crate::health`), `/readyz` says whether the node serves.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -209,19 +210,40 @@ async fn healthz(ctx: &ShardContext<AdminService>) -> Response<Full<Bytes>> {
         .map(|(s, _)| s)
         .collect();
     let control_ok = matches!(with_timeout(ctx.control().ping()).await, Some(Ok(_)));
-    if silent.is_empty() && control_ok {
+    let failed = crate::health::failures();
+    if silent.is_empty() && control_ok && failed.is_empty() {
         http::text_response(StatusCode::OK, "ok\n")
     } else {
         http::text_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: shards not answering {silent:?}, control plane answering: {control_ok}\n"),
+            format!(
+                "unhealthy: shards not answering {silent:?}, control plane answering: {control_ok}{}\n",
+                failed_text(&failed)
+            ),
         )
     }
 }
 
+fn failed_text(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(component, reason)| format!("\nfailed: {component}: {reason}"))
+        .collect()
+}
+
 fn readyz(ctx: &ShardContext<AdminService>) -> Response<Full<Bytes>> {
     match ctx.shutdown().phase() {
-        Phase::Running => http::text_response(StatusCode::OK, "ready\n"),
+        Phase::Running => {
+            let failed = crate::health::failures();
+            if failed.is_empty() {
+                http::text_response(StatusCode::OK, "ready\n")
+            } else {
+                http::text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready{}\n", failed_text(&failed)),
+                )
+            }
+        }
         Phase::StartingFirst | Phase::StartingRest => {
             http::text_response(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
         }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod gate;
+pub mod health;
 pub mod http;
 pub mod listen;
 pub mod local_sync;

@@ -214,8 +214,15 @@ impl NbdService {
         }
     }
 
-    async fn mirror_stats(self: Rc<Self>) {
+    async fn mirror_stats(self: Rc<Self>, shard: ShardId) {
+        let component = format!("volume store shard {shard}");
         loop {
+            if self.store.has_failed() {
+                photon_core::health::report_failed(
+                    &component,
+                    "a sync failed; the store refuses writes until photon restarts",
+                );
+            }
             let s = self.store.stats();
             self.metrics.store_syncs.mirror(s.syncs);
             self.metrics.store_records.mirror(s.records_written);
@@ -260,7 +267,7 @@ impl ShardService for NbdService {
         };
         let background = ctx.spawn_bulk(self.store.clone().background());
         let commands = ctx.spawn(self.clone().commands(ctx.clone()));
-        let stats = ctx.spawn_bulk(self.clone().mirror_stats());
+        let stats = ctx.spawn_bulk(self.clone().mirror_stats(ctx.shard()));
         loop {
             let accept = async {
                 self.gate.room().await;

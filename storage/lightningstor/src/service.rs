@@ -254,8 +254,15 @@ pub(crate) async fn free_chunks(ctx: &ShardContext<S3Service>, chunks: Vec<(u64,
 async fn compact_loop(store: Rc<Store>, ctx: ShardContext<S3Service>) {
     let metrics = StoreMetrics::new(ctx.metrics());
     let mut since_compaction = Duration::ZERO;
+    let component = format!("s3 store shard {}", ctx.shard());
     loop {
         metrics.update(&store.stats());
+        if store.is_poisoned() {
+            photon_core::health::report_failed(
+                &component,
+                "an fdatasync failed; the store refuses writes until photon restarts",
+            );
+        }
         let stop = futures_lite::future::or(
             async {
                 glommio::timer::sleep(STATS_INTERVAL).await;

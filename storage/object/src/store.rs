@@ -556,6 +556,12 @@ impl Store {
     }
 
     /// Current counters and sizes.
+    /// Whether a failed fdatasync stopped the store from taking writes
+    /// (see `WriteError::Poisoned`).
+    pub fn is_poisoned(&self) -> bool {
+        self.sync.borrow().poisoned
+    }
+
     pub fn stats(&self) -> StoreStats {
         let index = self.index.borrow();
         let segments = self.segments.borrow();

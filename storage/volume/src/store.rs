@@ -857,6 +857,11 @@ impl Store {
         self.state.borrow().allocated_bytes(map)
     }
 
+    /// Whether an earlier failed sync stopped the store from taking writes.
+    pub fn has_failed(&self) -> bool {
+        self.failed.get()
+    }
+
     pub fn stats(&self) -> StoreStats {
         let mut s = self.stats.get();
         let (used, total) = self.state.borrow().slot_counts();
