@@ -39,10 +39,16 @@ impl Dev {
     fn start(name: &str) -> Self {
         let dir = temp_dir(&format!("hostile-{name}"));
         let data = dir.join("data");
+        Self::start_on(dir, data, "2", &[])
+    }
+
+    /// Starts photon dev with its data in `data` (which may be elsewhere
+    /// than `dir`, e.g. on a small filesystem).
+    fn start_on(dir: PathBuf, data: PathBuf, cores: &str, extra: &[&str]) -> Self {
         let log = dir.join("photon.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut child = photon()
-            .args(["dev", "--cores", "2"])
+            .args(["dev", "--cores", cores])
             .args(["--admin", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             .args(["--s3", "127.0.0.1:0", "--nbd", "127.0.0.1:0"])
             .args(["--set", "s3.segment_mib=16"])
@@ -56,6 +62,7 @@ impl Dev {
                 "--set",
                 &format!("limits.body_idle_timeout_ms={BODY_IDLE_TIMEOUT_MS}"),
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(&data)
             .stdout(file.try_clone().unwrap())
@@ -465,4 +472,147 @@ fn stalled_request_bodies_are_cut() {
         None,
     );
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+}
+
+/// A tmpfs of `mib` MiB mounted for the test, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: PathBuf, mib: u64) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn status_of(reply: &str) -> u16 {
+    reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn put(dev: &Dev, path: &str, body: &[u8]) -> String {
+    let sha = sha256_hex(body);
+    let head = signed_head(
+        dev,
+        "PUT",
+        path,
+        &[("content-length", &body.len().to_string())],
+        &sha,
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    http_exchange(dev.address("s3"), &request, None)
+}
+
+#[test]
+fn s3_on_a_full_disk_answers_507_and_recovers_when_space_is_freed() {
+    let dir = temp_dir("hostile-fulldisk");
+    let disk = SmallDisk::mount(dir.join("disk"), 160);
+    let dev = Dev::start_on(
+        dir.clone(),
+        disk.0.join("data"),
+        "1",
+        &["--set", "nbd.journal_mib=4"],
+    );
+    let reply = http_exchange(
+        dev.address("s3"),
+        signed_head(
+            &dev,
+            "PUT",
+            "/full",
+            &[("content-length", "0")],
+            EMPTY_SHA256,
+        )
+        .as_bytes(),
+        None,
+    );
+    assert_eq!(status_of(&reply), 200, "{reply}");
+    assert_eq!(
+        status_of(&put(&dev, "/full/keep", b"kept through the full disk")),
+        200
+    );
+    let body = vec![0x5au8; 4 << 20];
+    let mut stored = Vec::new();
+    let mut full = 0;
+    for i in 0..60 {
+        let reply = put(&dev, &format!("/full/o{i}"), &body);
+        match status_of(&reply) {
+            200 => stored.push(i),
+            507 => {
+                assert!(reply.contains("InsufficientStorage"), "{reply}");
+                full += 1;
+                if full >= 3 {
+                    break;
+                }
+            }
+            _ => panic!(
+                "a PUT on a filling disk answered {reply}\n{}",
+                dev.log_tail()
+            ),
+        }
+    }
+    assert!(
+        full > 0 && !stored.is_empty(),
+        "the disk never filled: {} stored",
+        stored.len()
+    );
+    // Deletes work on the full disk, and compaction gives the space back
+    // without a restart.
+    for i in &stored {
+        let path = format!("/full/o{i}");
+        let reply = http_exchange(
+            dev.address("s3"),
+            signed_head(&dev, "DELETE", &path, &[], EMPTY_SHA256).as_bytes(),
+            None,
+        );
+        assert_eq!(status_of(&reply), 204, "DELETE on a full disk: {reply}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = put(&dev, "/full/after", &body);
+        if status_of(&reply) == 200 {
+            break;
+        }
+        assert_eq!(status_of(&reply), 507, "{reply}");
+        assert!(
+            Instant::now() < deadline,
+            "space never came back\n{}",
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let reply = http_exchange(
+        dev.address("s3"),
+        signed_head(&dev, "GET", "/full/keep", &[], EMPTY_SHA256).as_bytes(),
+        None,
+    );
+    assert!(reply.ends_with("kept through the full disk"), "{reply}");
+    let health = http_exchange(
+        dev.address("admin"),
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        None,
+    );
+    assert_eq!(status_of(&health), 200, "{health}");
+    drop(dev);
+    drop(disk);
 }

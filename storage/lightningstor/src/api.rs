@@ -329,6 +329,15 @@ impl Api {
     }
 }
 
+/// The disk is full: 507, and the client may retry after space is freed
+/// (deletes keep working).
+pub fn insufficient_storage() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InsufficientStorage,
+        "the storage device is full; delete objects or add space, then retry",
+    )
+}
+
 pub fn no_such_bucket(name: &str) -> S3Error {
     S3Error::new(S3ErrorCode::NoSuchBucket)
         .with_extra("BucketName", name)

@@ -87,7 +87,10 @@ impl<'a> BlobWriter<'a> {
                 .call(shard, Request::PutChunk { blob, index, data })
                 .await
             {
-                Ok(Reply::Done(Ok(()))) => Ok(()),
+                Ok(Reply::Written(Ok(_))) => Ok(()),
+                Ok(Reply::Written(Err(crate::shard::WriteFailure::NoSpace))) => {
+                    Err(crate::api::insufficient_storage())
+                }
                 Ok(other) => Err(internal(format!("chunk write failed: {other:?}"))),
                 Err(e) => Err(internal(format!("chunk write failed: {e}"))),
             }

@@ -167,6 +167,7 @@ pub async fn commit(
             Err(precondition_failed("If-Match or If-None-Match"))
         }
         Reply::Written(Err(WriteFailure::Missing)) => Err(no_such_key(key)),
+        Reply::Written(Err(WriteFailure::NoSpace)) => Err(crate::api::insufficient_storage()),
         Reply::Written(Err(WriteFailure::Storage(e))) => Err(internal(e)),
         other => Err(internal(format!("unexpected reply {other:?}"))),
     }
@@ -427,6 +428,7 @@ async fn delete_one(
         Reply::Written(Ok(_)) => Ok(()),
         Reply::Written(Err(WriteFailure::Precondition)) => Err(precondition_failed("If-Match")),
         Reply::Written(Err(WriteFailure::Missing)) => Err(no_such_key(key)),
+        Reply::Written(Err(WriteFailure::NoSpace)) => Err(crate::api::insufficient_storage()),
         Reply::Written(Err(WriteFailure::Storage(e))) => Err(internal(e)),
         other => Err(internal(format!("unexpected reply {other:?}"))),
     }

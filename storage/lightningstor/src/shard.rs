@@ -147,8 +147,36 @@ pub enum WriteFailure {
     Precondition,
     /// `If-Match` named an object that does not exist (404).
     Missing,
+    /// The disk is full (507 InsufficientStorage).
+    NoSpace,
     /// A storage error (500), with its description for the log.
     Storage(String),
+}
+
+impl WriteFailure {
+    /// A store error as a failure: ENOSPC anywhere in its causes is
+    /// `NoSpace`, the rest `Storage`.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        if no_space(e) {
+            WriteFailure::NoSpace
+        } else {
+            WriteFailure::Storage(chain(e))
+        }
+    }
+}
+
+/// Whether an error, or any of its causes, is ENOSPC.
+pub fn no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Runs one request against this shard's store. `free` is called with the
@@ -185,10 +213,7 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
                 Err(photon_object::PutObjectError::Precondition(refusal)) => {
                     (Reply::Written(Err(refusal)), Vec::new())
                 }
-                Err(e) => (
-                    Reply::Written(Err(WriteFailure::Storage(e.to_string()))),
-                    Vec::new(),
-                ),
+                Err(e) => (Reply::Written(Err(WriteFailure::of(&e))), Vec::new()),
             }
         }
         Request::GetObject {
@@ -216,10 +241,7 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
             Err(photon_object::PutObjectError::Precondition(refusal)) => {
                 (Reply::Written(Err(refusal)), Vec::new())
             }
-            Err(e) => (
-                Reply::Written(Err(WriteFailure::Storage(chain(&e)))),
-                Vec::new(),
-            ),
+            Err(e) => (Reply::Written(Err(WriteFailure::of(&e))), Vec::new()),
         },
         Request::List {
             ns,
@@ -238,8 +260,9 @@ pub async fn serve(store: &Store, request: Request) -> (Reply, Vec<(u64, u32)>) 
             let result = store
                 .put_chunk(blob, index, &data)
                 .await
-                .map_err(|e| chain(&e));
-            (Reply::Done(result), Vec::new())
+                .map(|_| None)
+                .map_err(|e| WriteFailure::of(&e));
+            (Reply::Written(result), Vec::new())
         }
         Request::ReadChunk {
             blob,

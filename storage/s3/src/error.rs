@@ -75,6 +75,9 @@ s3_error_codes! {
     IllegalVersioningConfigurationException = 400, "The versioning configuration specified in the request is invalid.";
     /// Fewer bytes arrived than `Content-Length` announced.
     IncompleteBody = 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.";
+    /// The storage device is full (HTTP 507, as WebDAV and S3-compatible
+    /// stores answer it); deletes still work and free space.
+    InsufficientStorage = 507, "There is not enough space on the storage device to complete this request.";
     /// A fault on the server side; the client may retry.
     InternalError = 500, "We encountered an internal error. Please try again.";
     /// The access key ID is unknown.
