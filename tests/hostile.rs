@@ -616,3 +616,43 @@ fn s3_on_a_full_disk_answers_507_and_recovers_when_space_is_freed() {
     drop(dev);
     drop(disk);
 }
+
+#[test]
+fn a_volume_write_on_a_full_disk_is_enospc() {
+    let dir = temp_dir("hostile-fullvolume");
+    let disk = SmallDisk::mount(dir.join("disk"), 96);
+    let dev = Dev::start_on(
+        dir.clone(),
+        disk.0.join("data"),
+        "1",
+        &["--set", "nbd.journal_mib=4"],
+    );
+    let out = dev.ctl(&["volume", "create", "big", "--size", "1G"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dev.ctl(&["volume", "attach", "big"]);
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // Far more than the disk holds, in 4 MiB writes.
+    let child = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x5a 0 512M", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(120), "qemu-io write");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("No space left on device"),
+        "a write past the full disk must fail with ENOSPC, got: {text}\n{}",
+        dev.log_tail()
+    );
+    drop(dev);
+    drop(disk);
+}

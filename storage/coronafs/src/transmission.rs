@@ -182,9 +182,14 @@ impl Conn {
     }
 }
 
+/// The NBD errno of a store error: a full disk is ENOSPC (the protocol
+/// asks for it, and QEMU reports it as such), a deleted volume ESHUTDOWN,
+/// anything else EIO.
 fn errno_of(e: &StoreError) -> u32 {
     match e {
         StoreError::Gone(_) => ESHUTDOWN,
+        StoreError::NoSpace => ENOSPC,
+        StoreError::Io(io) if photon_volume::is_no_space(io) => ENOSPC,
         _ => EIO,
     }
 }

@@ -60,6 +60,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store failed an earlier sync and refuses writes until restarted")]
     Failed,
+    #[error("the disk is full: an earlier sync could not write, and the store refuses writes until restarted")]
+    NoSpace,
     #[error("map {0} was deleted")]
     Gone(u64),
     #[error("store files are damaged: {0}")]
@@ -73,6 +75,26 @@ impl<T: std::fmt::Debug> From<glommio::GlommioError<T>> for StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether an I/O error is ENOSPC, also when glommio wrapped it (its errors
+/// carry the OS error as their source).
+pub fn is_no_space(io: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    let full = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC)
+    };
+    if full(io) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(full) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
 
 /// Part of a read: data read from the disk, or a run of zeroes.
 pub enum Chunk {
@@ -155,6 +177,8 @@ pub struct Store {
     epoch: RefCell<Rc<()>>,
     quarantine: RefCell<VecDeque<Quarantined>>,
     failed: Cell<bool>,
+    /// Why it failed: the disk was full (ENOSPC), so clients get ENOSPC.
+    failed_no_space: Cell<bool>,
     stats: Cell<StoreStats>,
 }
 
@@ -332,6 +356,7 @@ impl Store {
             epoch: RefCell::new(Rc::new(())),
             quarantine: RefCell::default(),
             failed: Cell::new(false),
+            failed_no_space: Cell::new(false),
             stats: Cell::new(stats),
         }))
     }
@@ -343,7 +368,7 @@ impl Store {
 
     fn check_ok(&self, map: u64) -> Result<()> {
         if self.failed.get() {
-            return Err(StoreError::Failed);
+            return Err(self.failure());
         }
         if self.dropped.borrow().contains(&map) {
             return Err(StoreError::Gone(map));
@@ -579,10 +604,12 @@ impl Store {
             self.completed_with(&records);
             return match written {
                 Ok(n) if n as u64 == piece.bytes() => Ok(()),
-                Ok(n) => Err(StoreError::Io(std::io::Error::other(format!(
-                    "short write: {n} of {} bytes",
-                    piece.bytes()
-                )))),
+                // A regular file takes fewer bytes than asked only when its
+                // filesystem is full.
+                Ok(n) => Err(StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("short write: {n} of {} bytes (disk full)", piece.bytes()),
+                ))),
                 Err(e) => Err(e.into()),
             };
         }
@@ -705,7 +732,7 @@ impl Store {
         let ticket = self.completed.get();
         loop {
             if self.failed.get() {
-                return Err(StoreError::Failed);
+                return Err(self.failure());
             }
             if self.durable.get() >= ticket {
                 return Ok(());
@@ -747,6 +774,9 @@ impl Store {
         if let Err(e) = &result {
             tracing::error!(error = %e, "volume store sync failed; refusing writes until restart");
             self.failed.set(true);
+            if let StoreError::Io(io) = e {
+                self.failed_no_space.set(is_no_space(io));
+            }
             return result;
         }
         self.durable.set(upto);
@@ -855,6 +885,15 @@ impl Store {
     /// Bytes of data pages map `map` references.
     pub fn allocated_bytes(&self, map: u64) -> u64 {
         self.state.borrow().allocated_bytes(map)
+    }
+
+    /// The error of a failed store: NoSpace when the disk was full.
+    fn failure(&self) -> StoreError {
+        if self.failed_no_space.get() {
+            StoreError::NoSpace
+        } else {
+            StoreError::Failed
+        }
     }
 
     /// Whether an earlier failed sync stopped the store from taking writes.
