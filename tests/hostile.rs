@@ -366,8 +366,24 @@ fn metric(dev: &Dev, prefix: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The flood needs about a thousand descriptors in this process.
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 #[test]
 fn floods_of_strangers_leave_room_for_honest_clients() {
+    raise_open_files();
     let dev = Dev::start("flood");
     let out = dev.ctl(&["volume", "create", "flood-disk", "--size", "16M"]);
     assert!(
