@@ -73,17 +73,7 @@ impl Dev {
         let proc_ = Proc(child);
         common::wait_for(&data.join("s3.env"));
         let config = dir.join("config");
-        let out = photon()
-            .env("PHOTON_CONFIG_DIR", &config)
-            .args(["ctl", "login", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::login_dev_admin(&config, &data);
         Self {
             dir,
             data,

@@ -207,17 +207,7 @@ impl Dev {
         // The administrator appears once the node has bootstrapped IAM.
         let credentials = data.join("control").join("admin.credentials");
         wait_for(&credentials);
-        let out = photon()
-            .env("PHOTON_CONFIG_DIR", &admin_config)
-            .args(["ctl", "login", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dev login: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        login_dev_admin(&admin_config, &data);
         Self {
             dir,
             control,
@@ -385,4 +375,20 @@ impl Cluster {
     pub fn client(endpoints: Vec<SocketAddr>, token: &str) -> Client {
         Client::with_token(endpoints, token.to_owned()).unwrap()
     }
+}
+
+/// `photon ctl login --data-dir DATA` (the `photon dev` administrator),
+/// storing the token in `config_dir`.
+pub fn login_dev_admin(config_dir: &Path, data: &Path) {
+    let out = photon()
+        .env("PHOTON_CONFIG_DIR", config_dir)
+        .args(["ctl", "login", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dev login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -166,31 +166,6 @@ const RULES: &[Rule] = &[
         Ops::Only(BODY_CHECKSUMS),
         Values::Any,
     ),
-    rule(
-        "x-amz-checksum-crc32",
-        Ops::Only(CHECKSUM_VALUES),
-        Values::Any,
-    ),
-    rule(
-        "x-amz-checksum-crc32c",
-        Ops::Only(CHECKSUM_VALUES),
-        Values::Any,
-    ),
-    rule(
-        "x-amz-checksum-crc64nvme",
-        Ops::Only(CHECKSUM_VALUES),
-        Values::Any,
-    ),
-    rule(
-        "x-amz-checksum-sha1",
-        Ops::Only(CHECKSUM_VALUES),
-        Values::Any,
-    ),
-    rule(
-        "x-amz-checksum-sha256",
-        Ops::Only(CHECKSUM_VALUES),
-        Values::Any,
-    ),
     // Conditional deletes and aborts, the size of a completed upload.
     rule(
         "x-amz-if-match-last-modified-time",
@@ -292,6 +267,15 @@ pub fn check(op: Operation, headers: &HeaderMap) -> Result<(), S3Error> {
             }
             continue;
         }
+        // The value headers of the algorithms in `checksum::Algorithm`;
+        // those of the others (MD5, SHA512, XXHASH*) are in no rule.
+        if Algorithm::from_header(name).is_some() {
+            if !CHECKSUM_VALUES.contains(&op) {
+                return Err(refused(name, op, None));
+            }
+            checksum_values += 1;
+            continue;
+        }
         let Some(rule) = RULES.iter().find(|r| r.name == name) else {
             return Err(refused(name, op, None));
         };
@@ -303,9 +287,6 @@ pub fn check(op: Operation, headers: &HeaderMap) -> Result<(), S3Error> {
             if !allowed.iter().any(|a| a.eq_ignore_ascii_case(text)) {
                 return Err(refused(name, op, Some((text, allowed))));
             }
-        }
-        if Algorithm::from_header(name).is_some() {
-            checksum_values += 1;
         }
     }
     if checksum_values > 1 {
