@@ -83,17 +83,7 @@ impl S3Dev {
             env: BTreeMap::new(),
         };
         dev.spawn();
-        let out = photon()
-            .env("PHOTON_CONFIG_DIR", &dev.admin_config)
-            .args(["ctl", "login", "--data-dir"])
-            .arg(&dev.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dev login: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::login_dev_admin(&dev.admin_config, &dev.data);
         dev
     }
 

@@ -460,13 +460,18 @@ async fn watch(ticket: &Ticket, activity: &Activity) -> Limited {
 /// the same connection. Closing such a connection after the reply keeps
 /// botocore (and so the aws CLI) from hanging on its next request.
 fn empty_expecting_continue(headers: &http::HeaderMap) -> bool {
-    let expects = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    expects
+    expects_continue(headers)
         && headers
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0")
+}
+
+/// Whether the client sent `Expect: 100-continue` (it waits for our word
+/// before sending the body).
+pub fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// A small full-body response.

@@ -189,7 +189,7 @@ fn errno_of(e: &StoreError) -> u32 {
     match e {
         StoreError::Gone(_) => ESHUTDOWN,
         StoreError::NoSpace => ENOSPC,
-        StoreError::Io(io) if photon_volume::is_no_space(io) => ENOSPC,
+        StoreError::Io(io) if photon_core::health::is_no_space(io) => ENOSPC,
         _ => EIO,
     }
 }

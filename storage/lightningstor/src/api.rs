@@ -109,7 +109,7 @@ impl Api {
     /// because a request body was left unread.
     async fn dispatch(&self, req: hyper::Request<Incoming>) -> (S3Result, bool) {
         let (parts, body) = req.into_parts();
-        let expect = parts.headers.get(http::header::EXPECT).cloned();
+        let expects_continue = photon_core::http::expects_continue(&parts.headers);
         // The body the request announced: its Content-Length, none without
         // one, unknown (`None`) for a chunked transfer.
         let announced = match parts.headers.get(http::header::CONTENT_LENGTH) {
@@ -151,7 +151,6 @@ impl Api {
         // before sending the body: a refused request must not poll the body
         // (hyper would answer 100 Continue and invite it); it gets the
         // final answer and the connection closes.
-        let expects_continue = parts_expect_continue(&expect);
         if result.is_err() && expects_continue && unread.is_some() {
             close = true;
         } else if result.is_err() && announced != Some(0) {
@@ -361,12 +360,6 @@ fn check_key(key: &str, bytes_max: usize) -> Result<(), S3Error> {
         ));
     }
     Ok(())
-}
-
-fn parts_expect_continue(expect: &Option<http::HeaderValue>) -> bool {
-    expect
-        .as_ref()
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Largest unread request body drained after an error.

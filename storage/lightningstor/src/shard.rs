@@ -157,26 +157,12 @@ impl WriteFailure {
     /// A store error as a failure: ENOSPC anywhere in its causes is
     /// `NoSpace`, the rest `Storage`.
     pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
-        if no_space(e) {
+        if photon_core::health::is_no_space(e) {
             WriteFailure::NoSpace
         } else {
             WriteFailure::Storage(chain(e))
         }
     }
-}
-
-/// Whether an error, or any of its causes, is ENOSPC.
-pub fn no_space(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
-                return true;
-            }
-        }
-        cause = c.source();
-    }
-    false
 }
 
 /// Runs one request against this shard's store. `free` is called with the

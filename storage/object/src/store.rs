@@ -17,7 +17,7 @@ use crate::index::{ChunkEntry, Index, Location, ObjectEntry, ObjectInfo};
 use crate::limits::{CHUNK_DELETE_BATCH_MAX, KEY_BYTES_MAX, RECORD_HEADER_BYTES};
 use crate::record::{self, DataOwner, RecordKind};
 use crate::segment::{DataExpectation, Segment};
-use photon_core::local_sync::{AsyncMutex, KeyLocks, Signal};
+use photon_core::local_sync::{AsyncMutex, KeyGuard, KeyLocks, Signal};
 
 /// What [`Store::open`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -278,13 +278,7 @@ impl Store {
         Self::check_size("meta", meta.len(), self.config.meta_bytes_max)?;
         Self::check_size("inline data", inline.len(), self.config.inline_bytes_max)?;
         self.check_writable()?;
-        let guard = self.object_locks.lock((bucket, Box::from(key))).await;
-        let current = self
-            .index
-            .borrow()
-            .object(bucket, key)
-            .map(|(_, e)| e.info());
-        precondition(current.as_ref()).map_err(PutObjectError::Precondition)?;
+        let (guard, _) = self.lock_checked(bucket, key, precondition).await?;
         let payload_len =
             record::object_prefix_bytes(key.len(), meta.len(), inline.len()) + inline.len();
         let mut buffer = self.alloc_record(payload_len);
@@ -373,6 +367,24 @@ impl Store {
         }
     }
 
+    /// Takes the key's lock and asks `precondition` about the current
+    /// version under it (so no write slips in between).
+    async fn lock_checked<E>(
+        &self,
+        bucket: u64,
+        key: &str,
+        precondition: impl FnOnce(Option<&ObjectInfo>) -> Result<(), E>,
+    ) -> Result<(KeyGuard<(u64, Box<str>)>, Option<ObjectInfo>), PutObjectError<E>> {
+        let guard = self.object_locks.lock((bucket, Box::from(key))).await;
+        let current = self
+            .index
+            .borrow()
+            .object(bucket, key)
+            .map(|(_, e)| e.info());
+        precondition(current.as_ref()).map_err(PutObjectError::Precondition)?;
+        Ok((guard, current))
+    }
+
     /// Like [`Store::delete_object`], but first asks `precondition` about
     /// the current version (under the key's lock, so no write slips in
     /// between); a refusal writes nothing.
@@ -384,13 +396,7 @@ impl Store {
     ) -> Result<Option<ObjectInfo>, PutObjectError<E>> {
         Self::check_size("key", key.len(), KEY_BYTES_MAX)?;
         self.check_writable()?;
-        let guard = self.object_locks.lock((bucket, Box::from(key))).await;
-        let current = self
-            .index
-            .borrow()
-            .object(bucket, key)
-            .map(|(_, e)| e.info());
-        precondition(current.as_ref()).map_err(PutObjectError::Precondition)?;
+        let (guard, current) = self.lock_checked(bucket, key, precondition).await?;
         if current.is_none() {
             return Ok(None);
         }

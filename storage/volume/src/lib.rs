@@ -14,4 +14,4 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use store::{is_no_space, Chunk, Result, Store, StoreConfig, StoreError, StoreStats};
+pub use store::{Chunk, Result, Store, StoreConfig, StoreError, StoreStats};

@@ -76,26 +76,6 @@ impl<T: std::fmt::Debug> From<glommio::GlommioError<T>> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Whether an I/O error is ENOSPC, also when glommio wrapped it (its errors
-/// carry the OS error as their source).
-pub fn is_no_space(io: &std::io::Error) -> bool {
-    const ENOSPC: i32 = 28;
-    let full = |e: &std::io::Error| {
-        e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC)
-    };
-    if full(io) {
-        return true;
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
-    while let Some(e) = cause {
-        if e.downcast_ref::<std::io::Error>().is_some_and(full) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
 /// Part of a read: data read from the disk, or a run of zeroes.
 pub enum Chunk {
     /// `data` holds the bytes at `offset` (relative to the request).
@@ -775,7 +755,8 @@ impl Store {
             tracing::error!(error = %e, "volume store sync failed; refusing writes until restart");
             self.failed.set(true);
             if let StoreError::Io(io) = e {
-                self.failed_no_space.set(is_no_space(io));
+                self.failed_no_space
+                    .set(photon_core::health::is_no_space(io));
             }
             return result;
         }
