@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{photon, temp_dir, Proc};
+use photon_core::testing::SmallDisk;
 
 const HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
 const BODY_IDLE_TIMEOUT_MS: u64 = 2_000;
@@ -481,38 +482,6 @@ fn stalled_request_bodies_are_cut() {
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
 }
 
-/// A tmpfs of `mib` MiB mounted for the test, unmounted on drop.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(path: PathBuf, mib: u64) -> Self {
-        std::fs::create_dir_all(&path).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs and needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(path)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn status_of(reply: &str) -> u16 {
     reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
@@ -537,7 +506,7 @@ fn s3_on_a_full_disk_answers_507_and_recovers_when_space_is_freed() {
     let disk = SmallDisk::mount(dir.join("disk"), 160);
     let dev = Dev::start_on(
         dir.clone(),
-        disk.0.join("data"),
+        disk.path().join("data"),
         "1",
         &["--set", "nbd.journal_mib=4"],
     );
@@ -624,42 +593,91 @@ fn s3_on_a_full_disk_answers_507_and_recovers_when_space_is_freed() {
     drop(disk);
 }
 
-#[test]
-fn a_volume_write_on_a_full_disk_is_enospc() {
-    let dir = temp_dir("hostile-fullvolume");
-    let disk = SmallDisk::mount(dir.join("disk"), 96);
-    let dev = Dev::start_on(
-        dir.clone(),
-        disk.0.join("data"),
-        "1",
-        &["--set", "nbd.journal_mib=4"],
-    );
-    let out = dev.ctl(&["volume", "create", "big", "--size", "1G"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = dev.ctl(&["volume", "attach", "big"]);
-    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    // Far more than the disk holds, in 4 MiB writes.
-    let child = Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write -P 0x5a 0 512M", &url])
+/// Runs qemu-io commands against an NBD URL; (succeeded, stdout+stderr).
+fn qemu_io(url: &str, commands: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let child = cmd
+        .arg(url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = wait_output(child, Duration::from_secs(120), "qemu-io write");
+    let out = wait_output(child, Duration::from_secs(120), "qemu-io");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // qemu-io exits 0 even when a command failed; its messages say so.
+    let ok = out.status.success() && !text.contains("failed") && !text.contains("error");
+    (ok, text)
+}
+
+#[test]
+fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restart() {
+    let dir = temp_dir("hostile-fullvolume");
+    let disk = SmallDisk::mount(dir.join("disk"), 96);
+    let dev = Dev::start_on(
+        dir.clone(),
+        disk.path().join("data"),
+        "1",
+        &["--set", "nbd.journal_mib=4"],
+    );
+    let attach = |name: &str| {
+        let out = dev.ctl(&["volume", "create", name, "--size", "1G"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = dev.ctl(&["volume", "attach", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let keep = attach("keep");
+    let (ok, text) = qemu_io(&keep, &["write -P 0x11 0 4M", "flush"]);
+    assert!(ok, "{text}");
+    let big = attach("big");
+    // Far more than the disk holds, in 4 MiB writes.
+    let (_, text) = qemu_io(&big, &["write -P 0x5a 0 512M"]);
     assert!(
         text.contains("No space left on device"),
         "a write past the full disk must fail with ENOSPC, got: {text}\n{}",
         dev.log_tail()
     );
+    // Data flushed before the disk filled still reads back.
+    let (ok, text) = qemu_io(&keep, &["read -P 0x11 0 4M"]);
+    assert!(ok, "flushed data after ENOSPC: {text}\n{}", dev.log_tail());
+    // TRIM on the full disk gives the space back; writes resume without a
+    // restart, and the node says it is healthy.
+    let (ok, text) = qemu_io(&big, &["discard 0 512M", "flush"]);
+    assert!(ok, "TRIM on a full disk: {text}\n{}", dev.log_tail());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, text) = qemu_io(&big, &["write -P 0x22 0 32M", "flush"]);
+        if ok {
+            break;
+        }
+        assert!(
+            text.contains("No space left on device") && Instant::now() < deadline,
+            "space never came back: {text}\n{}",
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ok, text) = qemu_io(&big, &["read -P 0x22 0 32M"]);
+    assert!(ok, "{text}");
+    let (ok, text) = qemu_io(&keep, &["read -P 0x11 0 4M"]);
+    assert!(ok, "{text}");
+    let health = http_exchange(
+        dev.address("admin"),
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        None,
+    );
+    assert_eq!(status_of(&health), 200, "{health}");
     drop(dev);
     drop(disk);
 }

@@ -30,6 +30,8 @@ pub mod metrics;
 pub mod routing;
 pub mod service;
 pub mod shutdown;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 /// Index of a shard, `0..shards`.
 pub type ShardId = usize;

@@ -41,6 +41,10 @@ pub struct StoreConfig {
     /// How often pending metadata is made durable without a flush (it also
     /// lets freed slots be reused).
     pub background_sync: Duration,
+    /// Space kept allocated past the journal's end, so the records of
+    /// TRIM, deletes and already written data still reach the journal when
+    /// the disk is full (that is how space gets freed).
+    pub journal_reserve_bytes: u64,
 }
 
 impl StoreConfig {
@@ -49,6 +53,7 @@ impl StoreConfig {
             dir: dir.into(),
             journal_bytes_max: 64 << 20,
             background_sync: Duration::from_millis(250),
+            journal_reserve_bytes: 1 << 20,
         }
     }
 }
@@ -60,7 +65,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store failed an earlier sync and refuses writes until restarted")]
     Failed,
-    #[error("the disk is full: an earlier sync could not write, and the store refuses writes until restarted")]
+    #[error("the disk is full")]
     NoSpace,
     #[error("map {0} was deleted")]
     Gone(u64),
@@ -125,6 +130,8 @@ struct Journal {
     seq: u64,
     /// Where the next batch goes.
     offset: u64,
+    /// Bytes of the file allocated on disk (its reserve ends here).
+    allocated: u64,
 }
 
 struct Quarantined {
@@ -156,9 +163,12 @@ pub struct Store {
     dropped: RefCell<HashSet<u64>>,
     epoch: RefCell<Rc<()>>,
     quarantine: RefCell<VecDeque<Quarantined>>,
+    /// A sync failed in a way that may have lost data (not a full disk):
+    /// writes are refused until restart.
     failed: Cell<bool>,
-    /// Why it failed: the disk was full (ENOSPC), so clients get ENOSPC.
-    failed_no_space: Cell<bool>,
+    /// The last sync round could not write its records for lack of space;
+    /// they stay pending and the next round retries them.
+    full: Cell<bool>,
     stats: Cell<StoreStats>,
 }
 
@@ -298,7 +308,9 @@ impl Store {
             .await?;
         // Drop a torn tail so later scans end cleanly.
         journal_file.truncate(end).await?;
+        let allocated = reserve(&journal_file, end, end, config.journal_reserve_bytes).await;
         journal_file.fdatasync().await?;
+        remove_checkpoint_leftovers(&dir)?;
         for g in generations(&dir, "journal", "log")? {
             if g != gen {
                 let _ = std::fs::remove_file(journal_path(&dir, g));
@@ -322,6 +334,7 @@ impl Store {
                 gen,
                 seq,
                 offset: end,
+                allocated,
             }),
             state: RefCell::new(state),
             pending: RefCell::default(),
@@ -336,7 +349,7 @@ impl Store {
             epoch: RefCell::new(Rc::new(())),
             quarantine: RefCell::default(),
             failed: Cell::new(false),
-            failed_no_space: Cell::new(false),
+            full: Cell::new(false),
             stats: Cell::new(stats),
         }))
     }
@@ -346,10 +359,16 @@ impl Store {
         self.data.alloc_dma_buffer(len)
     }
 
+    /// Writes are refused once a sync failed; reads are not (what is on
+    /// disk is what the maps say).
     fn check_ok(&self, map: u64) -> Result<()> {
         if self.failed.get() {
-            return Err(self.failure());
+            return Err(StoreError::Failed);
         }
+        self.check_live(map)
+    }
+
+    fn check_live(&self, map: u64) -> Result<()> {
         if self.dropped.borrow().contains(&map) {
             return Err(StoreError::Gone(map));
         }
@@ -406,7 +425,7 @@ impl Store {
 
     /// Reads `len` bytes of map `map` at `offset` (both page-aligned).
     pub async fn read(&self, map: u64, offset: u64, len: u64) -> Result<Vec<Chunk>> {
-        self.check_ok(map)?;
+        self.check_live(map)?;
         let _epoch = self.epoch.borrow().clone();
         let mut zeros: Vec<(u64, u64)> = Vec::new();
         let mut reads: Vec<(u64, u64, u64)> = Vec::new();
@@ -584,12 +603,7 @@ impl Store {
             self.completed_with(&records);
             return match written {
                 Ok(n) if n as u64 == piece.bytes() => Ok(()),
-                // A regular file takes fewer bytes than asked only when its
-                // filesystem is full.
-                Ok(n) => Err(StoreError::Io(std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    format!("short write: {n} of {} bytes (disk full)", piece.bytes()),
-                ))),
+                Ok(n) => Err(StoreError::Io(short_write(n, piece.bytes() as usize))),
                 Err(e) => Err(e.into()),
             };
         }
@@ -622,7 +636,7 @@ impl Store {
             whole.as_bytes_mut()[at..at + buf.len()].copy_from_slice(buf.as_bytes());
             let n = self.data.write_at(whole, slot_offset(new)).await?;
             if n as u64 != EXTENT_BYTES {
-                return Err(StoreError::Io(std::io::Error::other("short copy-on-write")));
+                return Err(StoreError::Io(short_write(n, EXTENT_BYTES as usize)));
             }
             Ok(())
         }
@@ -712,7 +726,7 @@ impl Store {
         let ticket = self.completed.get();
         loop {
             if self.failed.get() {
-                return Err(self.failure());
+                return Err(StoreError::Failed);
             }
             if self.durable.get() >= ticket {
                 return Ok(());
@@ -726,6 +740,12 @@ impl Store {
     }
 
     /// One sync round; the caller holds `sync_lock`.
+    ///
+    /// A round that finds the disk full before it changed anything on disk
+    /// leaves its records pending for the next round and answers
+    /// [`StoreError::NoSpace`]; the store keeps working (reads, and TRIM or
+    /// deletes, whose records fit the journal's reserve and free space).
+    /// Any other failure may have lost data, and stops writes until restart.
     async fn round(&self) -> Result<()> {
         let upto = self.completed.get();
         let payload = std::mem::take(&mut *self.pending.borrow_mut());
@@ -742,34 +762,56 @@ impl Store {
             self.state.borrow().encode_all(&mut all);
             all
         });
-        let result: Result<()> = async {
-            self.data.fdatasync().await?;
+        let result = async {
+            self.data.fdatasync().await.map_err(Step::fatal)?;
             match checkpoint {
-                Some(all) => self.rotate(gen + 1, &all).await,
-                None if payload.is_empty() => Ok(()),
-                None => self.append(&payload).await,
+                Some(all) => match self.rotate(gen + 1, &all).await {
+                    // No room for a checkpoint: the journal's reserve takes
+                    // the batch, and a later round rotates.
+                    Err(Step::Retry(e)) if !payload.is_empty() => {
+                        tracing::warn!(error = %e, "no space for a volume checkpoint; appending instead");
+                        self.append(&payload).await.map(|()| false)
+                    }
+                    other => other.map(|()| true),
+                },
+                None if payload.is_empty() => Ok(false),
+                None => self.append(&payload).await.map(|()| false),
             }
         }
         .await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "volume store sync failed; refusing writes until restart");
-            self.failed.set(true);
-            if let StoreError::Io(io) = e {
-                self.failed_no_space
-                    .set(photon_core::health::is_no_space(io));
+        match result {
+            Ok(rotated) => {
+                if self.full.replace(false) {
+                    tracing::info!("volume store has space again");
+                }
+                self.durable.set(upto);
+                self.rounds_done.set(round);
+                self.bump(|s| {
+                    s.syncs += 1;
+                    s.checkpoints += u64::from(rotated);
+                });
+                Ok(())
             }
-            return result;
+            Err(Step::Retry(e)) => {
+                // The records go back in front of any added meanwhile.
+                let mut pending = self.pending.borrow_mut();
+                let later = std::mem::replace(&mut *pending, payload);
+                pending.extend_from_slice(&later);
+                if !self.full.replace(true) {
+                    tracing::warn!(error = %e, "volume store: the disk is full; writes fail with ENOSPC until space is freed");
+                }
+                Err(StoreError::NoSpace)
+            }
+            Err(Step::Fatal(e)) => {
+                tracing::error!(error = %e, "volume store sync failed; refusing writes until restart");
+                self.failed.set(true);
+                Err(e)
+            }
         }
-        self.durable.set(upto);
-        self.rounds_done.set(round);
-        self.bump(|s| {
-            s.syncs += 1;
-            s.checkpoints += u64::from(rotate);
-        });
-        Ok(())
     }
 
-    async fn append(&self, payload: &[u8]) -> Result<()> {
+    /// Appends one batch to the journal and syncs it.
+    async fn append(&self, payload: &[u8]) -> std::result::Result<(), Step> {
         let (file, gen, seq, offset) = {
             let j = self.journal.borrow();
             (j.file.clone(), j.gen, j.seq, j.offset)
@@ -777,41 +819,74 @@ impl Store {
         let bytes = journal::batch_bytes(payload.len());
         let mut buf = file.alloc_dma_buffer(bytes);
         journal::encode_batch(buf.as_bytes_mut(), journal::KIND_JOURNAL, gen, seq, payload);
-        let n = file.write_at(buf, offset).await?;
-        if n != bytes {
-            return Err(StoreError::Io(std::io::Error::other("short journal write")));
+        // Nothing past `offset` counts until a batch there is complete, so a
+        // write that found no space is simply written again later.
+        match file.write_at(buf, offset).await {
+            Ok(n) if n == bytes => {}
+            Ok(n) => return Err(Step::Retry(short_write(n, bytes).into())),
+            Err(e) => return Err(Step::classify(e.into())),
         }
-        file.fdatasync().await?;
-        let mut j = self.journal.borrow_mut();
-        j.seq += 1;
-        j.offset += bytes as u64;
+        file.fdatasync().await.map_err(Step::fatal)?;
+        let end = offset + bytes as u64;
+        let allocated = {
+            let mut j = self.journal.borrow_mut();
+            j.seq += 1;
+            j.offset = end;
+            j.allocated = j.allocated.max(end);
+            j.allocated
+        };
+        let reserve_bytes = self.config.journal_reserve_bytes;
+        if allocated - end < reserve_bytes / 2 {
+            let allocated = reserve(&file, end, allocated, reserve_bytes).await;
+            self.journal.borrow_mut().allocated = allocated;
+        }
         Ok(())
     }
 
-    /// Writes a checkpoint of generation `gen` and starts its journal.
-    async fn rotate(&self, gen: u64, all: &[u8]) -> Result<()> {
+    /// Writes a checkpoint of generation `gen` and starts its journal. Until
+    /// the checkpoint's rename nothing has changed (a failure is retryable);
+    /// after it, the new generation is the store's.
+    async fn rotate(&self, gen: u64, all: &[u8]) -> std::result::Result<(), Step> {
         let dir = &self.config.dir;
         let tmp = dir.join(format!("checkpoint-{gen:016x}.tmp"));
-        let file = DmaFile::create(&tmp).await?;
-        let bytes = journal::batch_bytes(all.len());
-        let mut buf = file.alloc_dma_buffer(bytes);
-        journal::encode_batch(buf.as_bytes_mut(), journal::KIND_CHECKPOINT, gen, 1, all);
-        let n = file.write_at(buf, 0).await?;
-        if n != bytes {
-            return Err(StoreError::Io(std::io::Error::other(
-                "short checkpoint write",
-            )));
+        let prepared = async {
+            let file = DmaFile::create(&tmp).await?;
+            let bytes = journal::batch_bytes(all.len());
+            let mut buf = file.alloc_dma_buffer(bytes);
+            journal::encode_batch(buf.as_bytes_mut(), journal::KIND_CHECKPOINT, gen, 1, all);
+            let n = file.write_at(buf, 0).await?;
+            if n != bytes {
+                return Err(StoreError::Io(short_write(n, bytes)));
+            }
+            file.fdatasync().await?;
+            file.close().await?;
+            let journal_file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .dma_open(journal_path(dir, gen))
+                .await?;
+            journal_file.truncate(0).await?;
+            journal_file
+                .pre_allocate(self.config.journal_reserve_bytes, true)
+                .await?;
+            journal_file.fdatasync().await?;
+            Ok(journal_file)
         }
-        file.fdatasync().await?;
-        file.close().await?;
-        std::fs::rename(&tmp, checkpoint_path(dir, gen))?;
-        let journal_file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .dma_open(journal_path(dir, gen))
-            .await?;
-        journal_file.truncate(0).await?;
-        sync_dir(dir)?;
+        .await;
+        let journal_file = match prepared {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                let _ = std::fs::remove_file(journal_path(dir, gen));
+                return Err(Step::classify(e));
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp, checkpoint_path(dir, gen)) {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(journal_path(dir, gen));
+            return Err(Step::classify(e.into()));
+        }
+        sync_dir(dir).map_err(Step::fatal)?;
         let old_gen = {
             let mut j = self.journal.borrow_mut();
             let old = j.gen;
@@ -820,6 +895,7 @@ impl Store {
                 gen,
                 seq: 1,
                 offset: 0,
+                allocated: self.config.journal_reserve_bytes,
             };
             old
         };
@@ -868,18 +944,15 @@ impl Store {
         self.state.borrow().allocated_bytes(map)
     }
 
-    /// The error of a failed store: NoSpace when the disk was full.
-    fn failure(&self) -> StoreError {
-        if self.failed_no_space.get() {
-            StoreError::NoSpace
-        } else {
-            StoreError::Failed
-        }
-    }
-
     /// Whether an earlier failed sync stopped the store from taking writes.
     pub fn has_failed(&self) -> bool {
         self.failed.get()
+    }
+
+    /// Whether the last sync round found the disk full (its records wait
+    /// for space).
+    pub fn is_full(&self) -> bool {
+        self.full.get()
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -928,10 +1001,13 @@ impl Store {
     pub async fn background(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(self.config.background_sync).await;
-            if let Err(e) = self.maintain().await {
-                tracing::error!(error = %e, "volume store maintenance failed");
-                if self.failed.get() {
-                    return;
+            match self.maintain().await {
+                Ok(()) | Err(StoreError::NoSpace) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "volume store maintenance failed");
+                    if self.failed.get() {
+                        return;
+                    }
                 }
             }
         }
@@ -945,6 +1021,73 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// How a step of a sync round failed.
+enum Step {
+    /// The disk was full before anything changed: try again later.
+    Retry(StoreError),
+    /// Data may be lost: stop taking writes.
+    Fatal(StoreError),
+}
+
+impl Step {
+    fn fatal(e: impl Into<StoreError>) -> Step {
+        Step::Fatal(e.into())
+    }
+
+    fn classify(e: StoreError) -> Step {
+        match &e {
+            StoreError::Io(io) if photon_core::health::is_no_space(io) => Step::Retry(e),
+            _ => Step::Fatal(e),
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Retry(e) | Step::Fatal(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A regular file takes fewer bytes than asked only when its filesystem is
+/// full.
+fn short_write(n: usize, want: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        format!("short write: {n} of {want} bytes (disk full)"),
+    )
+}
+
+/// Allocates `file` up to `end + reserve_bytes` (its size unchanged) and
+/// returns how far it is allocated now; a full disk leaves the reserve as
+/// it was (`allocated`), which the next append tries again.
+async fn reserve(file: &DmaFile, end: u64, allocated: u64, reserve_bytes: u64) -> u64 {
+    let want = end + reserve_bytes;
+    if reserve_bytes == 0 || want <= allocated {
+        return allocated;
+    }
+    match file.pre_allocate(want, true).await {
+        Ok(()) => want,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not extend the volume journal's reserve");
+            allocated
+        }
+    }
+}
+
+/// Removes checkpoints a crash left half-written.
+fn remove_checkpoint_leftovers(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("checkpoint-") && name.ends_with(".tmp") {
+            std::fs::remove_file(dir.join(&*name))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_len(data: &ReadResult, want: u64) -> Result<()> {

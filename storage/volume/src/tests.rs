@@ -324,3 +324,95 @@ fn concurrent_flushes_share_syncs() {
         let _ = std::fs::remove_dir_all(dir);
     });
 }
+
+/// Pattern `fill` in `pages` pages at `offset` of `map`, as read back.
+async fn reads_as(store: &Store, map: u64, offset: u64, pages: u64, fill: u8) -> bool {
+    read(store, map, offset, pages * PAGE_BYTES)
+        .await
+        .iter()
+        .all(|&b| b == fill)
+}
+
+#[test]
+fn a_full_disk_is_enospc_and_trim_frees_space_without_a_restart() {
+    run(|| async {
+        let base = temp_dir("full");
+        let disk = photon_core::testing::SmallDisk::mount(base.join("disk"), 16);
+        let mut config = StoreConfig::new(disk.path().join("store"));
+        config.journal_bytes_max = 16 << 10; // rotation falls back to the reserve
+        let store = Store::open(config.clone()).await.unwrap();
+        write(&store, 1, 0, EXTENT_BYTES, 0x11).await;
+        store.flush().await.unwrap();
+        // Map 2 takes the rest of the disk, one extent at a time.
+        let mut written = 0;
+        let err = loop {
+            let mut buf = store.alloc_buffer(EXTENT_BYTES as usize);
+            buf.as_bytes_mut().fill(0x22);
+            match store.write(2, written * EXTENT_BYTES, buf).await {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 64, "a 16 MiB disk took 16 MiB");
+        };
+        assert!(matches!(&err, crate::StoreError::Io(io) if photon_core::health::is_no_space(io)));
+        // What was written and flushed reads back; the records of the
+        // writes that did land reach the journal's reserve.
+        store.flush().await.unwrap();
+        assert!(!store.has_failed() && !store.is_full());
+        assert!(reads_as(&store, 1, 0, 64, 0x11).await);
+        // TRIM journals into the reserve and gives the space back.
+        store.zero(2, 0, written * EXTENT_BYTES).await.unwrap();
+        store.flush().await.unwrap();
+        store.maintain().await.unwrap();
+        for ext in 0..4 {
+            write(&store, 3, ext * EXTENT_BYTES, EXTENT_BYTES, 0x33).await;
+        }
+        store.flush().await.unwrap();
+        drop(store);
+        let store = Store::open(config).await.unwrap();
+        assert!(reads_as(&store, 1, 0, 64, 0x11).await);
+        assert!(reads_as(&store, 2, 0, written * 64, 0).await);
+        assert!(reads_as(&store, 3, 0, 4 * 64, 0x33).await);
+        drop(store);
+        drop(disk);
+        let _ = std::fs::remove_dir_all(base);
+    });
+}
+
+#[test]
+fn a_journal_without_room_keeps_its_records_until_space_returns() {
+    run(|| async {
+        let base = temp_dir("full-journal");
+        let disk = photon_core::testing::SmallDisk::mount(base.join("disk"), 8);
+        let mut config = StoreConfig::new(disk.path().join("store"));
+        config.journal_reserve_bytes = 0; // no reserve: the append itself fails
+        let store = Store::open(config.clone()).await.unwrap();
+        write(&store, 1, 0, 8 * PAGE_BYTES, 0x11).await;
+        store.flush().await.unwrap();
+        let ballast = disk.fill("ballast");
+        // A snapshot is only a record; with no space it stays pending.
+        let err = store.copy_map(1, 2).await.unwrap_err();
+        assert!(matches!(err, crate::StoreError::NoSpace), "{err}");
+        assert!(store.is_full() && !store.has_failed());
+        assert!(matches!(
+            store.flush().await,
+            Err(crate::StoreError::NoSpace)
+        ));
+        assert!(reads_as(&store, 1, 0, 8, 0x11).await);
+        std::fs::remove_file(ballast).unwrap();
+        store.flush().await.unwrap();
+        assert!(!store.is_full());
+        write(&store, 1, 0, 8 * PAGE_BYTES, 0x44).await;
+        store.flush().await.unwrap();
+        drop(store);
+        let store = Store::open(config).await.unwrap();
+        assert!(reads_as(&store, 1, 0, 8, 0x44).await);
+        assert!(
+            reads_as(&store, 2, 0, 8, 0x11).await,
+            "the snapshot is durable"
+        );
+        drop(store);
+        drop(disk);
+        let _ = std::fs::remove_dir_all(base);
+    });
+}
