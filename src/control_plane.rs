@@ -58,6 +58,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
         election_timeout_max_ms: c.election_timeout_max_ms,
         snapshot_every_entries: c.snapshot_every_entries,
         snapshot_keep_entries: c.snapshot_keep_entries,
+        reserve_bytes: c.reserve_mib << 20,
         limits: photon_control::rpc::ServiceLimits {
             proposals_pending_max: c.proposals_pending_max,
             watches_per_connection_max: c.watches_per_connection_max,

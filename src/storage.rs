@@ -36,6 +36,9 @@ pub fn s3_params(
 ) -> S3Params {
     let mut store = photon_object::StoreConfig::new(config.node.data_dir.join("s3"));
     store.segment_bytes = config.s3.segment_mib << 20;
+    // A full disk still takes deletes, compaction (into one new segment)
+    // and checkpoints: photon_object::StoreConfig::reserve_bytes.
+    store.reserve_bytes = store.segment_bytes + (8 << 20);
     let limits = S3Limits {
         garbage_grace: Duration::from_secs(config.s3.garbage_grace_s),
         body_idle_timeout: config.limits.body_idle_timeout(),

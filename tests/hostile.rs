@@ -625,7 +625,12 @@ fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restar
         dir.clone(),
         disk.path().join("data"),
         "1",
-        &["--set", "nbd.journal_mib=4"],
+        &[
+            "--set",
+            "nbd.journal_mib=4",
+            "--set",
+            "control.reserve_mib=4",
+        ],
     );
     let attach = |name: &str| {
         let out = dev.ctl(&["volume", "create", name, "--size", "1G"]);
@@ -657,7 +662,7 @@ fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restar
     assert!(ok, "TRIM on a full disk: {text}\n{}", dev.log_tail());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (ok, text) = qemu_io(&big, &["write -P 0x22 0 32M", "flush"]);
+        let (ok, text) = qemu_io(&big, &["write -P 0x22 0 8M", "flush"]);
         if ok {
             break;
         }
@@ -668,7 +673,7 @@ fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restar
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (ok, text) = qemu_io(&big, &["read -P 0x22 0 32M"]);
+    let (ok, text) = qemu_io(&big, &["read -P 0x22 0 8M"]);
     assert!(ok, "{text}");
     let (ok, text) = qemu_io(&keep, &["read -P 0x11 0 4M"]);
     assert!(ok, "{text}");
@@ -677,6 +682,85 @@ fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restar
         b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         None,
     );
+    assert_eq!(status_of(&health), 200, "{health}");
+    drop(dev);
+    drop(disk);
+}
+
+fn admin_get(dev: &Dev, path: &str) -> String {
+    http_exchange(
+        dev.address("admin"),
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        None,
+    )
+}
+
+#[test]
+fn the_kv_on_a_full_disk_refuses_new_data_keeps_serving_and_recovers_without_a_restart() {
+    let dir = temp_dir("hostile-fullkv");
+    let disk = SmallDisk::mount(dir.join("disk"), 160);
+    let dev = Dev::start_on(
+        dir.clone(),
+        disk.path().join("data"),
+        "1",
+        &[
+            "--set",
+            "nbd.journal_mib=4",
+            "--set",
+            "control.reserve_mib=4",
+        ],
+    );
+    let ok = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            dev.log_tail()
+        )
+    };
+    ok(&dev.ctl(&["kv", "put", "kept", "before the disk filled"]));
+    let ballast = disk.fill("ballast");
+    // The first writes may still land (the reserve takes them); then new
+    // data is refused with the reason, and Raft keeps running.
+    let mut refused = None;
+    for i in 0..50 {
+        let out = dev.ctl(&["kv", "put", &format!("fill/{i}"), &"v".repeat(4096)]);
+        if !out.status.success() {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let refused = refused.unwrap_or_else(|| panic!("no put was refused\n{}", dev.log_tail()));
+    assert!(refused.contains("disk is full"), "{refused}");
+    let out = dev.ctl(&["kv", "get", "kept"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("before the disk filled"));
+    // Deletes still work on the full disk.
+    ok(&dev.ctl(&["kv", "del", "fill/", "--prefix"]));
+    let health = admin_get(&dev, "/healthz");
+    assert_eq!(status_of(&health), 503, "{health}");
+    assert!(health.contains("control plane disk"), "{health}");
+    // Space comes back: writes resume without a restart.
+    std::fs::remove_file(ballast).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = dev.ctl(&["kv", "put", "after", "space came back"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the KV never took writes again: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = dev.ctl(&["kv", "get", "kept"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("before the disk filled"));
+    let health = admin_get(&dev, "/healthz");
     assert_eq!(status_of(&health), 200, "{health}");
     drop(dev);
     drop(disk);

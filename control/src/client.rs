@@ -35,6 +35,10 @@ pub enum ClientError {
     Remote(String),
     #[error("gave up after retrying for {CALL_RETRY_DEADLINE:?}: {0}")]
     Exhausted(String),
+    /// The connection broke after the request was sent: it may or may not
+    /// have been applied (only from an [`Client::at_most_once`] client).
+    #[error("the outcome is unknown: the connection broke after the request was sent ({0})")]
+    Unknown(String),
 }
 
 /// The membership and progress of the cluster as one node sees it.
@@ -80,6 +84,8 @@ pub struct Client {
     /// Whether any endpoint ever answered: a client that never reached the
     /// cluster fails at once instead of waiting out an "election".
     reached: bool,
+    /// Never send a request twice once it may have reached a node.
+    at_most_once: bool,
 }
 
 enum Failure {
@@ -87,6 +93,9 @@ enum Failure {
     Redirect(Option<SocketAddr>),
     /// The connection failed: try another endpoint.
     Transport(String),
+    /// The node refused the request without doing it (overloaded, no
+    /// quorum for a read): try again.
+    Refused(String),
     /// The request itself failed: report it.
     Remote(String),
 }
@@ -102,7 +111,8 @@ fn classify(e: capnp::Error) -> Failure {
         return Failure::Redirect(address);
     }
     match e.kind {
-        capnp::ErrorKind::Disconnected | capnp::ErrorKind::Overloaded => Failure::Transport(text),
+        capnp::ErrorKind::Disconnected => Failure::Transport(text),
+        capnp::ErrorKind::Overloaded => Failure::Refused(text),
         _ => Failure::Remote(strip_remote_prefix(&text)),
     }
 }
@@ -130,6 +140,7 @@ impl Client {
             session: None,
             kv: None,
             reached: false,
+            at_most_once: false,
         })
     }
 
@@ -138,6 +149,18 @@ impl Client {
         let mut client = Self::new(endpoints)?;
         client.token = Some(token);
         Ok(client)
+    }
+
+    /// A client that sends each request at most once past a node: a
+    /// connection that breaks after sending gives [`ClientError::Unknown`]
+    /// instead of a retry elsewhere. Redirects ("not the leader") and
+    /// overload refusals are still followed, as they say nothing was done.
+    /// By default a mutation whose connection broke is sent again, so it
+    /// may apply twice (a put twice is harmless; a txn may then report the
+    /// second attempt's compare).
+    pub fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
     }
 
     /// Replaces the token (after a refresh); the next call authenticates anew.
@@ -352,7 +375,11 @@ impl Client {
                     }
                     self.switch_to(address);
                 }
-                Err(Failure::Transport(e)) => {
+                Err(Failure::Transport(e)) if self.at_most_once => {
+                    self.switch_to(None);
+                    return Err(ClientError::Unknown(e));
+                }
+                Err(Failure::Transport(e) | Failure::Refused(e)) => {
                     last = e;
                     self.switch_to(None);
                     tokio::time::sleep(RETRY_BACKOFF).await;
@@ -594,7 +621,9 @@ impl Client {
                 Ok(()) => return Ok(()),
                 Err(e) => match classify(e) {
                     Failure::Remote(e) => return Err(ClientError::Remote(e)),
-                    Failure::Redirect(_) | Failure::Transport(_) => last = "leader changed".into(),
+                    Failure::Redirect(_) | Failure::Transport(_) | Failure::Refused(_) => {
+                        last = "leader changed".into()
+                    }
                 },
             }
         }

@@ -38,6 +38,9 @@ pub struct ControlNodeConfig {
     pub snapshot_every_entries: u64,
     /// Entries kept behind the latest snapshot.
     pub snapshot_keep_entries: u64,
+    /// Space kept aside in the data dir for a full disk (0: none); see
+    /// `photon_core::reserve`.
+    pub reserve_bytes: u64,
     pub limits: crate::rpc::ServiceLimits,
     /// Admission and handshake timeout of the Cap'n Proto listener.
     pub connections: photon_core::gate::ConnectionLimits,
@@ -74,6 +77,7 @@ impl ControlNodeConfig {
             election_timeout_max_ms: 800,
             snapshot_every_entries: 10_000,
             snapshot_keep_entries: 1_000,
+            reserve_bytes: 32 << 20,
             limits: crate::rpc::ServiceLimits::default(),
             connections: photon_core::gate::ConnectionLimits::default(),
             directory: photon_iam::Directory::new(cluster_key),
@@ -94,6 +98,8 @@ pub enum StartNodeError {
         #[source]
         source: LogError,
     },
+    #[error("cannot create the control plane's space reserve")]
+    Reserve(#[source] std::io::Error),
     #[error("cannot start the Raft log writer thread")]
     Writer(#[source] std::io::Error),
     #[error("cannot open the state machine: {0}")]
@@ -130,8 +136,26 @@ impl ControlNode {
     /// the cluster if this node's log is empty and initial members are given.
     pub async fn start(config: ControlNodeConfig) -> Result<ControlNode, StartNodeError> {
         let log_dir = config.data_dir.join("raft-log");
+        let reserve = match config.reserve_bytes {
+            0 => None,
+            bytes => Some(Arc::new(
+                std::fs::create_dir_all(&config.data_dir)
+                    .and_then(|()| {
+                        photon_core::reserve::SpaceReserve::new(
+                            config.data_dir.join("control.reserve"),
+                            bytes,
+                            "control plane disk",
+                        )
+                    })
+                    .map_err(StartNodeError::Reserve)?,
+            )),
+        };
+        let log_config = LogConfig {
+            reserve: reserve.clone(),
+            ..LogConfig::new(&log_dir)
+        };
         let (store, recovery) =
-            LogStore::open(LogConfig::new(&log_dir)).map_err(|source| StartNodeError::Log {
+            LogStore::open(log_config.clone()).map_err(|source| StartNodeError::Log {
                 dir: log_dir.clone(),
                 source,
             })?;
@@ -140,10 +164,9 @@ impl ControlNode {
                 reason = %torn.reason, "cut a torn, unacknowledged tail off the Raft log");
         }
         let fresh = recovery.last_index == 0 && recovery.meta.vote.is_none();
-        let log_config = LogConfig::new(&log_dir);
         let writer = LogWriter::start(store, log_config.queue_depth, log_config.batch_requests_max)
             .map_err(StartNodeError::Writer)?;
-        let state_machine = KvStateMachine::open(&config.data_dir.join("state"))
+        let state_machine = KvStateMachine::open(&config.data_dir.join("state"), reserve.clone())
             .map_err(|e| StartNodeError::StateMachine(e.to_string()))?;
         let raft_config = openraft::Config {
             cluster_name: "photon-control".into(),
@@ -186,9 +209,21 @@ impl ControlNode {
             return Err(StartNodeError::ClusterKey);
         }
         directory.replace(iam_state);
-        let proposer = rpc::Proposer::new(raft.clone(), state_machine.clone(), config.limits);
+        let proposer = rpc::Proposer::new(
+            raft.clone(),
+            state_machine.clone(),
+            config.limits,
+            reserve.clone(),
+        );
         let proposer_handle = proposer.clone();
-        let auth = rpc::Auth::new(directory.clone(), raft.clone(), config.auth);
+        // The log's record numbers are Raft indexes plus one.
+        let start_log_index = recovery.last_index.saturating_sub(1);
+        let auth = rpc::Auth::new(
+            directory.clone(),
+            raft.clone(),
+            config.auth,
+            start_log_index,
+        );
         let service = NodeService::new(
             config.node_id,
             proposer.clone(),

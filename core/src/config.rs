@@ -236,6 +236,10 @@ pub struct ControlConfig {
     pub proposals_pending_max: usize,
     /// Watches one client connection may hold.
     pub watches_per_connection_max: usize,
+    /// Space kept aside on the control plane's disk (MiB), released when
+    /// the disk fills so Raft keeps its log and metadata writable; while
+    /// released, writes that add data are refused (`photon_core::reserve`).
+    pub reserve_mib: u64,
 }
 
 impl Default for ControlConfig {
@@ -252,6 +256,7 @@ impl Default for ControlConfig {
             snapshot_keep_entries: 1_000,
             proposals_pending_max: 4_096,
             watches_per_connection_max: 1_024,
+            reserve_mib: 32,
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod mailbox;
 mod mesh;
 pub mod metrics;
+pub mod reserve;
 pub mod routing;
 pub mod service;
 pub mod shutdown;

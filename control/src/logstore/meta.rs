@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use photon_core::reserve::SpaceReserve;
+
 use super::{io_error, LogError};
 
 const MAGIC: &[u8; 8] = b"PHLOGMET";
@@ -107,16 +109,36 @@ impl Meta {
         }
     }
 
-    /// Replaces `dir/meta` atomically and durably.
-    pub fn store(&self, dir: &Path) -> Result<(), LogError> {
+    /// Replaces `dir/meta` atomically and durably. A full disk releases
+    /// `reserve` (when given) and writes once more.
+    pub fn store(&self, dir: &Path, reserve: Option<&SpaceReserve>) -> Result<(), LogError> {
         let tmp = dir.join(META_TMP_FILE);
         let path = dir.join(META_FILE);
-        let mut file = File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
-        file.write_all(&self.encode())
-            .map_err(|e| io_error("write", &tmp, e))?;
+        let bytes = self.encode();
+        let file = retry_on_full(reserve, || {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            Ok(file)
+        })
+        .map_err(|e| io_error("write", &tmp, e))?;
         file.sync_all().map_err(|e| io_error("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error("rename", &path, e))?;
+        retry_on_full(reserve, || std::fs::rename(&tmp, &path))
+            .map_err(|e| io_error("rename", &path, e))?;
         sync_dir(dir)
+    }
+}
+
+/// Runs a repeatable write through `reserve` when there is one.
+pub fn retry_on_full<T>(
+    reserve: Option<&SpaceReserve>,
+    op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    match reserve {
+        Some(r) => r.retry_on_full(op),
+        None => {
+            let mut op = op;
+            op()
+        }
     }
 }
 

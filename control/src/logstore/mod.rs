@@ -41,6 +41,10 @@ pub struct LogConfig {
     pub batch_requests_max: usize,
     /// Requests queued for the writer thread at most (back-pressure beyond).
     pub queue_depth: usize,
+    /// Space released when a write finds the disk full, so the write and
+    /// the meta updates Raft cannot stop without still succeed (see
+    /// `photon_core::reserve`); none in tests that do not fill a disk.
+    pub reserve: Option<Arc<photon_core::reserve::SpaceReserve>>,
 }
 
 impl LogConfig {
@@ -52,6 +56,7 @@ impl LogConfig {
             batch_bytes_max: 1 << 20,
             batch_requests_max: 1024,
             queue_depth: 4096,
+            reserve: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::meta::{sync_dir, Meta};
+use super::meta::{retry_on_full, sync_dir, Meta};
 use super::record::{self, DecodeError, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use super::{io_error, LogConfig, LogError, LogStats, Recovery};
 
@@ -48,6 +48,9 @@ pub struct LogStore {
     /// before the sync that covers it.
     #[cfg(test)]
     pub(crate) sync_gate: Option<crossbeam_channel::Receiver<()>>,
+    /// Tests record every write and sync here to simulate a power loss.
+    #[cfg(test)]
+    pub(crate) trace: Option<std::sync::Arc<photon_core::testing::crash::WriteTrace>>,
 }
 
 impl LogStore {
@@ -63,6 +66,8 @@ impl LogStore {
             meta,
             #[cfg(test)]
             sync_gate: None,
+            #[cfg(test)]
+            trace: None,
             unsynced_bytes: 0,
             poisoned: None,
             stats: LogStats::default(),
@@ -165,8 +170,10 @@ impl LogStore {
             // Created but its header never reached the disk: rewrite it.
             file.set_len(0)
                 .map_err(|e| io_error("truncate", &path, e))?;
-            file.write_all_at(&record::encode_header(), 0)
-                .map_err(|e| io_error("write", &path, e))?;
+            retry_on_full(self.config.reserve.as_deref(), || {
+                file.write_all_at(&record::encode_header(), 0)
+            })
+            .map_err(|e| io_error("write", &path, e))?;
             file.sync_all().map_err(|e| io_error("fsync", &path, e))?;
             return Ok(Segment {
                 first_index: first,
@@ -235,16 +242,22 @@ impl LogStore {
 
     fn create_segment(&mut self, first_index: u64) -> Result<(), LogError> {
         let path = segment_path(&self.config.dir, first_index);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| io_error("create", &path, e))?;
-        file.write_all_at(&record::encode_header(), 0)
-            .map_err(|e| io_error("write", &path, e))?;
+        let file = retry_on_full(self.config.reserve.as_deref(), || {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)?;
+            file.write_all_at(&record::encode_header(), 0)?;
+            Ok(file)
+        })
+        .map_err(|e| io_error("create", &path, e))?;
         file.sync_all().map_err(|e| io_error("fsync", &path, e))?;
+        #[cfg(test)]
+        if let Some(trace) = &self.trace {
+            trace.synced(&path, trace.begin_sync());
+        }
         sync_dir(&self.config.dir)?;
         self.segments.push(Segment {
             first_index,
@@ -278,6 +291,13 @@ impl LogStore {
 
     pub fn stats(&self) -> LogStats {
         self.stats
+    }
+
+    /// Takes the space reserve back once the disk has room again.
+    pub fn restore_reserve(&self) {
+        if let Some(reserve) = &self.config.reserve {
+            reserve.restore();
+        }
     }
 
     fn check_poisoned(&self) -> Result<(), LogError> {
@@ -361,10 +381,17 @@ impl LogStore {
             .last_mut()
             .expect("a log always has a segment");
         let start = segment.len - buf.len() as u64;
-        segment
-            .file
-            .write_all_at(buf, start)
-            .map_err(|e| io_error("write", &segment.path, e))?;
+        #[cfg(test)]
+        if let Some(trace) = &self.trace {
+            let old =
+                photon_core::testing::crash::WriteTrace::old_bytes(&segment.file, start, buf.len());
+            trace.write(&segment.path, start, buf.len(), old);
+        }
+        // A positioned write of the same bytes: safe to repeat.
+        retry_on_full(self.config.reserve.as_deref(), || {
+            segment.file.write_all_at(buf, start)
+        })
+        .map_err(|e| io_error("write", &segment.path, e))?;
         segment.offsets.append(pending);
         self.unsynced_bytes += buf.len() as u64;
         buf.clear();
@@ -382,10 +409,16 @@ impl LogStore {
             let _ = gate.recv();
         }
         let segment = self.segments.last().expect("a log always has a segment");
+        #[cfg(test)]
+        let mark = self.trace.as_ref().map(|t| t.begin_sync());
         let result = segment
             .file
             .sync_data()
             .map_err(|e| io_error("fdatasync", &segment.path, e));
+        #[cfg(test)]
+        if let (Some(trace), Some(mark), Ok(())) = (&self.trace, mark, &result) {
+            trace.synced(&segment.path, mark);
+        }
         self.poison(result)?;
         self.unsynced_bytes = 0;
         self.stats.syncs += 1;
@@ -453,6 +486,10 @@ impl LogStore {
             .file
             .sync_all()
             .map_err(|e| io_error("fsync", &segment.path, e))?;
+        #[cfg(test)]
+        if let Some(trace) = &self.trace {
+            trace.synced(&segment.path, trace.begin_sync());
+        }
         sync_dir(&self.config.dir)?;
         self.unsynced_bytes = 0;
         Ok(())
@@ -473,7 +510,7 @@ impl LogStore {
     }
 
     fn purge_checked(&mut self, upto: u64, meta: Meta) -> Result<(), LogError> {
-        meta.store(&self.config.dir)?;
+        meta.store(&self.config.dir, self.config.reserve.as_deref())?;
         self.meta = meta;
         if upto >= self.last_index() {
             // A snapshot beyond the log's end: start an empty log after it.
@@ -505,7 +542,7 @@ impl LogStore {
         if committed.is_some() {
             meta.committed = committed;
         }
-        let result = meta.store(&self.config.dir);
+        let result = meta.store(&self.config.dir, self.config.reserve.as_deref());
         self.poison(result)?;
         self.meta = meta;
         Ok(())

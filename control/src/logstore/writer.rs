@@ -184,7 +184,12 @@ pub const COMMITTED_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::f
 fn run(mut store: LogStore, rx: Receiver<Request>, batch_requests_max: usize) {
     let mut durable_callbacks: Vec<AppendDone> = Vec::new();
     let mut committed = PendingCommitted::default();
+    let mut reserve_checked = std::time::Instant::now();
     loop {
+        if reserve_checked.elapsed() >= COMMITTED_FLUSH_INTERVAL {
+            store.restore_reserve();
+            reserve_checked = std::time::Instant::now();
+        }
         let first = match rx.recv_timeout(COMMITTED_FLUSH_INTERVAL) {
             Ok(r) => r,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {

@@ -113,10 +113,23 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
             .map_err(vote_err)
     }
 
+    /// The stored vote, always as not committed. openraft reads it only at
+    /// start-up, and a committed vote for this node would restart it as
+    /// leader at once, without an election: its read index would then be
+    /// the first entry of its old term or the committed index it persisted
+    /// (lazily, see `save_committed`), both older than what the cluster
+    /// committed, and a linearizable read right after the restart would
+    /// miss acknowledged writes (the production-path linearizability test
+    /// caught it). Forgetting that the vote was granted by a quorum only
+    /// makes the node win an election first, whose new blank entry orders
+    /// every later read; the term and the node it voted for stay.
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
         let state = self.writer.state().await.map_err(read_err)?;
         match state.meta.vote {
-            Some(bytes) => Ok(Some(codec::decode_vote(&bytes).map_err(read_err)?)),
+            Some(bytes) => {
+                let vote = codec::decode_vote(&bytes).map_err(read_err)?;
+                Ok(Some(Vote::new(vote.leader_id.term, vote.leader_id.node_id)))
+            }
             None => Ok(None),
         }
     }

@@ -45,6 +45,8 @@ pub struct Applied {
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
     dir: PathBuf,
+    /// Released when a snapshot finds the disk full (see `photon_core::reserve`).
+    reserve: Option<Arc<photon_core::reserve::SpaceReserve>>,
 }
 
 /// Applied batches of events a watch may fall behind by before it is cut.
@@ -68,10 +70,15 @@ fn snapshot_err<E: std::error::Error + 'static>(e: &E) -> StorageError<u64> {
 
 impl KvStateMachine {
     /// Opens the state machine, starting from the snapshot in `dir` if any.
-    pub fn open(dir: &Path) -> Result<Self, StorageError<u64>> {
+    /// `reserve` is the disk's space reserve, when it has one.
+    pub fn open(
+        dir: &Path,
+        reserve: Option<Arc<photon_core::reserve::SpaceReserve>>,
+    ) -> Result<Self, StorageError<u64>> {
         std::fs::create_dir_all(dir).map_err(|e| sm_read_err(&e))?;
         let snapshots = SnapshotStore {
             dir: dir.to_path_buf(),
+            reserve,
         };
         let applied = match snapshots.map()? {
             Some((map, meta, data)) => Applied {
@@ -189,7 +196,11 @@ impl SnapshotStore {
             .map(|(map, meta, data)| (meta, map[data].to_vec())))
     }
 
-    fn save(
+    /// Writes the snapshot file atomically and durably. A disk too full for
+    /// it (even with the reserve released) is waited out, never an error:
+    /// openraft stops for good on a storage error, and Raft keeps running
+    /// meanwhile (the log is not purged until the snapshot is durable).
+    async fn save(
         &self,
         meta: &SnapshotMeta<u64, BasicNode>,
         data: &[u8],
@@ -197,8 +208,33 @@ impl SnapshotStore {
         use std::io::Write;
         let bytes = Self::encode(meta, data)?;
         let tmp = self.dir.join(SNAPSHOT_TMP_FILE);
-        let mut file = std::fs::File::create(&tmp).map_err(|e| snapshot_err(&e))?;
-        file.write_all(&bytes).map_err(|e| snapshot_err(&e))?;
+        let write = || {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            Ok(file)
+        };
+        let mut waited = false;
+        let file = loop {
+            let written = match &self.reserve {
+                Some(r) => r.retry_on_full(write),
+                None => write(),
+            };
+            match written {
+                Ok(file) => break file,
+                Err(e) if photon_core::health::is_no_space(&e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    if !waited {
+                        tracing::warn!(
+                            bytes = bytes.len(),
+                            "no space for a Raft snapshot; waiting for space"
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(snapshot_err(&e)),
+            }
+        };
         file.sync_all().map_err(|e| snapshot_err(&e))?;
         std::fs::rename(&tmp, self.dir.join(SNAPSHOT_FILE)).map_err(|e| snapshot_err(&e))?;
         std::fs::File::open(&self.dir)
@@ -226,7 +262,7 @@ impl RaftSnapshotBuilder<TypeConfig> for KvStateMachine {
             };
             (meta, data)
         };
-        self.snapshots.save(&meta, &data)?;
+        self.snapshots.save(&meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -302,7 +338,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
         let kv = KvStore::from_snapshot(&data).map_err(|e| snapshot_err(&e))?;
-        self.snapshots.save(meta, &data)?;
+        self.snapshots.save(meta, &data).await?;
         let mut applied = self.state();
         applied.kv = kv;
         applied.last_applied = meta.last_log_id;

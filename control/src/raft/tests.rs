@@ -174,7 +174,7 @@ async fn start_node(id: u64, dir: &Path, router: &Router) -> Node {
     let node_dir = dir.join(format!("node-{id}"));
     let (store, _) = LogStore::open(LogConfig::new(node_dir.join("log"))).unwrap();
     let writer = LogWriter::start(store, 4096, 1024).unwrap();
-    let state_machine = KvStateMachine::open(&node_dir.join("state")).unwrap();
+    let state_machine = KvStateMachine::open(&node_dir.join("state"), None).unwrap();
     let config = Config {
         heartbeat_interval: 50,
         election_timeout_min: 200,

@@ -45,7 +45,13 @@ pub struct Proposer {
     queue: tokio::sync::mpsc::UnboundedSender<Pending>,
     /// Linearizable reads waiting for the next read-index round.
     reads: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
+    /// The disk's space reserve: while it is released, commands that add
+    /// data are refused and those that remove it still go through.
+    reserve: Option<std::sync::Arc<photon_core::reserve::SpaceReserve>>,
 }
+
+/// The error of a command refused because the node's disk is full.
+pub const DISK_FULL: &str = "the control plane's disk is full";
 
 pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Error {
     match (&forward.leader_id, &forward.leader_node) {
@@ -59,7 +65,12 @@ pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) ->
 impl Proposer {
     /// Must be called inside the control thread's `LocalSet`: it starts the
     /// batching task, which ends when every clone is dropped.
-    pub fn new(raft: Raft, state_machine: KvStateMachine, limits: ServiceLimits) -> Self {
+    pub fn new(
+        raft: Raft,
+        state_machine: KvStateMachine,
+        limits: ServiceLimits,
+        reserve: Option<std::sync::Arc<photon_core::reserve::SpaceReserve>>,
+    ) -> Self {
         // Unbounded, but every entry holds a `proposals` permit: at most
         // `proposals_pending_max` wait.
         let (queue, pending) = tokio::sync::mpsc::unbounded_channel();
@@ -73,12 +84,18 @@ impl Proposer {
             limits,
             queue,
             reads,
+            reserve,
         }
     }
 
     /// Proposes `command` through Raft, in a batch with the commands other
     /// clients propose meanwhile; a follower answers with the leader.
     pub async fn propose(&self, command: Command) -> capnp::Result<CommandResponse> {
+        if adds_data(&command) && self.reserve.as_ref().is_some_and(|r| r.is_released()) {
+            return Err(capnp::Error::failed(format!(
+                "{DISK_FULL}: writes that add data are refused until space is freed (deletes still work)"
+            )));
+        }
         let _permit = self.proposals.try_acquire().map_err(|_| {
             capnp::Error::overloaded(format!(
                 "{} proposals are already waiting on this node (control.proposals_pending_max); retry",
@@ -221,6 +238,25 @@ async fn read_index(raft: &Raft) -> capnp::Result<()> {
             )))
         }
         Err(e) => Err(capnp::Error::failed(e.to_string())),
+    }
+}
+
+/// Whether `command` may add data (and so is refused on a full disk).
+fn adds_data(command: &Command) -> bool {
+    fn op_adds(op: &RequestOp) -> bool {
+        match op {
+            RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
+            RequestOp::Put(_) => true,
+            RequestOp::Txn(t) => t.success.iter().chain(&t.failure).any(op_adds),
+        }
+    }
+    match command {
+        Command::Put(_) | Command::LeaseGrant { .. } => true,
+        Command::Txn(t) => t.success.iter().chain(&t.failure).any(op_adds),
+        Command::DeleteRange(_)
+        | Command::Compact(_)
+        | Command::LeaseRevoke { .. }
+        | Command::LeaseKeepAlive { .. } => false,
     }
 }
 

@@ -4,7 +4,7 @@
 //! on every call (a cached check: revocation and expiry still apply at once)
 //! and authorizes the call's action on its resource.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -56,6 +56,10 @@ pub struct Auth {
     pub limiter: RefCell<LoginLimiter>,
     pub hashing: tokio::sync::Semaphore,
     pub settings: AuthSettings,
+    /// The last log index this node held when it started, and whether it
+    /// has applied that far since (see [`Auth::caught_up`]).
+    start_log_index: u64,
+    caught_up: Cell<bool>,
 }
 
 impl Auth {
@@ -63,9 +67,12 @@ impl Auth {
         directory: Arc<Directory>,
         raft: crate::raft::Raft,
         settings: AuthSettings,
+        start_log_index: u64,
     ) -> Rc<Self> {
         Rc::new(Self {
             raft,
+            start_log_index,
+            caught_up: Cell::new(false),
             verifier: RefCell::new(Verifier::new(directory.clone())),
             directory,
             limiter: RefCell::new(LoginLimiter::new(settings.login)),
@@ -79,6 +86,13 @@ impl Auth {
     /// or it lost an election race): it sends the caller to the leader
     /// instead of refusing a token the cluster accepts.
     pub fn verify(&self, token: &str) -> capnp::Result<Arc<Identity>> {
+        if !self.caught_up() {
+            return Err(self.redirect_if_follower().unwrap_or_else(|| {
+                capnp::Error::overloaded(
+                    "this node is still applying its log after a start; retry".into(),
+                )
+            }));
+        }
         let result = self.verifier.borrow_mut().verify(token, now_ms());
         match result {
             Ok(identity) => Ok(identity),
@@ -87,6 +101,27 @@ impl Auth {
                 .unwrap_or_else(|| unauthenticated(e))),
             Err(e) => Err(unauthenticated(e)),
         }
+    }
+
+    /// Whether this node's state may decide a token. A restarted node
+    /// replays only up to the commit index it persisted (lazily, up to a
+    /// second old), so until it applies the log it held at start, or what a
+    /// leader has since sent it, a revocation or deletion it had applied
+    /// before the restart may be missing: it would accept a revoked token.
+    /// Once caught up it stays so (later lag is the usual follower lag).
+    fn caught_up(&self) -> bool {
+        if self.caught_up.get() {
+            return true;
+        }
+        let done = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let applied = m.last_applied.map_or(0, |id| id.index);
+            applied >= self.start_log_index
+                || (m.current_leader.is_some() && applied >= m.last_log_index.unwrap_or(0))
+        };
+        self.caught_up.set(done);
+        done
     }
 
     /// A "not the leader" answer when this node is not the leader.

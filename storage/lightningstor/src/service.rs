@@ -263,6 +263,9 @@ async fn compact_loop(store: Rc<Store>, ctx: ShardContext<S3Service>) {
                 "an fdatasync failed; the store refuses writes until photon restarts",
             );
         }
+        // While the disk is full, compaction is how space comes back: run
+        // it every round instead of every COMPACT_INTERVAL.
+        let disk_full = !store.maintain_reserve();
         let stop = futures_lite::future::or(
             async {
                 glommio::timer::sleep(STATS_INTERVAL).await;
@@ -278,7 +281,7 @@ async fn compact_loop(store: Rc<Store>, ctx: ShardContext<S3Service>) {
             return;
         }
         since_compaction += STATS_INTERVAL;
-        if since_compaction < COMPACT_INTERVAL {
+        if since_compaction < COMPACT_INTERVAL && !disk_full {
             continue;
         }
         since_compaction = Duration::ZERO;

@@ -26,6 +26,13 @@ pub struct StoreConfig {
     pub checkpoint_every_bytes: u64,
     /// Sealed segments whose live ratio is below this are compacted (default 0.5).
     pub compact_live_ratio_max: f64,
+    /// Space kept aside in `dir` for a full disk (default 0: none). When a
+    /// segment or checkpoint finds the disk full, it is released: puts are
+    /// refused with ENOSPC while deletes, compaction and checkpoints go on
+    /// in it, and it is taken back once space returns
+    /// ([`Store::maintain_reserve`](crate::Store::maintain_reserve)). One
+    /// segment plus the largest checkpoint covers them.
+    pub reserve_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -38,6 +45,7 @@ impl Default for StoreConfig {
             meta_bytes_max: 64 << 10,
             checkpoint_every_bytes: 64 << 20,
             compact_live_ratio_max: 0.5,
+            reserve_bytes: 0,
         }
     }
 }

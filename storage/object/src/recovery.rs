@@ -27,6 +27,9 @@ struct Listing {
     leftovers: Vec<PathBuf>,
 }
 
+/// The space reserve's file in the store directory.
+const RESERVE_FILE: &str = "space.reserve";
+
 fn list_directory(dir: &Path) -> Result<Listing, IoError> {
     let mut listing = Listing::default();
     let entries =
@@ -179,7 +182,25 @@ impl Store {
         report.objects = recovered.index.object_count() as u64;
         report.chunks = recovered.index.chunk_count() as u64;
         report.segments = segments.len() as u64;
-        let store = Store::assemble(config, directory, recovered.index, segments, writer);
+        let reserve = match config.reserve_bytes {
+            0 => None,
+            bytes => Some(
+                photon_core::reserve::SpaceReserve::new(
+                    dir.join(RESERVE_FILE),
+                    bytes,
+                    &format!("object store {}", dir.display()),
+                )
+                .map_err(|e| IoError::new("create space reserve", &dir, e))?,
+            ),
+        };
+        let store = Store::assemble(
+            config,
+            directory,
+            recovered.index,
+            segments,
+            writer,
+            reserve,
+        );
         report.elapsed = started.elapsed();
         tracing::info!(dir = %store.config.dir.display(), ?report, "object store opened");
         Ok((store, report))
@@ -192,6 +213,7 @@ impl Store {
         index: Index,
         segments: BTreeMap<u64, Rc<Segment>>,
         writer: WriterState,
+        reserve: Option<photon_core::reserve::SpaceReserve>,
     ) -> Rc<Store> {
         Rc::new_cyclic(|this| Store {
             config,
@@ -210,6 +232,7 @@ impl Store {
             counters: Counters::default(),
             state: Cell::new(State::Open),
             checkpoint_scheduled: Cell::new(false),
+            reserve,
         })
     }
 }

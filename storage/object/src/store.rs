@@ -176,6 +176,10 @@ pub(crate) struct SyncState {
     /// before the fdatasync that covers it.
     #[cfg(test)]
     pub(crate) hold: Option<Rc<crate::tests::SyncHold>>,
+    /// Tests record every record write and segment sync here to simulate
+    /// a power loss.
+    #[cfg(test)]
+    pub(crate) trace: Option<std::sync::Arc<photon_core::testing::crash::WriteTrace>>,
 }
 
 #[derive(Default)]
@@ -211,6 +215,8 @@ pub struct Store {
     pub(crate) counters: Counters,
     pub(crate) state: Cell<State>,
     pub(crate) checkpoint_scheduled: Cell<bool>,
+    /// See [`StoreConfig::reserve_bytes`].
+    pub(crate) reserve: Option<photon_core::reserve::SpaceReserve>,
 }
 
 impl fmt::Debug for Store {
@@ -235,6 +241,44 @@ impl Store {
 
     pub(crate) fn rc(&self) -> Result<Rc<Store>, WriteError> {
         self.this.upgrade().ok_or(WriteError::Closed)
+    }
+
+    /// Refuses a write that adds data while the space reserve is released.
+    pub(crate) fn check_room(&self) -> Result<(), WriteError> {
+        match &self.reserve {
+            Some(r) if r.is_released() => Err(WriteError::Io(crate::error::IoError::new(
+                "refuse new data while the disk is full",
+                &self.config.dir,
+                std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the space reserve back once the disk has room again; returns
+    /// whether it is in place (true without one). Blocks briefly (unlink,
+    /// fallocate) and only when the reserve was released.
+    pub fn maintain_reserve(&self) -> bool {
+        self.reserve.as_ref().is_none_or(|r| r.restore())
+    }
+
+    /// Runs `op` (a repeatable file creation); if it finds the disk full,
+    /// releases the space reserve and runs it once more.
+    pub(crate) async fn with_reserve<T, E, F>(&self, mut op: impl FnMut() -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: std::error::Error + 'static,
+    {
+        match op().await {
+            Err(e)
+                if photon_core::health::is_no_space(&e)
+                    && self.reserve.as_ref().is_some_and(|r| r.release()) =>
+            {
+                tracing::warn!(dir = %self.config.dir.display(), "object store: the disk is full; puts are refused until space is freed");
+                op().await
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), WriteError> {

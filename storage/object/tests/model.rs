@@ -46,6 +46,7 @@ fn config(dir: PathBuf) -> StoreConfig {
         meta_bytes_max: 64,
         checkpoint_every_bytes: 160 << 10,
         compact_live_ratio_max: 0.6,
+        reserve_bytes: 0,
     }
 }
 

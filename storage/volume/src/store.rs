@@ -170,6 +170,10 @@ pub struct Store {
     /// they stay pending and the next round retries them.
     full: Cell<bool>,
     stats: Cell<StoreStats>,
+    /// Tests record every data and journal write and every sync here to
+    /// simulate a power loss.
+    #[cfg(test)]
+    pub(crate) trace: RefCell<Option<std::sync::Arc<photon_core::testing::crash::WriteTrace>>>,
 }
 
 fn journal_path(dir: &Path, gen: u64) -> PathBuf {
@@ -351,7 +355,63 @@ impl Store {
             failed: Cell::new(false),
             full: Cell::new(false),
             stats: Cell::new(stats),
+            #[cfg(test)]
+            trace: RefCell::new(None),
         }))
+    }
+
+    /// Tests: the bytes a write of `len` at `at` of `file` replaces.
+    #[cfg(test)]
+    async fn trace_before(
+        &self,
+        file: &DmaFile,
+        at: u64,
+        len: usize,
+    ) -> Option<(
+        std::sync::Arc<photon_core::testing::crash::WriteTrace>,
+        Vec<u8>,
+    )> {
+        let trace = self.trace.borrow().clone()?;
+        let old = file
+            .read_at_aligned(at, len)
+            .await
+            .map(|r| r.to_vec())
+            .unwrap_or_default();
+        Some((trace, old))
+    }
+
+    /// Tests: a write traced by `trace_before` completed.
+    #[cfg(test)]
+    fn trace_after(
+        traced: Option<(
+            std::sync::Arc<photon_core::testing::crash::WriteTrace>,
+            Vec<u8>,
+        )>,
+        path: &Path,
+        at: u64,
+        len: usize,
+    ) {
+        if let Some((trace, old)) = traced {
+            trace.write(path, at, len, old);
+        }
+    }
+
+    /// Tests: marks the start of a sync of `path`; `sync_done` records it.
+    #[cfg(test)]
+    fn sync_mark(&self) -> Option<usize> {
+        self.trace.borrow().as_ref().map(|t| t.begin_sync())
+    }
+
+    #[cfg(test)]
+    fn sync_done(&self, path: &Path, mark: Option<usize>) {
+        if let (Some(trace), Some(mark)) = (self.trace.borrow().as_ref(), mark) {
+            trace.synced(path, mark);
+        }
+    }
+
+    #[cfg(test)]
+    fn data_path(&self) -> PathBuf {
+        self.config.dir.join("data.vol")
     }
 
     /// A buffer for [`Store::write`] (aligned for O_DIRECT).
@@ -576,7 +636,20 @@ impl Store {
                 };
                 return self.copy_on_write(map, piece, buf, entry).await;
             };
+            #[cfg(test)]
+            let traced = self
+                .trace_before(&self.data, piece.file_offset(slot), buf.len())
+                .await;
             let written = self.data.write_at(buf, piece.file_offset(slot)).await;
+            #[cfg(test)]
+            if matches!(written, Ok(n) if n as u64 == piece.bytes()) {
+                Self::trace_after(
+                    traced,
+                    &self.data_path(),
+                    piece.file_offset(slot),
+                    piece.bytes() as usize,
+                );
+            }
             let ok = matches!(written, Ok(n) if n as u64 == piece.bytes());
             let mut records = Vec::new();
             let mut freed = None;
@@ -634,7 +707,20 @@ impl Store {
             }
             let at = (piece.first_page * PAGE_BYTES) as usize;
             whole.as_bytes_mut()[at..at + buf.len()].copy_from_slice(buf.as_bytes());
+            #[cfg(test)]
+            let traced = self
+                .trace_before(&self.data, slot_offset(new), EXTENT_BYTES as usize)
+                .await;
             let n = self.data.write_at(whole, slot_offset(new)).await?;
+            #[cfg(test)]
+            if n as u64 == EXTENT_BYTES {
+                Self::trace_after(
+                    traced,
+                    &self.data_path(),
+                    slot_offset(new),
+                    EXTENT_BYTES as usize,
+                );
+            }
             if n as u64 != EXTENT_BYTES {
                 return Err(StoreError::Io(short_write(n, EXTENT_BYTES as usize)));
             }
@@ -763,7 +849,11 @@ impl Store {
             all
         });
         let result = async {
+            #[cfg(test)]
+            let mark = self.sync_mark();
             self.data.fdatasync().await.map_err(Step::fatal)?;
+            #[cfg(test)]
+            self.sync_done(&self.data_path(), mark);
             match checkpoint {
                 Some(all) => match self.rotate(gen + 1, &all).await {
                     // No room for a checkpoint: the journal's reserve takes
@@ -819,6 +909,8 @@ impl Store {
         let bytes = journal::batch_bytes(payload.len());
         let mut buf = file.alloc_dma_buffer(bytes);
         journal::encode_batch(buf.as_bytes_mut(), journal::KIND_JOURNAL, gen, seq, payload);
+        #[cfg(test)]
+        let traced = self.trace_before(&file, offset, bytes).await;
         // Nothing past `offset` counts until a batch there is complete, so a
         // write that found no space is simply written again later.
         match file.write_at(buf, offset).await {
@@ -826,7 +918,15 @@ impl Store {
             Ok(n) => return Err(Step::Retry(short_write(n, bytes).into())),
             Err(e) => return Err(Step::classify(e.into())),
         }
+        #[cfg(test)]
+        let journal = journal_path(&self.config.dir, gen);
+        #[cfg(test)]
+        Self::trace_after(traced, &journal, offset, bytes);
+        #[cfg(test)]
+        let mark = self.sync_mark();
         file.fdatasync().await.map_err(Step::fatal)?;
+        #[cfg(test)]
+        self.sync_done(&journal, mark);
         let end = offset + bytes as u64;
         let allocated = {
             let mut j = self.journal.borrow_mut();

@@ -56,6 +56,7 @@ pub fn small_config(dir: &Path) -> StoreConfig {
         meta_bytes_max: 1024,
         checkpoint_every_bytes: 0,
         compact_live_ratio_max: 0.5,
+        reserve_bytes: 0,
     }
 }
 
