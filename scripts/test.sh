@@ -70,3 +70,9 @@ cargo clippy --workspace --all-targets --all-features --release -- -D warnings
 
 log "tests"
 cargo nextest run --workspace --all-features --release --no-fail-fast "$@"
+
+# Every fuzz target, coverage-guided, for a short time on its corpus
+# (FUZZ_SECONDS=0 skips it, e.g. while iterating on one test).
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  ./scripts/fuzz-smoke.sh
+fi
