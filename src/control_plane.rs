@@ -70,12 +70,12 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
             token_ttl_max_ms: config.iam.token_ttl_max_s * 1000,
             ..Default::default()
         },
-        buckets: photon_control::buckets::BucketSettings {
+        buckets: photon_control::resource::bucket::BucketSettings {
             region: config.s3.region.clone(),
             empty_probe: None,
         },
-        volumes: photon_control::volumes::VolumeSettings::default(),
-        lb: photon_control::lb::LbSettings::default(),
+        volumes: photon_control::resource::volume::VolumeSettings::default(),
+        lb: photon_control::resource::lb::LbSettings::default(),
         tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
@@ -103,7 +103,7 @@ pub fn main(
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
             if let Some(link) = &lb {
-                node_config.lb = photon_control::lb::LbSettings {
+                node_config.lb = photon_control::resource::lb::LbSettings {
                     stats: link.stats.clone(),
                 };
             }
@@ -112,7 +112,7 @@ pub fn main(
                     node_config.buckets.empty_probe =
                         Some(crate::storage::empty_probe(shard0.clone()));
                 }
-                node_config.volumes = photon_control::volumes::VolumeSettings {
+                node_config.volumes = photon_control::resource::volume::VolumeSettings {
                     node: node_config.node_id,
                     shards: ctx.to_shards.len() as u32,
                     ops: Some(crate::volumes::shard_ops(ctx.to_shards.clone())),

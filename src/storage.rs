@@ -12,9 +12,9 @@ use std::time::Duration;
 use lightningstor::{
     BucketCatalog, BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest, S3Limits, S3Params,
 };
-use photon_control::buckets::{self, BucketWriteError, EmptyProbe};
+use photon_control::proposer::Proposer;
 use photon_control::raft::KvStateMachine;
-use photon_control::rpc::Proposer;
+use photon_control::resource::bucket::{self, BucketWriteError, EmptyProbe};
 use photon_core::config::Config;
 use photon_core::control::{ControlMessage, FromShard};
 use photon_core::mailbox::MailboxSender;
@@ -99,7 +99,7 @@ pub fn handle_shard_message(proposer: &Proposer, msg: FromShard) {
                     project,
                     region,
                 } => {
-                    buckets::create(
+                    bucket::create(
                         &proposer,
                         &name,
                         &tenant,
@@ -109,7 +109,7 @@ pub fn handle_shard_message(proposer: &Proposer, msg: FromShard) {
                     )
                     .await
                 }
-                BucketOp::Delete { name, id } => buckets::delete(&proposer, &name, Some(id))
+                BucketOp::Delete { name, id } => bucket::delete(&proposer, &name, Some(id))
                     .await
                     .map(|mut deleted| {
                         deleted.id = 0;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use coronafs::{NbdParams, VolumeCatalog, VolumeCommand, VolumeOp};
 use photon_control::raft::KvStateMachine;
-use photon_control::volumes::{ShardOps, StoreOp};
+use photon_control::resource::volume::{ShardOps, StoreOp};
 use photon_core::config::Config;
 use photon_core::control::ControlMessage;
 use photon_core::mailbox::MailboxSender;

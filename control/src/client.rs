@@ -765,3 +765,49 @@ impl Client {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proposer::{LeaderHint, ProposeError};
+    use crate::resource::CommitError;
+
+    #[test]
+    fn typed_refusals_reach_the_client_as_redirects_and_retries() {
+        let hint = LeaderHint {
+            id: 3,
+            address: "10.0.0.3:7100".into(),
+        };
+        let e: capnp::Error = ProposeError::NotLeader(Some(hint)).into();
+        match classify(e) {
+            Failure::Redirect(Some(a)) => {
+                assert_eq!(a, "10.0.0.3:7100".parse::<SocketAddr>().unwrap())
+            }
+            _ => panic!("a not-leader answer with a hint must redirect there"),
+        }
+        let e: capnp::Error = ProposeError::NotLeader(None).into();
+        assert!(matches!(classify(e), Failure::Redirect(None)));
+        // Through a resource kind's error too (a commit on a follower).
+        let e = crate::resource::volume::VolumeWriteError::Commit(CommitError::Propose(
+            ProposeError::NotLeader(Some(LeaderHint {
+                id: 2,
+                address: "10.0.0.2:7100".into(),
+            })),
+        ));
+        match classify(crate::rpc::convert::refusal(e)) {
+            Failure::Redirect(Some(a)) => {
+                assert_eq!(a, "10.0.0.2:7100".parse::<SocketAddr>().unwrap())
+            }
+            _ => panic!("a resource write on a follower must redirect to the leader"),
+        }
+        let busy: capnp::Error = ProposeError::Busy("full queue".into()).into();
+        assert!(matches!(classify(busy), Failure::Refused(_)));
+        let contended: capnp::Error = CommitError::Contended {
+            what: "vip web".into(),
+        }
+        .into();
+        assert!(matches!(classify(contended), Failure::Refused(_)));
+        let disk: capnp::Error = ProposeError::DiskFull.into();
+        assert!(matches!(classify(disk), Failure::Remote(t) if t.contains("disk is full")));
+    }
+}

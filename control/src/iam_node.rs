@@ -14,8 +14,9 @@ use photon_iam::{password, records, Directory, Snapshot};
 
 use crate::kv::{prefix_end, Command, CommandResponse, Compare, CompareResult, CompareTarget};
 use crate::kv::{EventKind, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use crate::now_ms;
+use crate::proposer::Proposer;
 use crate::raft::KvStateMachine;
-use crate::rpc::{now_ms, Proposer};
 
 /// How often a node that leads checks whether the cluster still needs its
 /// first administrator.

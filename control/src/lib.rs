@@ -10,15 +10,20 @@
 //! It must never import the data-plane crates (storage, ebpf, vmm) nor
 //! `photon-core`'s shard types: the control plane runs on its own thread.
 
-pub mod buckets;
 pub mod client;
 pub mod iam_node;
 pub mod kv;
-pub mod lb;
 pub mod lincheck;
 pub mod logstore;
 pub mod node;
+pub mod proposer;
 pub mod raft;
-pub mod records;
+pub mod resource;
 pub mod rpc;
-pub mod volumes;
+
+/// Wall clock in ms since the epoch: the leader stamps proposals with it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

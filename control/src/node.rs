@@ -51,10 +51,10 @@ pub struct ControlNodeConfig {
     pub directory: Arc<photon_iam::Directory>,
     pub auth: crate::rpc::AuthSettings,
     /// The S3 bucket API's region and emptiness check.
-    pub buckets: crate::buckets::BucketSettings,
-    pub volumes: crate::volumes::VolumeSettings,
+    pub buckets: crate::resource::bucket::BucketSettings,
+    pub volumes: crate::resource::volume::VolumeSettings,
     /// The load-balancer API's view of this node's FiberLB agent.
-    pub lb: crate::lb::LbSettings,
+    pub lb: crate::resource::lb::LbSettings,
     /// Print notices for a person on stderr (off when stderr carries JSON logs).
     pub tell_stderr: bool,
 }
@@ -82,9 +82,9 @@ impl ControlNodeConfig {
             connections: photon_core::gate::ConnectionLimits::default(),
             directory: photon_iam::Directory::new(cluster_key),
             auth: crate::rpc::AuthSettings::default(),
-            buckets: crate::buckets::BucketSettings::default(),
-            volumes: crate::volumes::VolumeSettings::default(),
-            lb: crate::lb::LbSettings::default(),
+            buckets: crate::resource::bucket::BucketSettings::default(),
+            volumes: crate::resource::volume::VolumeSettings::default(),
+            lb: crate::resource::lb::LbSettings::default(),
             tell_stderr: true,
         }
     }

@@ -7,9 +7,10 @@ use control_schema::buckets_capnp::{bucket_info, buckets as api};
 use photon_iam::resources::{check_bucket_name, BucketRecord};
 use photon_iam::Scope;
 
+use super::convert::refusal;
 use super::session::Session;
 use super::{now_ms, Proposer};
-use crate::buckets::{self, BucketSettings, BucketWriteError};
+use crate::resource::bucket::{self, BucketSettings, BucketWriteError};
 
 pub struct BucketService {
     proposer: Proposer,
@@ -45,20 +46,6 @@ fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
         .map_err(|_| capnp::Error::failed("invalid argument: text is not UTF-8".into()))
 }
 
-fn write_error(e: BucketWriteError) -> capnp::Error {
-    match e {
-        BucketWriteError::Unavailable(reason) => capnp::Error::failed(reason),
-        BucketWriteError::NoSuchBucket => capnp::Error::failed("not found: no such bucket".into()),
-        BucketWriteError::NotEmpty => capnp::Error::failed(
-            "failed precondition: the bucket is not empty (delete its objects and uploads first)"
-                .into(),
-        ),
-        exists @ BucketWriteError::Exists { .. } => {
-            capnp::Error::failed(format!("already exists: {exists}"))
-        }
-    }
-}
-
 impl api::Server for BucketService {
     async fn list(
         self: capnp::capability::Rc<Self>,
@@ -69,7 +56,7 @@ impl api::Server for BucketService {
             .session
             .check(Scope::Project, "s3:ListBuckets", "bucket")?;
         self.proposer.linearizable().await?;
-        let visible: Vec<BucketRecord> = buckets::list(&self.proposer)
+        let visible: Vec<BucketRecord> = bucket::list(&self.proposer.state_machine)
             .into_iter()
             .filter(|b| identity.cluster_admin || b.owned_by(identity.tenant(), identity.project()))
             .collect();
@@ -91,7 +78,7 @@ impl api::Server for BucketService {
         let identity =
             self.session
                 .check(Scope::Project, "s3:CreateBucket", &format!("bucket/{name}"))?;
-        let record = buckets::create(
+        let record = bucket::create(
             &self.proposer,
             &name,
             identity.tenant(),
@@ -100,7 +87,7 @@ impl api::Server for BucketService {
             now_ms(),
         )
         .await
-        .map_err(write_error)?;
+        .map_err(refusal)?;
         write_info(results.get().init_bucket(), &record);
         Ok(())
     }
@@ -115,11 +102,11 @@ impl api::Server for BucketService {
             self.session
                 .check(Scope::Project, "s3:DeleteBucket", &format!("bucket/{name}"))?;
         self.proposer.linearizable().await?;
-        let (_, record) = buckets::get(&self.proposer, &name)
-            .ok_or_else(|| write_error(BucketWriteError::NoSuchBucket))?;
+        let (_, record) = bucket::get(&self.proposer.state_machine, &name)
+            .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
         if !identity.cluster_admin && !record.owned_by(identity.tenant(), identity.project()) {
             // Another project's bucket is not there for this caller.
-            return Err(write_error(BucketWriteError::NoSuchBucket));
+            return Err(refusal(BucketWriteError::NoSuchBucket));
         }
         let Some(probe) = &self.settings.empty_probe else {
             return Err(capnp::Error::failed(
@@ -128,16 +115,16 @@ impl api::Server for BucketService {
         };
         match probe(record.id).await {
             Some(true) => {}
-            Some(false) => return Err(write_error(BucketWriteError::NotEmpty)),
+            Some(false) => return Err(refusal(BucketWriteError::NotEmpty)),
             None => {
                 return Err(capnp::Error::failed(
                     "unavailable: the object storage did not answer".into(),
                 ))
             }
         }
-        buckets::delete(&self.proposer, &name, Some(record.id))
+        bucket::delete(&self.proposer, &name, Some(record.id))
             .await
-            .map_err(write_error)?;
+            .map_err(refusal)?;
         Ok(())
     }
 }

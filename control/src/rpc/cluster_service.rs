@@ -50,7 +50,7 @@ fn membership_error(
     match e {
         openraft::error::RaftError::APIError(
             openraft::error::ClientWriteError::ForwardToLeader(f),
-        ) => super::proposer::not_leader(&f),
+        ) => crate::proposer::not_leader(&f).into(),
         other => failed(other),
     }
 }

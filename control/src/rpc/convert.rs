@@ -21,6 +21,41 @@ pub(crate) fn kv_error(e: KvError) -> capnp::Error {
     capnp::Error::failed(e.to_string())
 }
 
+/// A refusal the caller may retry as is is `Overloaded`; everything else
+/// is `Failed`. The text keeps the documented prefixes.
+impl From<crate::proposer::ProposeError> for capnp::Error {
+    fn from(e: crate::proposer::ProposeError) -> Self {
+        if matches!(e, crate::proposer::ProposeError::Busy(_)) {
+            capnp::Error::overloaded(e.to_string())
+        } else {
+            capnp::Error::failed(e.to_string())
+        }
+    }
+}
+
+/// A resource kind's refusal as a Cap'n Proto error: its own text, with
+/// the kind of the commit failure behind it (`Overloaded` when the same
+/// request may simply be sent again).
+pub(crate) fn refusal<E: crate::resource::Refusal>(e: E) -> capnp::Error {
+    match e.commit() {
+        Some(commit) => commit.clone().into(),
+        None => capnp::Error::failed(e.to_string()),
+    }
+}
+
+impl From<crate::resource::CommitError> for capnp::Error {
+    fn from(e: crate::resource::CommitError) -> Self {
+        match e {
+            crate::resource::CommitError::Propose(p) => p.into(),
+            contended => capnp::Error::overloaded(contended.to_string()),
+        }
+    }
+}
+
+pub(crate) fn wrong_response() -> capnp::Error {
+    capnp::Error::failed("internal: the state machine answered another command".into())
+}
+
 pub(crate) fn bytes(r: capnp::Result<&[u8]>) -> capnp::Result<Vec<u8>> {
     Ok(r?.to_vec())
 }

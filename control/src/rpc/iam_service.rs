@@ -13,13 +13,13 @@ use photon_iam::password;
 use photon_iam::policy::BUILTIN_ROLES;
 use photon_iam::{records, Identity, Scope};
 
+use super::convert::wrong_response;
 use super::now_ms;
-use super::proposer::{wrong_response, Proposer};
 use super::session::{denied, Session, PERMISSION_DENIED};
-use crate::kv::{
-    prefix_end, Command, CommandResponse, Compare, CompareResult, CompareTarget,
-    DeleteRangeRequest, KeyValue, PutRequest, RequestOp, TxnRequest,
-};
+use crate::kv::{Command, CommandResponse, Compare, KeyValue, PutRequest, RequestOp};
+use crate::proposer::Proposer;
+use crate::raft::KvStateMachine;
+use crate::resource::txn::{self, Plan};
 
 /// How long a revocation record outlives the token it revokes (clock skew
 /// between nodes).
@@ -52,59 +52,23 @@ fn name(what: &str, value: &str) -> capnp::Result<()> {
     model::check_name(what, value).map_err(invalid)
 }
 
-fn put(key: String, value: Vec<u8>) -> RequestOp {
-    RequestOp::Put(PutRequest {
-        key: key.into_bytes(),
-        value,
-        ..Default::default()
-    })
-}
-
 fn record_op((key, value): records::Record) -> RequestOp {
-    put(key, value)
+    txn::put(key, value)
 }
 
-fn absent(key: &str) -> Compare {
-    Compare {
-        key: key.as_bytes().to_vec(),
-        range_end: Vec::new(),
-        target: CompareTarget::Version(0),
-        result: CompareResult::Equal,
+/// The IAM record at `key` in this node's applied state.
+fn local_record<T: serde::de::DeserializeOwned>(
+    state: &KvStateMachine,
+    key: &str,
+) -> capnp::Result<Option<(KeyValue, T)>> {
+    match state.get_local(key.as_bytes()) {
+        None => Ok(None),
+        Some(kv) => {
+            let value = serde_json::from_slice(&kv.value)
+                .map_err(|_| capnp::Error::failed(format!("internal: damaged IAM record {key}")))?;
+            Ok(Some((kv, value)))
+        }
     }
-}
-
-fn present(key: &str) -> Compare {
-    Compare {
-        key: key.as_bytes().to_vec(),
-        range_end: Vec::new(),
-        target: CompareTarget::Version(0),
-        result: CompareResult::Greater,
-    }
-}
-
-fn unchanged(kv: &KeyValue) -> Compare {
-    Compare {
-        key: kv.key.clone(),
-        range_end: Vec::new(),
-        target: CompareTarget::ModRevision(kv.mod_revision),
-        result: CompareResult::Equal,
-    }
-}
-
-fn delete_prefix(prefix: &str) -> RequestOp {
-    RequestOp::DeleteRange(DeleteRangeRequest {
-        key: prefix.as_bytes().to_vec(),
-        range_end: prefix_end(prefix.as_bytes()),
-        prev_kv: false,
-    })
-}
-
-fn delete_key(key: &str) -> RequestOp {
-    RequestOp::DeleteRange(DeleteRangeRequest {
-        key: key.as_bytes().to_vec(),
-        range_end: Vec::new(),
-        prev_kv: false,
-    })
 }
 
 impl IamService {
@@ -133,15 +97,7 @@ impl IamService {
 
     /// Runs a txn; `Ok(false)` when its compares failed.
     async fn txn(&self, compare: Vec<Compare>, success: Vec<RequestOp>) -> capnp::Result<bool> {
-        let command = Command::Txn(TxnRequest {
-            compare,
-            success,
-            failure: Vec::new(),
-        });
-        match self.proposer.propose(command).await? {
-            CommandResponse::Txn(response) => Ok(response.succeeded),
-            _ => Err(wrong_response()),
-        }
+        Ok(txn::commit(&self.proposer, compare, success).await?)
     }
 
     /// Every record under `prefix`, read linearizably.
@@ -158,15 +114,28 @@ impl IamService {
         key: &str,
     ) -> capnp::Result<Option<(KeyValue, T)>> {
         self.proposer.linearizable().await?;
-        match self.proposer.state_machine.get_local(key.as_bytes()) {
-            None => Ok(None),
-            Some(kv) => {
-                let value = serde_json::from_slice(&kv.value).map_err(|_| {
-                    capnp::Error::failed(format!("internal: damaged IAM record {key}"))
-                })?;
-                Ok(Some((kv, value)))
-            }
-        }
+        local_record(&self.proposer.state_machine, key)
+    }
+
+    /// Changes principal `subject` of `tenant` with `change` (which may
+    /// refuse), re-reading it when it changed meanwhile.
+    async fn update_principal(
+        &self,
+        tenant: &str,
+        subject: &str,
+        mut change: impl FnMut(&mut Principal) -> capnp::Result<()>,
+    ) -> capnp::Result<Principal> {
+        let key = keys::principal(tenant, subject);
+        self.proposer.linearizable().await?;
+        txn::update(&self.proposer, &format!("principal {subject}"), |state| {
+            let Some((kv, mut principal)) = local_record::<Principal>(state, &key)? else {
+                return Err(not_found("principal", subject));
+            };
+            change(&mut principal)?;
+            let (_, value) = records::principal(&principal);
+            Ok(Plan::replace(&kv, value, principal))
+        })
+        .await
     }
 
     fn parse_all<T: serde::de::DeserializeOwned>(kvs: &[KeyValue]) -> Vec<T> {
@@ -205,7 +174,7 @@ impl IamService {
         let key = keys::principal(identity.tenant(), name_);
         if !self
             .txn(
-                vec![absent(&key)],
+                vec![txn::absent(&key)],
                 vec![record_op(records::principal(&principal))],
             )
             .await?
@@ -365,22 +334,11 @@ impl iam::Server for IamService {
                 &format!("iam/principal/{subject}"),
             )?;
         }
-        let key = keys::principal(identity.tenant(), subject);
-        let Some((kv, mut principal)) = self.read_one::<Principal>(&key).await? else {
-            return Err(not_found("principal", subject));
-        };
-        principal.tokens_not_before_ms = now_ms() + 1;
-        if !self
-            .txn(
-                vec![unchanged(&kv)],
-                vec![record_op(records::principal(&principal))],
-            )
-            .await?
-        {
-            return Err(capnp::Error::overloaded(
-                "the principal changed meanwhile; retry".into(),
-            ));
-        }
+        self.update_principal(identity.tenant(), subject, |principal| {
+            principal.tokens_not_before_ms = now_ms() + 1;
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
@@ -408,7 +366,7 @@ impl iam::Server for IamService {
         };
         let created = self
             .txn(
-                vec![absent(&keys::tenant(&tenant))],
+                vec![txn::absent(keys::tenant(&tenant))],
                 vec![
                     record_op(records::tenant(&tenant, now)),
                     record_op(records::project(&tenant, model::DEFAULT_PROJECT, now)),
@@ -448,39 +406,46 @@ impl iam::Server for IamService {
         mut results: iam::RotateSigningKeyResults,
     ) -> Result<(), capnp::Error> {
         self.cluster_admin()?;
-        let kvs = self.read_prefix(keys::SIGNING_KEYS).await?;
+        self.proposer.linearizable().await?;
         let now = now_ms();
         let verify_until = now + self.session.auth.settings.token_ttl_max_ms;
         let pair = photon_iam::token::KeyPair::generate(password::generate_id("k", 8));
         let cluster_key = self.session.auth.directory.cluster_key();
-        let mut compare = Vec::new();
-        let mut ops = vec![record_op(records::signing_key(
-            cluster_key,
-            &pair,
-            now,
-            None,
-        ))];
-        for kv in &kvs {
-            let Ok(record) = serde_json::from_slice::<model::SigningKey>(&kv.value) else {
-                continue;
-            };
-            compare.push(unchanged(kv));
-            match record.verify_until_ms {
-                // Retire the key that signed until now.
-                None => ops.push(record_op(records::retire_signing_key(
-                    &record,
-                    verify_until,
-                ))),
-                // Drop keys whose tokens have all expired.
-                Some(until) if until <= now => ops.push(delete_key(&keys::signing_key(&record.id))),
-                Some(_) => {}
+        txn::update(&self.proposer, "the signing keys", |state| {
+            let kvs = state.scan_prefix_local(keys::SIGNING_KEYS.as_bytes());
+            // A rotation that raced this one added a key: plan again so
+            // only one key is left signing.
+            let mut compare = vec![txn::none_created_after(
+                keys::SIGNING_KEYS,
+                txn::newest_creation(&kvs),
+            )];
+            let mut ops = vec![record_op(records::signing_key(
+                cluster_key,
+                &pair,
+                now,
+                None,
+            ))];
+            for kv in &kvs {
+                let Ok(record) = serde_json::from_slice::<model::SigningKey>(&kv.value) else {
+                    continue;
+                };
+                compare.push(txn::unchanged(kv));
+                match record.verify_until_ms {
+                    // Retire the key that signed until now.
+                    None => ops.push(record_op(records::retire_signing_key(
+                        &record,
+                        verify_until,
+                    ))),
+                    // Drop keys whose tokens have all expired.
+                    Some(until) if until <= now => {
+                        ops.push(txn::delete(keys::signing_key(&record.id)))
+                    }
+                    Some(_) => {}
+                }
             }
-        }
-        if !self.txn(compare, ops).await? {
-            return Err(capnp::Error::overloaded(
-                "signing keys changed meanwhile; retry".into(),
-            ));
-        }
+            Ok::<_, capnp::Error>(Plan::write(compare, ops, ()))
+        })
+        .await?;
         results.get().set_key_id(&pair.id);
         Ok(())
     }
@@ -517,7 +482,7 @@ impl iam::Server for IamService {
         )?;
         let created = self
             .txn(
-                vec![absent(&keys::project(identity.tenant(), &project))],
+                vec![txn::absent(keys::project(identity.tenant(), &project))],
                 vec![record_op(records::project(
                     identity.tenant(),
                     &project,
@@ -586,29 +551,30 @@ impl iam::Server for IamService {
                 &format!("iam/principal/{subject}"),
             )?;
         }
+        // Refuse before the costly hash; the update checks again.
         let key = keys::principal(identity.tenant(), subject);
-        let Some((kv, mut principal)) = self.read_one::<Principal>(&key).await? else {
-            return Err(not_found("principal", subject));
-        };
-        if principal.kind != PrincipalKind::User {
-            return Err(invalid(
-                "service accounts have generated secrets, not passwords",
-            ));
+        match self.read_one::<Principal>(&key).await? {
+            None => return Err(not_found("principal", subject)),
+            Some((_, principal)) if principal.kind != PrincipalKind::User => {
+                return Err(invalid(
+                    "service accounts have generated secrets, not passwords",
+                ))
+            }
+            Some(_) => {}
         }
-        principal.secret_hash = self.hash(text(p.get_password()?)?).await?;
-        // Tokens issued with the old password stop working.
-        principal.tokens_not_before_ms = now_ms() + 1;
-        if !self
-            .txn(
-                vec![unchanged(&kv)],
-                vec![record_op(records::principal(&principal))],
-            )
-            .await?
-        {
-            return Err(capnp::Error::overloaded(
-                "the principal changed meanwhile; retry".into(),
-            ));
-        }
+        let hash = self.hash(text(p.get_password()?)?).await?;
+        self.update_principal(identity.tenant(), subject, |principal| {
+            if principal.kind != PrincipalKind::User {
+                return Err(invalid(
+                    "service accounts have generated secrets, not passwords",
+                ));
+            }
+            principal.secret_hash = hash.clone();
+            // Tokens issued with the old password stop working.
+            principal.tokens_not_before_ms = now_ms() + 1;
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
@@ -653,16 +619,16 @@ impl iam::Server for IamService {
         let access_keys: Vec<model::AccessKey> =
             Self::parse_all(&self.read_prefix("iam/accesskey/").await?);
         let mut ops = vec![
-            delete_key(&key),
-            delete_prefix(&keys::bindings_of_principal(identity.tenant(), &subject)),
+            txn::delete(&key),
+            txn::delete_prefix(keys::bindings_of_principal(identity.tenant(), &subject)),
         ];
         ops.extend(
             access_keys
                 .iter()
                 .filter(|k| k.tenant == identity.tenant() && k.principal == subject)
-                .map(|k| delete_key(&keys::access_key(&k.id))),
+                .map(|k| txn::delete(keys::access_key(&k.id))),
         );
-        if !self.txn(vec![present(&key)], ops).await? {
+        if !self.txn(vec![txn::present(&key)], ops).await? {
             return Err(not_found("principal", &subject));
         }
         Ok(())
@@ -719,7 +685,7 @@ impl iam::Server for IamService {
         let principal_key = keys::principal(identity.tenant(), subject);
         if !self
             .txn(
-                vec![present(&principal_key), absent(&record.0)],
+                vec![txn::present(&principal_key), txn::absent(&record.0)],
                 vec![record_op(record)],
             )
             .await?
@@ -782,7 +748,7 @@ impl iam::Server for IamService {
             )?;
         }
         if !self
-            .txn(vec![unchanged(&kv)], vec![delete_key(&key)])
+            .txn(vec![txn::unchanged(&kv)], vec![txn::delete(&key)])
             .await?
         {
             return Err(not_found("access key", &id));
@@ -828,7 +794,7 @@ impl iam::Server for IamService {
         let identity = self.check(Scope::Tenant, "iam:DeleteRole", &format!("iam/role/{role}"))?;
         let key = keys::role(identity.tenant(), &role);
         if !self
-            .txn(vec![present(&key)], vec![delete_key(&key)])
+            .txn(vec![txn::present(&key)], vec![txn::delete(&key)])
             .await?
         {
             return Err(not_found("role", &role));
@@ -889,12 +855,12 @@ impl iam::Server for IamService {
         let identity = self.authorize_binding("iam:Bind", &principal, &project)?;
         name("role", &role)?;
         let tenant = identity.tenant();
-        let mut compare = vec![present(&keys::principal(tenant, &principal))];
+        let mut compare = vec![txn::present(keys::principal(tenant, &principal))];
         if project != model::ALL_PROJECTS {
-            compare.push(present(&keys::project(tenant, &project)));
+            compare.push(txn::present(keys::project(tenant, &project)));
         }
         if !BUILTIN_ROLES.contains(&role.as_str()) {
-            compare.push(present(&keys::role(tenant, &role)));
+            compare.push(txn::present(keys::role(tenant, &role)));
         }
         let ok = self
             .txn(
@@ -926,7 +892,7 @@ impl iam::Server for IamService {
         let identity = self.authorize_binding("iam:Unbind", &principal, &project)?;
         let key = keys::binding(identity.tenant(), &principal, &project, &role);
         if !self
-            .txn(vec![present(&key)], vec![delete_key(&key)])
+            .txn(vec![txn::present(&key)], vec![txn::delete(&key)])
             .await?
         {
             return Err(not_found(

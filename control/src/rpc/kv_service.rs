@@ -8,17 +8,16 @@ use capnp::capability::Rc;
 use control_schema::kv_capnp::{kv, watch_handle, watcher};
 use photon_iam::{Identity, Scope};
 
+use super::convert::wrong_response;
 use super::convert::{
     bytes, kv_error, read_delete, read_put, read_range, read_txn, write_delete, write_event,
     write_put, write_range, write_txn,
 };
 use super::kv_scope::{resource, KeyScope};
 use super::now_ms;
-use super::proposer::{wrong_response, Proposer};
 use super::session::Session;
 use crate::kv::{Command, CommandResponse, Event, KeyValue, RequestOp, TxnRequest};
-
-pub use super::proposer::NOT_LEADER;
+use crate::proposer::Proposer;
 
 /// Marks a lease as a tenant's: `iam/lease/<id>` holds the tenant's key
 /// prefix and lives on the lease itself, so it goes when the lease goes.

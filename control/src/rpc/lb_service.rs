@@ -14,10 +14,11 @@ use fiberlb::spec::{
 };
 use photon_iam::{Identity, Scope};
 
+use super::convert::refusal;
 use super::session::Session;
 use super::{now_ms, Proposer};
 use crate::kv::KeyValue;
-use crate::lb::{self, LbSettings, LbWriteError};
+use crate::resource::lb::{self, LbSettings, LbWriteError};
 
 pub struct LbService {
     node_id: u64,
@@ -61,8 +62,13 @@ impl LbService {
     ) -> capnp::Result<(std::sync::Arc<Identity>, KeyValue, VipRecord)> {
         check_name("vip", name).map_err(invalid)?;
         let identity = self.caller(action, &vip_resource(name)).await?;
-        let (kv, record) = lb::get_vip(&self.proposer, identity.tenant(), identity.project(), name)
-            .ok_or_else(|| write_error(LbWriteError::NoSuchVip(name.to_owned())))?;
+        let (kv, record) = lb::get_vip(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+            name,
+        )
+        .ok_or_else(|| refusal(LbWriteError::NoSuchVip(name.to_owned())))?;
         Ok((identity, kv, record))
     }
 
@@ -77,11 +83,11 @@ impl LbService {
         check_name("backend name", name).map_err(invalid)?;
         let identity = self.caller(action, &backend_resource(vip, name)).await?;
         let (tenant, project) = (identity.tenant(), identity.project());
-        if lb::get_vip(&self.proposer, tenant, project, vip).is_none() {
-            return Err(write_error(LbWriteError::NoSuchVip(vip.to_owned())));
+        if lb::get_vip(&self.proposer.state_machine, tenant, project, vip).is_none() {
+            return Err(refusal(LbWriteError::NoSuchVip(vip.to_owned())));
         }
-        lb::get_backend(&self.proposer, tenant, project, vip, name).ok_or_else(|| {
-            write_error(LbWriteError::NoSuchBackend {
+        lb::get_backend(&self.proposer.state_machine, tenant, project, vip, name).ok_or_else(|| {
+            refusal(LbWriteError::NoSuchBackend {
                 vip: vip.to_owned(),
                 name: name.to_owned(),
             })
@@ -91,10 +97,6 @@ impl LbService {
 
 fn invalid(reason: impl std::fmt::Display) -> capnp::Error {
     capnp::Error::failed(format!("invalid argument: {reason}"))
-}
-
-fn write_error(e: LbWriteError) -> capnp::Error {
-    capnp::Error::failed(e.to_string())
 }
 
 fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
@@ -193,7 +195,12 @@ fn write_backends(mut out: capnp::struct_list::Builder<'_, backend::Owned>, all:
 
 /// The backends of a VIP in name order.
 fn sorted_backends(proposer: &Proposer, vip: &VipRecord) -> Vec<BackendRecord> {
-    let mut all = lb::list_backends(proposer, &vip.tenant, &vip.project, &vip.name);
+    let mut all = lb::list_backends(
+        &proposer.state_machine,
+        &vip.tenant,
+        &vip.project,
+        &vip.name,
+    );
     all.sort_by(|a, b| a.name.cmp(&b.name));
     all
 }
@@ -227,12 +234,16 @@ impl api::Server for LbService {
         mut results: api::ListVipsResults,
     ) -> Result<(), capnp::Error> {
         let identity = self.caller("lb:ListVips", "lb/vip").await?;
-        let mut all = lb::list_vips(&self.proposer, identity.tenant(), identity.project());
+        let mut all = lb::list_vips(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+        );
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let mut list = results.get().init_vips(all.len() as u32);
         for (i, record) in all.iter().enumerate() {
             let backends = lb::list_backends(
-                &self.proposer,
+                &self.proposer.state_machine,
                 &record.tenant,
                 &record.project,
                 &record.name,
@@ -280,7 +291,7 @@ impl api::Server for LbService {
         record.check().map_err(invalid)?;
         lb::insert_vip(&self.proposer, &record)
             .await
-            .map_err(write_error)?;
+            .map_err(refusal)?;
         write_vip(results.get().init_vip(), &record, 0);
         Ok(())
     }
@@ -307,12 +318,27 @@ impl api::Server for LbService {
         let p = params.get()?;
         let name = text(p.get_name()?)?;
         let update = read_health(p.get_health()?)?;
-        let (_, kv, mut record) = self.existing_vip("lb:SetHealth", &name).await?;
-        record.health = update.apply(&record.health).map_err(invalid)?;
-        lb::update_vip(&self.proposer, &kv, &record)
-            .await
-            .map_err(write_error)?;
-        let backends = lb::list_backends(&self.proposer, &record.tenant, &record.project, &name);
+        let (identity, _, _) = self.existing_vip("lb:SetHealth", &name).await?;
+        let record = lb::update_vip(
+            &self.proposer,
+            identity.tenant(),
+            identity.project(),
+            &name,
+            |record| {
+                record.health = update
+                    .apply(&record.health)
+                    .map_err(|e| LbWriteError::Invalid(e.to_string()))?;
+                Ok(())
+            },
+        )
+        .await
+        .map_err(refusal)?;
+        let backends = lb::list_backends(
+            &self.proposer.state_machine,
+            &record.tenant,
+            &record.project,
+            &name,
+        );
         write_vip(results.get().init_vip(), &record, backends.len());
         Ok(())
     }
@@ -326,7 +352,7 @@ impl api::Server for LbService {
         let (_, kv, record) = self.existing_vip("lb:DeleteVip", &name).await?;
         lb::remove_vip(&self.proposer, &kv, &record)
             .await
-            .map_err(write_error)
+            .map_err(refusal)
     }
 
     async fn add_backend(
@@ -346,9 +372,13 @@ impl api::Server for LbService {
         let identity = self
             .caller("lb:AddBackend", &backend_resource(&vip, &name))
             .await?;
-        let (vip_kv, vip_record) =
-            lb::get_vip(&self.proposer, identity.tenant(), identity.project(), &vip)
-                .ok_or_else(|| write_error(LbWriteError::NoSuchVip(vip.clone())))?;
+        let (vip_kv, vip_record) = lb::get_vip(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+            &vip,
+        )
+        .ok_or_else(|| refusal(LbWriteError::NoSuchVip(vip.clone())))?;
         check_backend_for(&vip_record, address)?;
         let record = BackendRecord {
             tenant: vip_record.tenant.clone(),
@@ -362,7 +392,7 @@ impl api::Server for LbService {
         record.check().map_err(invalid)?;
         lb::insert_backend(&self.proposer, &vip_kv, &record)
             .await
-            .map_err(write_error)?;
+            .map_err(refusal)?;
         write_backend(results.get().init_backend(), &record);
         Ok(())
     }
@@ -392,11 +422,17 @@ impl api::Server for LbService {
         let name = text(p.get_name()?)?;
         let weight = p.get_weight();
         check_weight(weight).map_err(invalid)?;
-        let (kv, mut record) = self.existing_backend("lb:SetWeight", &vip, &name).await?;
-        record.weight = weight;
-        lb::update_backend(&self.proposer, &kv, &record)
-            .await
-            .map_err(write_error)?;
+        let (_, found) = self.existing_backend("lb:SetWeight", &vip, &name).await?;
+        let record = lb::update_backend(
+            &self.proposer,
+            &found.tenant,
+            &found.project,
+            &vip,
+            &name,
+            |record| record.weight = weight,
+        )
+        .await
+        .map_err(refusal)?;
         write_backend(results.get().init_backend(), &record);
         Ok(())
     }
@@ -414,7 +450,7 @@ impl api::Server for LbService {
             .await?;
         lb::remove_backend(&self.proposer, &kv, &record)
             .await
-            .map_err(write_error)
+            .map_err(refusal)
     }
 
     async fn stats(

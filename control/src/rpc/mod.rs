@@ -12,7 +12,6 @@ mod iam_service;
 pub mod kv_scope;
 mod kv_service;
 mod lb_service;
-mod proposer;
 mod raft_transport;
 pub mod session;
 mod volume_service;
@@ -25,9 +24,11 @@ use control_schema::raft_capnp::node;
 use futures::AsyncReadExt;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
+pub use crate::now_ms;
+pub use crate::proposer::NOT_LEADER;
+pub use crate::proposer::{Proposer, ServiceLimits};
 pub use cluster_service::ClusterService;
-pub use kv_service::{KvService, NOT_LEADER};
-pub use proposer::Proposer;
+pub use kv_service::KvService;
 pub(crate) use raft_transport::read_log_id as read_optional_log_id;
 pub use raft_transport::{RaftNetworkFactoryImpl, RaftService};
 pub use session::{Auth, AuthSettings, Session, PERMISSION_DENIED, UNAUTHENTICATED};
@@ -64,24 +65,6 @@ fn reader_options() -> capnp::message::ReaderOptions {
     options
 }
 
-/// Named limits of the KV API on one node.
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceLimits {
-    /// Proposals waiting for commit on this node, all clients together.
-    pub proposals_pending_max: usize,
-    /// Watches one connection may hold.
-    pub watches_per_connection_max: usize,
-}
-
-impl Default for ServiceLimits {
-    fn default() -> Self {
-        Self {
-            proposals_pending_max: 4096,
-            watches_per_connection_max: 1024,
-        }
-    }
-}
-
 /// The bootstrap capability of a node: login, authentication, and the
 /// peers' way into Raft. One per connection (see `serve`).
 #[derive(Clone)]
@@ -96,9 +79,9 @@ pub struct NodeService {
     /// Per connection: set once it authenticated (a token or a peer proof),
     /// so the listener's gate no longer counts it as a stranger.
     mark: photon_core::gate::AuthMark,
-    buckets: std::rc::Rc<crate::buckets::BucketSettings>,
-    volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
-    lb: std::rc::Rc<crate::lb::LbSettings>,
+    buckets: std::rc::Rc<crate::resource::bucket::BucketSettings>,
+    volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
+    lb: std::rc::Rc<crate::resource::lb::LbSettings>,
 }
 
 impl NodeService {
@@ -106,9 +89,9 @@ impl NodeService {
         node_id: u64,
         proposer: Proposer,
         auth: std::rc::Rc<Auth>,
-        buckets: crate::buckets::BucketSettings,
-        volumes: crate::volumes::VolumeSettings,
-        lb: crate::lb::LbSettings,
+        buckets: crate::resource::bucket::BucketSettings,
+        volumes: crate::resource::volume::VolumeSettings,
+        lb: crate::resource::lb::LbSettings,
     ) -> Self {
         Self {
             node_id,
@@ -286,9 +269,9 @@ pub struct SessionService {
     proposer: Proposer,
     session: std::rc::Rc<Session>,
     watches: std::rc::Rc<std::cell::Cell<usize>>,
-    buckets: std::rc::Rc<crate::buckets::BucketSettings>,
-    volumes: std::rc::Rc<crate::volumes::VolumeSettings>,
-    lb: std::rc::Rc<crate::lb::LbSettings>,
+    buckets: std::rc::Rc<crate::resource::bucket::BucketSettings>,
+    volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
+    lb: std::rc::Rc<crate::resource::lb::LbSettings>,
 }
 
 impl control_schema::raft_capnp::session::Server for SessionService {
@@ -467,11 +450,4 @@ pub async fn serve(
             }
         });
     }
-}
-
-/// Wall clock in ms since the epoch: the leader stamps proposals with it.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

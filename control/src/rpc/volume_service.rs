@@ -7,14 +7,13 @@ use control_schema::volumes_capnp::{volume_info, volumes as api};
 use photon_iam::resources::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
 use photon_iam::{Identity, Scope};
 
+use super::convert::refusal;
 use super::session::Session;
 use super::{now_ms, Proposer};
-use crate::volumes::{self, ShardOps, StoreOp, VolumeSettings, VolumeWriteError};
+use crate::resource::volume::{
+    self, check_block_size, check_size, ShardOps, StoreOp, VolumeSettings, VolumeWriteError,
+};
 
-/// Largest volume: 1 PiB (extent indexes and sizes stay far from overflow).
-pub const VOLUME_BYTES_MAX: u64 = 1 << 50;
-/// Allowed block sizes (the smallest I/O a client may send).
-pub const BLOCK_SIZES: [u32; 5] = [4096, 8192, 16384, 32768, 65536];
 /// Attach tokens live this long unless asked otherwise.
 pub const ATTACH_TTL_DEFAULT_S: u32 = 24 * 3600;
 /// And at most this long.
@@ -72,9 +71,13 @@ impl VolumeService {
             .session
             .check(Scope::Project, action, &format!("volume/{name}"))?;
         self.proposer.linearizable().await?;
-        let (kv, record) =
-            volumes::get(&self.proposer, identity.tenant(), identity.project(), name)
-                .ok_or_else(|| write_error(VolumeWriteError::NoSuchVolume(name.to_owned())))?;
+        let (kv, record) = volume::get(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+            name,
+        )
+        .ok_or_else(|| refusal(VolumeWriteError::NoSuchVolume(name.to_owned())))?;
         Ok((identity, kv, record))
     }
 
@@ -85,8 +88,15 @@ impl VolumeService {
         name: String,
         kind: VolumeKind,
     ) -> capnp::Result<VolumeRecord> {
-        if volumes::get(&self.proposer, &source.tenant, &source.project, &name).is_some() {
-            return Err(write_error(VolumeWriteError::Exists(name)));
+        if volume::get(
+            &self.proposer.state_machine,
+            &source.tenant,
+            &source.project,
+            &name,
+        )
+        .is_some()
+        {
+            return Err(refusal(VolumeWriteError::Exists(name)));
         }
         let record = VolumeRecord {
             name,
@@ -104,12 +114,12 @@ impl VolumeService {
             },
         )
         .await?;
-        if let Err(e) = volumes::insert(&self.proposer, &record).await {
+        if let Err(e) = volume::insert(&self.proposer, &record).await {
             // The copy is unnamed: give its extents back.
             let _ = self
                 .on_owner(&record, StoreOp::Drop { id: record.id })
                 .await;
-            return Err(write_error(e));
+            return Err(refusal(e));
         }
         Ok(record)
     }
@@ -117,10 +127,6 @@ impl VolumeService {
 
 fn invalid(reason: impl std::fmt::Display) -> capnp::Error {
     capnp::Error::failed(format!("invalid argument: {reason}"))
-}
-
-fn write_error(e: VolumeWriteError) -> capnp::Error {
-    capnp::Error::failed(e.to_string())
 }
 
 fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
@@ -145,20 +151,6 @@ fn write_info(mut info: volume_info::Builder<'_>, r: &VolumeRecord, allocated: u
     info.set_allocated_bytes(allocated);
 }
 
-fn check_size(size: u64, block_size: u32) -> capnp::Result<()> {
-    if size == 0 || size > VOLUME_BYTES_MAX {
-        return Err(invalid(format!(
-            "size must be 1 byte to {VOLUME_BYTES_MAX} bytes (1 PiB), got {size}"
-        )));
-    }
-    if !size.is_multiple_of(u64::from(block_size)) {
-        return Err(invalid(format!(
-            "size {size} is not a multiple of the block size {block_size}"
-        )));
-    }
-    Ok(())
-}
-
 impl api::Server for VolumeService {
     async fn list(
         self: capnp::capability::Rc<Self>,
@@ -169,7 +161,11 @@ impl api::Server for VolumeService {
             .session
             .check(Scope::Project, "volume:List", "volume")?;
         self.proposer.linearizable().await?;
-        let mut all = volumes::list(&self.proposer, identity.tenant(), identity.project());
+        let mut all = volume::list(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+        );
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let mut list = results.get().init_volumes(all.len() as u32);
         for (i, record) in all.iter().enumerate() {
@@ -196,12 +192,8 @@ impl api::Server for VolumeService {
                 "'@' names snapshots; create them with `volume snapshot`",
             ));
         }
-        if !BLOCK_SIZES.contains(&block_size) {
-            return Err(invalid(format!(
-                "block size must be one of {BLOCK_SIZES:?}, got {block_size}"
-            )));
-        }
-        check_size(size, block_size)?;
+        check_block_size(block_size).map_err(refusal)?;
+        check_size(size, block_size).map_err(refusal)?;
         let identity =
             self.session
                 .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
@@ -220,9 +212,9 @@ impl api::Server for VolumeService {
             shard: (id % u64::from(self.settings.shards.max(1))) as u32,
             created_ms: now_ms(),
         };
-        volumes::insert(&self.proposer, &record)
+        volume::insert(&self.proposer, &record)
             .await
-            .map_err(write_error)?;
+            .map_err(refusal)?;
         write_info(results.get().init_volume(), &record, 0);
         Ok(())
     }
@@ -249,21 +241,16 @@ impl api::Server for VolumeService {
         let p = params.get()?;
         let name = text(p.get_name()?)?;
         let size = p.get_size();
-        let (_, kv, mut record) = self.existing("volume:Resize", &name).await?;
-        if record.kind == VolumeKind::Snapshot {
-            return Err(invalid("snapshots are read-only and keep their size"));
-        }
-        check_size(size, record.block_size)?;
-        if size < record.size {
-            return Err(invalid(format!(
-                "volumes only grow: {size} bytes is less than the current {} bytes",
-                record.size
-            )));
-        }
-        record.size = size;
-        volumes::update(&self.proposer, &kv, &record)
-            .await
-            .map_err(write_error)?;
+        let (identity, _, _) = self.existing("volume:Resize", &name).await?;
+        let record = volume::resize(
+            &self.proposer,
+            identity.tenant(),
+            identity.project(),
+            &name,
+            size,
+        )
+        .await
+        .map_err(refusal)?;
         write_info(results.get().init_volume(), &record, 0);
         Ok(())
     }
@@ -322,9 +309,9 @@ impl api::Server for VolumeService {
         let name = text(params.get()?.get_name()?)?;
         let (_, kv, record) = self.existing("volume:Delete", &name).await?;
         self.ops()?;
-        volumes::remove(&self.proposer, &kv, &record)
+        volume::remove(&self.proposer, &kv, &record)
             .await
-            .map_err(write_error)?;
+            .map_err(refusal)?;
         // The record is gone, so nothing can attach; free the extents that
         // no snapshot or clone shares. If this fails, the shard drops the
         // unnamed map when it next starts.

@@ -1,13 +1,14 @@
 //! Proposals through Raft and linearizable reads, shared by every service a
-//! node serves (KV, IAM).
+//! node serves (KV, IAM, the resource kinds) and by the followers that
+//! write back (bucket usage). Errors are typed ([`ProposeError`]); the RPC
+//! adapters turn them into Cap'n Proto errors.
 
 use std::rc::Rc;
 
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 
-use super::convert::kv_error;
-use super::{now_ms, ServiceLimits};
-use crate::kv::{Command, CommandResponse, CompareTarget, RequestOp, TxnRequest};
+use crate::kv::{Command, CommandResponse, CompareTarget, KvError, RequestOp, TxnRequest};
+use crate::now_ms;
 use crate::raft::{KvStateMachine, Proposal, Raft};
 
 /// Commands one log entry carries at most.
@@ -23,17 +24,78 @@ pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
 pub const READS_PER_ROUND_MAX: usize = 4096;
 
 /// A linearizable read waiting for its read-index round.
-type ReadWaiter = tokio::sync::oneshot::Sender<capnp::Result<()>>;
+type ReadWaiter = tokio::sync::oneshot::Sender<Result<(), ProposeError>>;
 
 /// A command waiting for its batch.
 struct Pending {
     command: Command,
-    reply: tokio::sync::oneshot::Sender<capnp::Result<CommandResponse>>,
+    reply: tokio::sync::oneshot::Sender<Result<CommandResponse, ProposeError>>,
 }
 
 /// Prefix of the error a follower returns for a request only the leader can
 /// serve; the client library parses the rest (`leader <id> at <address>`).
 pub const NOT_LEADER: &str = "not the leader";
+
+/// The leader a follower knows of, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub id: u64,
+    pub address: String,
+}
+
+/// Why a proposal or a linearizable read did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Only the leader serves this; `None` while no leader is known.
+    #[error("{NOT_LEADER}: {}", match .0 {
+        Some(l) => format!("leader {} at {}", l.id, l.address),
+        None => "no leader is known yet; retry".to_owned(),
+    })]
+    NotLeader(Option<LeaderHint>),
+    /// Refused for now (a full queue, a quorum that did not answer in
+    /// time): the same request may simply be tried again.
+    #[error("{0}; retry")]
+    Busy(String),
+    /// The node's disk is full and the command would add data.
+    #[error(
+        "{DISK_FULL}: writes that add data are refused until space is freed (deletes still work)"
+    )]
+    DiskFull,
+    /// The command was applied and refused by the KV.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// Raft failed otherwise (its core stopped, a storage error).
+    #[error("{0}")]
+    Raft(String),
+}
+
+impl ProposeError {
+    /// Whether the same request may succeed if sent again (here or, for
+    /// [`ProposeError::NotLeader`], to the leader).
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::NotLeader(_) | Self::Busy(_))
+    }
+}
+
+/// Named limits of the KV API on one node.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLimits {
+    /// Proposals waiting for commit on this node, all clients together.
+    pub proposals_pending_max: usize,
+    /// Watches one connection may hold.
+    pub watches_per_connection_max: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            proposals_pending_max: 4096,
+            watches_per_connection_max: 1024,
+        }
+    }
+}
 
 /// A node's way into Raft, with the node-wide limit on waiting proposals.
 #[derive(Clone)]
@@ -53,13 +115,14 @@ pub struct Proposer {
 /// The error of a command refused because the node's disk is full.
 pub const DISK_FULL: &str = "the control plane's disk is full";
 
-pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> capnp::Error {
-    match (&forward.leader_id, &forward.leader_node) {
-        (Some(id), Some(node)) => {
-            capnp::Error::failed(format!("{NOT_LEADER}: leader {id} at {}", node.addr))
-        }
-        _ => capnp::Error::failed(format!("{NOT_LEADER}: no leader is known yet; retry")),
-    }
+pub(crate) fn not_leader(forward: &ForwardToLeader<u64, openraft::BasicNode>) -> ProposeError {
+    ProposeError::NotLeader(match (&forward.leader_id, &forward.leader_node) {
+        (Some(id), Some(node)) => Some(LeaderHint {
+            id: *id,
+            address: node.addr.clone(),
+        }),
+        _ => None,
+    })
 }
 
 impl Proposer {
@@ -90,45 +153,39 @@ impl Proposer {
 
     /// Proposes `command` through Raft, in a batch with the commands other
     /// clients propose meanwhile; a follower answers with the leader.
-    pub async fn propose(&self, command: Command) -> capnp::Result<CommandResponse> {
+    pub async fn propose(&self, command: Command) -> Result<CommandResponse, ProposeError> {
         if adds_data(&command) && self.reserve.as_ref().is_some_and(|r| r.is_released()) {
-            return Err(capnp::Error::failed(format!(
-                "{DISK_FULL}: writes that add data are refused until space is freed (deletes still work)"
-            )));
+            return Err(ProposeError::DiskFull);
         }
         let _permit = self.proposals.try_acquire().map_err(|_| {
-            capnp::Error::overloaded(format!(
-                "{} proposals are already waiting on this node (control.proposals_pending_max); retry",
+            ProposeError::Busy(format!(
+                "{} proposals are already waiting on this node (control.proposals_pending_max)",
                 self.limits.proposals_pending_max
             ))
         })?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queue
             .send(Pending { command, reply })
-            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        answer.await.map_err(|_| ProposeError::ShuttingDown)?
     }
 
     /// Waits until this node may serve a linearizable read (openraft's read
     /// index: the leader confirms its leadership with a quorum and waits for
     /// its state machine to apply up to the commit index it saw). Reads that
     /// arrive while a round is running share the next round.
-    pub async fn linearizable(&self) -> capnp::Result<()> {
+    pub async fn linearizable(&self) -> Result<(), ProposeError> {
         let _permit = self.proposals.try_acquire().map_err(|_| {
-            capnp::Error::overloaded(format!(
-                "{} requests are already waiting on this node (control.proposals_pending_max); retry",
+            ProposeError::Busy(format!(
+                "{} requests are already waiting on this node (control.proposals_pending_max)",
                 self.limits.proposals_pending_max
             ))
         })?;
         let (waiter, answer) = tokio::sync::oneshot::channel();
         self.reads
             .send(waiter)
-            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        answer.await.map_err(|_| ProposeError::ShuttingDown)?
     }
 
     /// Whether this node believes it leads (for background duties).
@@ -180,12 +237,12 @@ async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
         Ok(response) => match response.data {
             Some(results) if results.len() == count => {
                 for (result, reply) in results.into_iter().zip(replies) {
-                    let _ = reply.send(result.map_err(kv_error));
+                    let _ = reply.send(result.map_err(ProposeError::Kv));
                 }
             }
             _ => {
                 for reply in replies {
-                    let _ = reply.send(Err(capnp::Error::failed(
+                    let _ = reply.send(Err(ProposeError::Raft(
                         "internal: a batch applied without one result per command".into(),
                     )));
                 }
@@ -199,7 +256,7 @@ async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
         Err(e) => {
             let message = e.to_string();
             for reply in replies {
-                let _ = reply.send(Err(capnp::Error::failed(message.clone())));
+                let _ = reply.send(Err(ProposeError::Raft(message.clone())));
             }
         }
     }
@@ -225,7 +282,7 @@ async fn batch_reads(raft: Raft, mut waiting: tokio::sync::mpsc::UnboundedReceiv
 }
 
 /// One read-index round.
-async fn read_index(raft: &Raft) -> capnp::Result<()> {
+async fn read_index(raft: &Raft) -> Result<(), ProposeError> {
     use openraft::error::CheckIsLeaderError;
     match raft.ensure_linearizable().await {
         Ok(_) => Ok(()),
@@ -233,11 +290,11 @@ async fn read_index(raft: &Raft) -> capnp::Result<()> {
         // The quorum round timed out (a busy or partitioned cluster): the
         // read can simply be tried again, so say so in the error's kind.
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
-            Err(capnp::Error::overloaded(format!(
-                "the leader could not confirm its leadership with a quorum ({q}); retry"
+            Err(ProposeError::Busy(format!(
+                "the leader could not confirm its leadership with a quorum ({q})"
             )))
         }
-        Err(e) => Err(capnp::Error::failed(e.to_string())),
+        Err(e) => Err(ProposeError::Raft(e.to_string())),
     }
 }
 
@@ -297,8 +354,4 @@ fn txn_bytes(txn: &TxnRequest) -> usize {
         })
         .sum();
     compares + ops
-}
-
-pub(crate) fn wrong_response() -> capnp::Error {
-    capnp::Error::failed("internal: the state machine answered another command".into())
 }

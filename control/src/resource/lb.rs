@@ -1,4 +1,4 @@
-//! FiberLB's VIP and backend records (`lb/...` in the KV, laid out in
+//! The load-balancer resources: FiberLB's VIP and backend records (`lb/...` in the KV, laid out in
 //! [`fiberlb::spec`]) written through Raft. Each write is one txn whose
 //! compares keep the cluster's invariants under concurrent writers:
 //!
@@ -17,13 +17,10 @@ use fiberlb::spec::{
     BACKENDS_PER_VIP_MAX, VIPS_MAX, VIP_PREFIX,
 };
 
-use crate::kv::{Compare, KeyValue, RequestOp};
-use crate::records;
-use crate::rpc::Proposer;
-
-/// Txns a write tries when records it counted changed meanwhile (each try
-/// re-reads them, so it fails with the precise reason when there is one).
-pub const WRITE_ATTEMPTS_MAX: usize = 4;
+use super::txn::{self, CommitError, Plan};
+use crate::kv::KeyValue;
+use crate::proposer::Proposer;
+use crate::raft::KvStateMachine;
 
 /// What the load-balancer API needs besides the KV.
 #[derive(Clone, Default)]
@@ -73,33 +70,44 @@ pub enum LbWriteError {
         "failed precondition: vip {0} has {BACKENDS_PER_VIP_MAX} backends, the most a VIP holds (BACKENDS_PER_VIP_MAX); remove one first"
     )]
     TooManyBackends(String),
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
-fn local(proposer: &Proposer, key: &str) -> Option<KeyValue> {
-    proposer.state_machine.get_local(key.as_bytes())
+impl super::Refusal for LbWriteError {
+    fn commit(&self) -> Option<&CommitError> {
+        match self {
+            Self::Commit(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
-fn scan(proposer: &Proposer, prefix: &str) -> Vec<KeyValue> {
-    proposer.state_machine.scan_prefix_local(prefix.as_bytes())
+fn local(state: &KvStateMachine, key: &str) -> Option<KeyValue> {
+    state.get_local(key.as_bytes())
+}
+
+fn scan(state: &KvStateMachine, prefix: &str) -> Vec<KeyValue> {
+    state.scan_prefix_local(prefix.as_bytes())
 }
 
 /// VIP `name` of `tenant`/`project`, from this node's applied state.
 pub fn get_vip(
-    proposer: &Proposer,
+    state: &KvStateMachine,
     tenant: &str,
     project: &str,
     name: &str,
 ) -> Option<(KeyValue, VipRecord)> {
-    let kv = local(proposer, &vip_key(tenant, project, name))?;
+    let kv = local(state, &vip_key(tenant, project, name))?;
     let record = VipRecord::from_json(&kv.value)?;
     Some((kv, record))
 }
 
 /// Every VIP of a project.
-pub fn list_vips(proposer: &Proposer, tenant: &str, project: &str) -> Vec<VipRecord> {
-    scan(proposer, &vip_prefix(tenant, project))
+pub fn list_vips(state: &KvStateMachine, tenant: &str, project: &str) -> Vec<VipRecord> {
+    scan(state, &vip_prefix(tenant, project))
         .iter()
         .filter_map(|kv| VipRecord::from_json(&kv.value))
         .collect()
@@ -107,44 +115,28 @@ pub fn list_vips(proposer: &Proposer, tenant: &str, project: &str) -> Vec<VipRec
 
 /// Backend `name` of VIP `vip`.
 pub fn get_backend(
-    proposer: &Proposer,
+    state: &KvStateMachine,
     tenant: &str,
     project: &str,
     vip: &str,
     name: &str,
 ) -> Option<(KeyValue, BackendRecord)> {
-    let kv = local(proposer, &backend_key(tenant, project, vip, name))?;
+    let kv = local(state, &backend_key(tenant, project, vip, name))?;
     let record = BackendRecord::from_json(&kv.value)?;
     Some((kv, record))
 }
 
 /// Every backend of VIP `vip`.
 pub fn list_backends(
-    proposer: &Proposer,
+    state: &KvStateMachine,
     tenant: &str,
     project: &str,
     vip: &str,
 ) -> Vec<BackendRecord> {
-    scan(proposer, &backend_prefix(tenant, project, vip))
+    scan(state, &backend_prefix(tenant, project, vip))
         .iter()
         .filter_map(|kv| BackendRecord::from_json(&kv.value))
         .collect()
-}
-
-async fn commit(
-    proposer: &Proposer,
-    compares: Vec<Compare>,
-    ops: Vec<RequestOp>,
-) -> Result<bool, LbWriteError> {
-    records::guarded_all(proposer, compares, ops)
-        .await
-        .map_err(LbWriteError::Unavailable)
-}
-
-fn changed_meanwhile(what: &str) -> LbWriteError {
-    LbWriteError::Unavailable(format!(
-        "{what} changed {WRITE_ATTEMPTS_MAX} times while this write tried to commit; retry"
-    ))
 }
 
 /// Creates VIP `record` and claims its address, port and protocol, unless
@@ -153,31 +145,29 @@ pub async fn insert_vip(proposer: &Proposer, record: &VipRecord) -> Result<(), L
     let (key, value) = record.to_kv();
     let claim = record.address_key();
     let owner = record.owner();
-    for _ in 0..WRITE_ATTEMPTS_MAX {
-        if local(proposer, &key).is_some() {
+    txn::update(proposer, "the cluster's VIPs", |state| {
+        if local(state, &key).is_some() {
             return Err(LbWriteError::VipExists(record.name.clone()));
         }
-        if let Some(held) = local(proposer, &claim) {
+        if let Some(held) = local(state, &claim) {
             return Err(address_taken(record, &held.value));
         }
-        let all = scan(proposer, VIP_PREFIX);
+        let all = scan(state, VIP_PREFIX);
         if all.len() >= VIPS_MAX {
             return Err(LbWriteError::TooManyVips);
         }
         let compares = vec![
-            records::absent(key.as_bytes()),
-            records::absent(claim.as_bytes()),
-            records::none_created_after(VIP_PREFIX.as_bytes(), records::newest_creation(&all)),
+            txn::absent(key.as_bytes()),
+            txn::absent(claim.as_bytes()),
+            txn::none_created_after(VIP_PREFIX.as_bytes(), txn::newest_creation(&all)),
         ];
         let ops = vec![
-            records::put(key.clone().into_bytes(), value.clone()),
-            records::put(claim.clone().into_bytes(), owner.clone().into_bytes()),
+            txn::put(key.clone().into_bytes(), value.clone()),
+            txn::put(claim.clone().into_bytes(), owner.clone().into_bytes()),
         ];
-        if commit(proposer, compares, ops).await? {
-            return Ok(());
-        }
-    }
-    Err(changed_meanwhile("the cluster's VIPs"))
+        Ok(Plan::write(compares, ops, ()))
+    })
+    .await
 }
 
 /// Names the holder of a claimed address only to its own project: other
@@ -195,29 +185,28 @@ fn address_taken(record: &VipRecord, holder: &[u8]) -> LbWriteError {
     }
 }
 
-/// Replaces VIP record `kv` with `record` (same name and address) unless it
-/// changed since it was read.
+/// Changes VIP `name` with `change` (which may refuse), re-reading it when
+/// it changed meanwhile; the name and the address stay.
 pub async fn update_vip(
     proposer: &Proposer,
-    kv: &KeyValue,
-    record: &VipRecord,
-) -> Result<(), LbWriteError> {
-    debug_assert_eq!(kv.key, record.key().into_bytes());
-    let (key, value) = record.to_kv();
-    let put = records::put(key.into_bytes(), value);
-    if commit(proposer, vec![records::unchanged(kv)], vec![put]).await? {
-        return Ok(());
-    }
-    match local(proposer, &record.key()) {
-        None => Err(LbWriteError::NoSuchVip(record.name.clone())),
-        Some(_) => Err(LbWriteError::Unavailable(format!(
-            "vip {} changed meanwhile; retry",
-            record.name
-        ))),
-    }
+    tenant: &str,
+    project: &str,
+    name: &str,
+    mut change: impl FnMut(&mut VipRecord) -> Result<(), LbWriteError>,
+) -> Result<VipRecord, LbWriteError> {
+    txn::update(proposer, &format!("vip {name}"), |state| {
+        let (kv, mut record) = get_vip(state, tenant, project, name)
+            .ok_or_else(|| LbWriteError::NoSuchVip(name.to_owned()))?;
+        change(&mut record)?;
+        let (key, value) = record.to_kv();
+        debug_assert_eq!(kv.key, key.as_bytes());
+        Ok(Plan::replace(&kv, value, record))
+    })
+    .await
 }
 
-/// Deletes VIP record `kv` and its address claim, unless it has backends.
+/// Deletes VIP `record` (read as `kv`) and its address claim, unless it has
+/// backends.
 pub async fn remove_vip(
     proposer: &Proposer,
     kv: &KeyValue,
@@ -226,35 +215,30 @@ pub async fn remove_vip(
     let backends = backend_prefix(&record.tenant, &record.project, &record.name);
     let claim = record.address_key();
     let owner = record.owner();
-    for _ in 0..WRITE_ATTEMPTS_MAX {
-        let count = scan(proposer, &backends).len();
+    txn::update(proposer, &format!("vip {}", record.name), |state| {
+        let same = local(state, &record.key())
+            .is_some_and(|now| now.create_revision == kv.create_revision);
+        if !same {
+            return Err(LbWriteError::NoSuchVip(record.name.clone()));
+        }
+        let count = scan(state, &backends).len();
         if count > 0 {
             return Err(LbWriteError::HasBackends {
                 vip: record.name.clone(),
                 count,
             });
         }
-        let mut compares = vec![
-            records::still_exists(kv),
-            records::none_under(backends.as_bytes()),
-        ];
-        let mut ops = vec![records::delete(kv.key.clone())];
+        let mut compares = vec![txn::still_exists(kv), txn::none_under(backends.as_bytes())];
+        let mut ops = vec![txn::delete(kv.key.clone())];
         // The claim goes with the VIP when it is the VIP's; a claim someone
         // else holds (after a repair by hand) stays theirs.
-        if local(proposer, &claim).is_some_and(|c| c.value == owner.as_bytes()) {
-            compares.push(records::holds(claim.as_bytes(), owner.as_bytes()));
-            ops.push(records::delete(claim.clone().into_bytes()));
+        if local(state, &claim).is_some_and(|c| c.value == owner.as_bytes()) {
+            compares.push(txn::holds(claim.as_bytes(), owner.as_bytes()));
+            ops.push(txn::delete(claim.clone().into_bytes()));
         }
-        if commit(proposer, compares, ops).await? {
-            return Ok(());
-        }
-        let same = local(proposer, &record.key())
-            .is_some_and(|now| now.create_revision == kv.create_revision);
-        if !same {
-            return Err(LbWriteError::NoSuchVip(record.name.clone()));
-        }
-    }
-    Err(changed_meanwhile(&format!("vip {}", record.name)))
+        Ok(Plan::write(compares, ops, ()))
+    })
+    .await
 }
 
 /// Adds backend `record` to the VIP read as `vip_kv`, unless the VIP is
@@ -267,15 +251,16 @@ pub async fn insert_backend(
 ) -> Result<(), LbWriteError> {
     let (key, value) = record.to_kv();
     let prefix = backend_prefix(&record.tenant, &record.project, &record.vip);
-    for _ in 0..WRITE_ATTEMPTS_MAX {
+    let what = format!("the backends of vip {}", record.vip);
+    txn::update(proposer, &what, |state| {
         let vip_now = local(
-            proposer,
+            state,
             &vip_key(&record.tenant, &record.project, &record.vip),
         );
         if vip_now.is_none_or(|now| now.create_revision != vip_kv.create_revision) {
             return Err(LbWriteError::NoSuchVip(record.vip.clone()));
         }
-        let existing = scan(proposer, &prefix);
+        let existing = scan(state, &prefix);
         if existing.iter().any(|kv| kv.key == key.as_bytes()) {
             return Err(LbWriteError::BackendExists {
                 vip: record.vip.clone(),
@@ -297,39 +282,40 @@ pub async fn insert_backend(
             return Err(LbWriteError::TooManyBackends(record.vip.clone()));
         }
         let compares = vec![
-            records::still_exists(vip_kv),
-            records::absent(key.as_bytes()),
-            records::none_created_after(prefix.as_bytes(), records::newest_creation(&existing)),
+            txn::still_exists(vip_kv),
+            txn::absent(key.as_bytes()),
+            txn::none_created_after(prefix.as_bytes(), txn::newest_creation(&existing)),
         ];
-        let ops = vec![records::put(key.clone().into_bytes(), value.clone())];
-        if commit(proposer, compares, ops).await? {
-            return Ok(());
-        }
-    }
-    Err(changed_meanwhile(&format!(
-        "the backends of vip {}",
-        record.vip
-    )))
+        let ops = vec![txn::put(key.clone().into_bytes(), value.clone())];
+        Ok(Plan::write(compares, ops, ()))
+    })
+    .await
 }
 
-/// Replaces backend record `kv` with `record` unless it changed since.
+/// Changes backend `name` of VIP `vip` with `change`, re-reading it when it
+/// changed meanwhile.
 pub async fn update_backend(
     proposer: &Proposer,
-    kv: &KeyValue,
-    record: &BackendRecord,
-) -> Result<(), LbWriteError> {
-    let (key, value) = record.to_kv();
-    let put = records::put(key.into_bytes(), value);
-    if commit(proposer, vec![records::unchanged(kv)], vec![put]).await? {
-        return Ok(());
-    }
-    match local(proposer, &record.key()) {
-        None => Err(no_such_backend(record)),
-        Some(_) => Err(LbWriteError::Unavailable(format!(
-            "backend {} of vip {} changed meanwhile; retry",
-            record.name, record.vip
-        ))),
-    }
+    tenant: &str,
+    project: &str,
+    vip: &str,
+    name: &str,
+    mut change: impl FnMut(&mut BackendRecord),
+) -> Result<BackendRecord, LbWriteError> {
+    let what = format!("backend {name} of vip {vip}");
+    txn::update(proposer, &what, |state| {
+        let (kv, mut record) = get_backend(state, tenant, project, vip, name).ok_or_else(|| {
+            LbWriteError::NoSuchBackend {
+                vip: vip.to_owned(),
+                name: name.to_owned(),
+            }
+        })?;
+        change(&mut record);
+        let (key, value) = record.to_kv();
+        debug_assert_eq!(kv.key, key.as_bytes());
+        Ok(Plan::replace(&kv, value, record))
+    })
+    .await
 }
 
 /// Deletes backend record `kv` unless it was deleted (or re-created) since.
@@ -338,8 +324,11 @@ pub async fn remove_backend(
     kv: &KeyValue,
     record: &BackendRecord,
 ) -> Result<(), LbWriteError> {
-    let delete = records::delete(kv.key.clone());
-    if commit(proposer, vec![records::still_exists(kv)], vec![delete]).await? {
+    let delete = txn::delete(kv.key.clone());
+    if txn::commit(proposer, vec![txn::still_exists(kv)], vec![delete])
+        .await
+        .map_err(CommitError::from)?
+    {
         Ok(())
     } else {
         Err(no_such_backend(record))

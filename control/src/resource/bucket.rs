@@ -1,4 +1,4 @@
-//! Writing S3 bucket records (`s3/bucket/<name>` in the KV) through Raft:
+//! The bucket resource: S3 bucket records (`s3/bucket/<name>` in the KV) through Raft:
 //! name uniqueness by a txn, deletion guarded by the record's revision. The
 //! S3 service's shards and the `Buckets` RPC both come through here.
 
@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use photon_iam::resources::{bucket_key, new_bucket_id, BucketRecord, BUCKET_PREFIX};
 
-use crate::kv::{Compare, KeyValue, RequestOp};
-use crate::records;
-use crate::rpc::Proposer;
+use super::txn::{self, CommitError, Plan};
+use crate::kv::KeyValue;
+use crate::proposer::Proposer;
+use crate::raft::KvStateMachine;
 
 /// Asks this node's storage shards whether a bucket (by id) is empty:
 /// `None` when no storage answers.
@@ -37,43 +38,30 @@ impl std::fmt::Debug for BucketSettings {
 /// Why a bucket write was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BucketWriteError {
-    #[error("bucket name is taken (owned by {tenant}/{project})")]
+    #[error("already exists: bucket name is taken (owned by {tenant}/{project})")]
     Exists { tenant: String, project: String },
-    #[error("no such bucket")]
+    #[error("not found: no such bucket")]
     NoSuchBucket,
-    #[error("the bucket is not empty")]
+    #[error("failed precondition: the bucket is not empty (delete its objects and uploads first)")]
     NotEmpty,
-    #[error("cannot commit: {0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 /// The bucket record `name`, from this node's applied state.
-pub fn get(proposer: &Proposer, name: &str) -> Option<(KeyValue, BucketRecord)> {
-    let kv = proposer
-        .state_machine
-        .get_local(bucket_key(name).as_bytes())?;
+pub fn get(state: &KvStateMachine, name: &str) -> Option<(KeyValue, BucketRecord)> {
+    let kv = state.get_local(bucket_key(name).as_bytes())?;
     let record = BucketRecord::from_json(&kv.value)?;
     Some((kv, record))
 }
 
 /// Every bucket record.
-pub fn list(proposer: &Proposer) -> Vec<BucketRecord> {
-    proposer
-        .state_machine
+pub fn list(state: &KvStateMachine) -> Vec<BucketRecord> {
+    state
         .scan_prefix_local(BUCKET_PREFIX.as_bytes())
         .iter()
         .filter_map(|kv| BucketRecord::from_json(&kv.value))
         .collect()
-}
-
-async fn txn(
-    proposer: &Proposer,
-    compare: Compare,
-    op: RequestOp,
-) -> Result<bool, BucketWriteError> {
-    records::guarded(proposer, compare, op)
-        .await
-        .map_err(BucketWriteError::Unavailable)
 }
 
 /// Creates bucket `name` for `tenant`/`project` unless the name is taken.
@@ -94,17 +82,20 @@ pub async fn create(
         created_ms: now_ms,
     };
     let (key, value) = record.to_kv();
-    let absent = records::absent(key.as_bytes());
-    if txn(proposer, absent, records::put(key.into_bytes(), value)).await? {
-        return Ok(record);
-    }
-    match get(proposer, name) {
-        Some((_, existing)) => Err(BucketWriteError::Exists {
-            tenant: existing.tenant,
-            project: existing.project,
-        }),
-        None => Err(BucketWriteError::Unavailable("lost a race; retry".into())),
-    }
+    txn::update(proposer, &format!("bucket {name}"), |state| {
+        if let Some((_, existing)) = get(state, name) {
+            return Err(BucketWriteError::Exists {
+                tenant: existing.tenant,
+                project: existing.project,
+            });
+        }
+        Ok(Plan::write(
+            vec![txn::absent(key.as_bytes())],
+            vec![txn::put(key.clone().into_bytes(), value.clone())],
+            record.clone(),
+        ))
+    })
+    .await
 }
 
 /// Deletes bucket `name` if it still has `id` (`None`: whatever its id).
@@ -113,14 +104,25 @@ pub async fn delete(
     name: &str,
     id: Option<u64>,
 ) -> Result<BucketRecord, BucketWriteError> {
-    let (kv, record) = get(proposer, name).ok_or(BucketWriteError::NoSuchBucket)?;
-    if id.is_some_and(|id| id != record.id) {
-        return Err(BucketWriteError::NoSuchBucket);
-    }
-    let delete = records::delete(kv.key.clone());
-    if txn(proposer, records::unchanged(&kv), delete).await? {
-        Ok(record)
-    } else {
-        Err(BucketWriteError::NoSuchBucket)
+    txn::update(proposer, &format!("bucket {name}"), |state| {
+        let (kv, record) = get(state, name).ok_or(BucketWriteError::NoSuchBucket)?;
+        if id.is_some_and(|id| id != record.id) {
+            return Err(BucketWriteError::NoSuchBucket);
+        }
+        Ok(Plan::write(
+            vec![txn::unchanged(&kv)],
+            vec![txn::delete(kv.key.clone())],
+            record,
+        ))
+    })
+    .await
+}
+
+impl super::Refusal for BucketWriteError {
+    fn commit(&self) -> Option<&CommitError> {
+        match self {
+            Self::Commit(e) => Some(e),
+            _ => None,
+        }
     }
 }

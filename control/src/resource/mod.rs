@@ -1,0 +1,25 @@
+//! The resource layer: one module per kind of record the control plane
+//! keeps (its KV prefix, reads from the applied state, validation and
+//! limits, guarded writes, typed errors). The RPC services are adapters over
+//! it; the data-plane followers decode the same records.
+//!
+//! Every write goes through [`txn::update`], the one guarded
+//! read-modify-write loop. A new kind follows docs/design/0010-resources.md.
+
+pub mod bucket;
+pub mod lb;
+pub mod txn;
+pub mod volume;
+
+pub use txn::{CommitError, Plan};
+
+/// A resource kind's write error: its text is the protocol's message, and
+/// it says whether a failed commit is behind it (so the adapters can mark
+/// the retryable ones).
+pub trait Refusal: std::fmt::Display {
+    /// The commit failure behind this refusal, if that is what it is.
+    fn commit(&self) -> Option<&CommitError>;
+}
+
+#[cfg(test)]
+mod tests;
