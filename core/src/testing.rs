@@ -89,6 +89,28 @@ pub mod crash {
     /// Bytes a torn write keeps are a multiple of this.
     pub const SECTOR_BYTES: usize = 512;
 
+    /// Copies the files of `from` into `to` (created): what kill -9 leaves,
+    /// before [`WriteTrace::power_loss`] turns it into what a power loss
+    /// leaves. Stores delete files on other threads (glommio's blocking
+    /// pool, the Raft log writer), so a listed file may be gone by the time
+    /// it is copied: that is the image of a crash just after the unlink,
+    /// as valid as one just before.
+    pub fn copy_image(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            match entry.file_type() {
+                Ok(t) if t.is_file() => {}
+                _ => continue,
+            }
+            match std::fs::copy(entry.path(), to.join(entry.file_name())) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("copy {}: {e}", entry.path().display()),
+            }
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Event {
         Write {

@@ -1,3 +1,4 @@
+use photon_core::testing::crash::copy_image;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -357,17 +358,6 @@ fn appends_are_acknowledged_only_after_their_fdatasync() {
     assert_eq!(recovery.last_index, 3);
 }
 
-/// Copies `from` into a fresh directory `to` (what kill -9 leaves).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// Randomized appends, syncs, truncations and purges; at random points a
 /// simulated power loss (every write no completed fdatasync covers is kept,
 /// lost or torn) and a reopen of that image: the log must open, and hold
@@ -435,7 +425,7 @@ fn every_acknowledged_entry_survives_simulated_power_loss() {
                 crashes += 1;
                 let image = dir.0.with_extension(format!("crash{step}"));
                 let _ = std::fs::remove_dir_all(&image);
-                copy_dir(&dir.0, &image);
+                copy_image(&dir.0, &image);
                 undone += trace.power_loss(&dir.0, &image, &mut rand);
                 let (crashed, recovery) = LogStore::open(LogConfig {
                     dir: image.clone(),

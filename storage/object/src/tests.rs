@@ -2,6 +2,7 @@
 //! accounting, lock maps, a crash in the middle of a compaction, and the
 //! order of syncs and acknowledgements (sync rounds held open).
 
+use photon_core::testing::crash::copy_image;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -135,14 +136,6 @@ fn data(key: &str, version: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 fn assert_accounting(store: &Store) {
     let index = store.index.borrow();
     assert_eq!(
@@ -253,7 +246,7 @@ fn crash_after_compaction_copies_before_second_checkpoint() {
             let mut report = crate::CompactReport::default();
             store.copy_records(records, &mut report).await.unwrap();
             assert_eq!(store.index.borrow().live_bytes(victim.id), 0);
-            copy_dir(&config.dir, &crashed);
+            copy_image(&config.dir, &crashed);
             drop(store);
 
             let (store, report) = Store::open(StoreConfig {
@@ -434,7 +427,7 @@ fn every_acknowledged_write_survives_simulated_power_loss() {
                 // The copy and the expectations are taken at the same instant
                 // (nothing else runs on this thread meanwhile).
                 let image = dir.0.join(format!("crash-{crash}"));
-                copy_dir(&dir.0.join("store"), &image);
+                copy_image(&dir.0.join("store"), &image);
                 let expected = keys.borrow().clone();
                 let mut rand = |n: u64| {
                     seed ^= seed << 13;

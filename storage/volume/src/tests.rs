@@ -2,8 +2,9 @@
 //! and reopening after a simulated crash (files copied while unflushed
 //! metadata is still in memory, as kill -9 would leave them).
 
+use photon_core::testing::crash::copy_image;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::layout::{EXTENT_BYTES, PAGE_BYTES};
@@ -28,14 +29,6 @@ fn temp_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 async fn write(store: &Store, map: u64, offset: u64, len: u64, fill: u8) {
@@ -175,7 +168,7 @@ fn flushed_writes_survive_a_crash_and_torn_journal_tails_are_ignored() {
         // Not flushed: may or may not survive, but never as wrong bytes.
         write(&store, 7, 5 * EXTENT_BYTES, PAGE_BYTES, 0x33).await;
         let crashed = dir.with_extension("crashed");
-        copy_dir(&dir, &crashed);
+        copy_image(&dir, &crashed);
         drop(store);
         let store = Store::open(StoreConfig::new(&crashed)).await.unwrap();
         assert!(read(&store, 7, 0, 8 * PAGE_BYTES)
@@ -500,7 +493,7 @@ fn every_flushed_write_survives_simulated_power_loss() {
             seed ^= seed << 17;
             glommio::timer::sleep(std::time::Duration::from_micros(300 + seed % 4000)).await;
             let image = dir.join(format!("crash-{crash}"));
-            copy_dir(&dir.join("store"), &image);
+            copy_image(&dir.join("store"), &image);
             let expected = pages.borrow().clone();
             let mut rand = |n: u64| {
                 seed ^= seed << 13;
