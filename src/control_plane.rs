@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use photon_control::node::{ControlNode, ControlNodeConfig};
 use photon_core::config::{Config, ConfigError};
-use photon_core::control::{serve_shard_messages_with, ControlPlaneContext, ControlPlaneMain};
+use photon_core::control::{serve_shard_messages, ControlPlaneContext, ControlPlaneMain};
 use photon_core::listen::Endpoint;
 use photon_core::shutdown::Phase;
 
@@ -82,7 +82,9 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
 
 /// What the control plane does for the node's S3 service, when it has one.
 pub struct StorageLink {
-    pub catalog: std::sync::Arc<lightningstor::BucketCatalog>,
+    /// The S3 service's link: bucket requests from the shards, bucket
+    /// changes and emptiness queries to them.
+    pub s3: lightningstor::S3ControlEnd,
     /// `photon dev`: where the administrator's S3 env file goes, and where
     /// to send its credentials.
     pub dev_credentials: Option<(
@@ -108,14 +110,16 @@ pub fn main(
                 };
             }
             if let Some(link) = &storage {
-                if let Some(shard0) = ctx.to_shards.first() {
+                if let Some(shard0) = link.s3.to_shards.first() {
                     node_config.buckets.empty_probe =
                         Some(crate::storage::empty_probe(shard0.clone()));
                 }
                 node_config.volumes = photon_control::resource::volume::VolumeSettings {
                     node: node_config.node_id,
-                    shards: ctx.to_shards.len() as u32,
-                    ops: Some(crate::volumes::shard_ops(ctx.to_shards.clone())),
+                    shards: ctx.shards as u32,
+                    ops: Some(crate::volumes::shard_ops(
+                        link.volumes.control.to_shards.clone(),
+                    )),
                     nbd_address: link.volumes.nbd_address.clone(),
                 };
             }
@@ -139,13 +143,24 @@ pub fn main(
             }]));
             let mut tasks = Vec::new();
             if let Some(link) = storage {
-                tasks.push(tokio::task::spawn_local(crate::storage::follow_buckets(
+                let lightningstor::S3ControlEnd {
+                    from_shards,
+                    to_shards,
+                } = link.s3;
+                tasks.push(tokio::task::spawn_local(feed_prefix(
                     node.state_machine.clone(),
-                    link.catalog,
+                    lightningstor::catalog::BUCKET_PREFIX.as_bytes(),
+                    lightningstor::bucket_feed(to_shards),
+                    lightningstor::catalog::decode,
                 )));
-                tasks.push(tokio::task::spawn_local(crate::volumes::follow_volumes(
+                tasks.push(tokio::task::spawn_local(
+                    crate::storage::serve_bucket_requests(node.proposer.clone(), from_shards),
+                ));
+                tasks.push(tokio::task::spawn_local(feed_prefix(
                     node.state_machine.clone(),
-                    link.volumes.catalog,
+                    photon_iam::resources::VOLUME_PREFIX.as_bytes(),
+                    coronafs::volume_feed(link.volumes.control.to_shards),
+                    coronafs::decode_volume,
                 )));
                 if let Some((path, to_main)) = link.dev_credentials {
                     tasks.push(tokio::task::spawn_local(crate::storage::dev_credentials(
@@ -163,10 +178,7 @@ pub fn main(
                 )));
             }
             let shutdown = ctx.shutdown.clone();
-            let proposer = node.proposer.clone();
-            let pings = serve_shard_messages_with(&ctx.from_shards, &ctx.shutdown, |msg| {
-                crate::storage::handle_shard_message(&proposer, msg)
-            });
+            let pings = serve_shard_messages(&ctx.from_shards, &ctx.shutdown);
             let node_run = node.run_until(async move { shutdown.reached(Phase::Exit).await });
             tokio::join!(pings, node_run);
             for task in tasks {
@@ -174,4 +186,47 @@ pub fn main(
             }
         })
     })
+}
+
+/// How often a record feed retries the shards that missed changes.
+const FEED_RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Keeps every shard's copy of the applied records under `prefix` equal to
+/// the KV: `decode` turns each applied change into a feed change (or skips
+/// it), and shards whose mailbox was full get everything again.
+pub async fn feed_prefix<R: Clone + 'static, Down: 'static>(
+    state_machine: photon_control::raft::KvStateMachine,
+    prefix: &'static [u8],
+    feed: photon_core::link::Feed<R, Down>,
+    decode: photon_core::link::Decode<R>,
+) {
+    let feed = std::rc::Rc::new(std::cell::RefCell::new(feed));
+    let (reload, changes) = (feed.clone(), feed.clone());
+    let follow = photon_control::raft::follow_prefix(
+        state_machine,
+        prefix,
+        move |state_machine| {
+            let all = state_machine.scan_prefix_local(prefix);
+            reload.borrow_mut().replace(
+                all.iter()
+                    .filter_map(|kv| decode(&kv.key, Some(&kv.value)))
+                    .filter_map(|(key, record)| Some((key, record?))),
+            );
+        },
+        move |events| {
+            changes
+                .borrow_mut()
+                .apply(events.filter_map(|(key, value)| decode(key, value)));
+        },
+    );
+    let resync = async {
+        loop {
+            tokio::time::sleep(FEED_RESYNC_INTERVAL).await;
+            feed.borrow_mut().resync();
+        }
+    };
+    tokio::select! {
+        () = follow => {}
+        () = resync => {}
+    }
 }

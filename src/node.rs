@@ -254,15 +254,16 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     if has_role("control") {
         let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
         let storage = if has_role("storage") {
-            let catalog = lightningstor::BucketCatalog::new();
-            let params =
-                crate::storage::s3_params(&config, node_config.directory.clone(), catalog.clone());
+            let depth = config.engine.control_queue_depth;
+            let shards = config.shard_count();
+            let (s3_link, s3_control) = photon_core::link::link(shards, depth);
+            let params = crate::storage::s3_params(&config, node_config.directory.clone(), s3_link);
             builder = builder.service::<lightningstor::S3Service>(params);
-            let volume_catalog = coronafs::VolumeCatalog::new();
+            let (nbd_link, nbd_control) = photon_core::link::link(shards, depth);
             builder = builder.service::<coronafs::NbdService>(crate::volumes::nbd_params(
                 &config,
                 node_config.directory.clone(),
-                volume_catalog.clone(),
+                nbd_link,
             ));
             let link_credentials = (mode == "dev").then(|| {
                 let (tx, rx) = std::sync::mpsc::channel();
@@ -270,10 +271,10 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
                 (data_dir.join(crate::storage::S3_ENV_FILE), tx)
             });
             Some(crate::control_plane::StorageLink {
-                catalog,
+                s3: s3_control,
                 dev_credentials: link_credentials,
                 volumes: crate::volumes::VolumeLink {
-                    catalog: volume_catalog,
+                    control: nbd_control,
                     nbd_address: nbd_address.clone(),
                 },
             })

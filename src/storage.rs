@@ -10,15 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lightningstor::{
-    BucketCatalog, BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest, S3Limits, S3Params,
+    BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest, S3Event, S3Limits, S3Link, S3Params,
 };
 use photon_control::proposer::Proposer;
-use photon_control::raft::KvStateMachine;
 use photon_control::resource::bucket::{self, BucketWriteError, EmptyProbe};
 use photon_core::config::Config;
-use photon_core::control::{ControlMessage, FromShard};
-use photon_core::mailbox::MailboxSender;
-use photon_iam::resources::BUCKET_PREFIX;
+use photon_core::mailbox::{MailboxReceiver, MailboxSender};
 use photon_iam::{model, password, records, Directory};
 
 /// The file, in the data directory, with the dev administrator's S3
@@ -29,11 +26,7 @@ pub const S3_ENV_FILE: &str = "s3.env";
 const EMPTY_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The S3 service's settings from the node's config.
-pub fn s3_params(
-    config: &Config,
-    directory: Arc<Directory>,
-    catalog: Arc<BucketCatalog>,
-) -> S3Params {
+pub fn s3_params(config: &Config, directory: Arc<Directory>, control: S3Link) -> S3Params {
     let mut store = photon_object::StoreConfig::new(config.node.data_dir.join("s3"));
     store.segment_bytes = config.s3.segment_mib << 20;
     // A full disk still takes deletes, compaction (into one new segment)
@@ -53,42 +46,23 @@ pub fn s3_params(
         domains: config.s3.domains.clone(),
         store,
         directory,
-        catalog,
+        control,
         limits,
         http: photon_core::http::HttpLimits::default(),
     }
 }
 
-/// Keeps `catalog` equal to the applied `s3/bucket/` records.
-pub async fn follow_buckets(state_machine: KvStateMachine, catalog: Arc<BucketCatalog>) {
-    let reload = catalog.clone();
-    photon_control::raft::follow_prefix(
-        state_machine,
-        BUCKET_PREFIX.as_bytes(),
-        move |state_machine| {
-            let all = state_machine.scan_prefix_local(BUCKET_PREFIX.as_bytes());
-            reload.replace(
-                all.iter()
-                    .filter_map(|kv| photon_iam::resources::BucketRecord::from_json(&kv.value)),
-            );
-        },
-        move |changes| catalog.apply(changes),
-    )
-    .await
+/// Runs the shards' bucket requests through Raft until the link closes.
+pub async fn serve_bucket_requests(
+    proposer: Proposer,
+    from_shards: MailboxReceiver<BucketRequest>,
+) {
+    while let Some(request) = from_shards.recv().await {
+        serve_bucket_request(&proposer, request);
+    }
 }
 
-/// Handles a message from a shard that is not a ping: bucket changes.
-pub fn handle_shard_message(proposer: &Proposer, msg: FromShard) {
-    let request = match msg.body.downcast::<BucketRequest>() {
-        Ok(request) => *request,
-        Err(_) => {
-            tracing::warn!(
-                shard = msg.shard,
-                "control plane got a message it does not know"
-            );
-            return;
-        }
-    };
+fn serve_bucket_request(proposer: &Proposer, request: BucketRequest) {
     let proposer = proposer.clone();
     tokio::task::spawn_local(async move {
         let result =
@@ -128,12 +102,12 @@ pub fn handle_shard_message(proposer: &Proposer, msg: FromShard) {
 }
 
 /// Asks shard 0's S3 service whether a bucket is empty.
-pub fn empty_probe(to_shard0: MailboxSender<ControlMessage>) -> EmptyProbe {
+pub fn empty_probe(to_shard0: MailboxSender<S3Event>) -> EmptyProbe {
     Arc::new(move |id| {
         let to_shard0 = to_shard0.clone();
         Box::pin(async move {
             let (reply, answer) = tokio::sync::oneshot::channel();
-            let query: ControlMessage = Box::new(BucketEmptyQuery { id, reply });
+            let query = S3Event::EmptyQuery(BucketEmptyQuery { id, reply });
             to_shard0.try_send(query).ok()?;
             tokio::time::timeout(EMPTY_PROBE_TIMEOUT, answer)
                 .await

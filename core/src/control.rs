@@ -3,20 +3,14 @@
 //! `!Send`). It talks to the shards only through mailboxes, so a shard never
 //! blocks on it.
 //!
-//! Messages are type-erased (`Box<dyn Any + Send>`) so that `photon-core`
-//! needs no knowledge of the control plane's types; both ends agree on the
-//! concrete types. These messages carry configuration changes, not data-path
-//! requests, so the box per message is not on a hot path.
+//! The engine's own channel carries only pings (for `/healthz`). A service
+//! that talks to the control plane gets a typed [`crate::link`] from the
+//! composition root, which knows both ends' types.
 
-use std::any::{Any, TypeId};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::LocalBoxFuture;
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tokio::sync::oneshot;
 
 use crate::config::Config;
@@ -24,14 +18,11 @@ use crate::mailbox::{MailboxError, MailboxReceiver, MailboxSender};
 use crate::shutdown::ShutdownSignal;
 use crate::ShardId;
 
-/// A message between the control plane and a shard.
-pub type ControlMessage = Box<dyn Any + Send>;
-
-/// A message from a shard to the control plane.
+/// A message from a shard to the control plane on the engine's channel.
 #[derive(Debug)]
 pub struct FromShard {
     pub shard: ShardId,
-    pub body: ControlMessage,
+    pub ping: Ping,
 }
 
 /// Asks the control-plane thread whether it is alive (used by `/healthz`).
@@ -55,17 +46,17 @@ pub struct ControlPlaneContext {
     pub config: Arc<Config>,
     /// Report readiness exactly once; the engine's start waits for it.
     pub ready: ReadySignal,
-    /// Messages from every shard.
+    /// Pings from every shard.
     pub from_shards: MailboxReceiver<FromShard>,
-    /// One mailbox per shard, indexed by shard id.
-    pub to_shards: Vec<MailboxSender<ControlMessage>>,
+    /// How many shards the engine runs.
+    pub shards: usize,
     pub shutdown: ShutdownSignal,
 }
 
 impl std::fmt::Debug for ControlPlaneContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlaneContext")
-            .field("shards", &self.to_shards.len())
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -84,19 +75,6 @@ impl ReadySignal {
         if let Some(tx) = self.0.take() {
             let _ = tx.send(result);
         }
-    }
-}
-
-impl ControlPlaneContext {
-    /// Sends `msg` to every shard; returns the shards that could not take it.
-    pub fn broadcast<T: Clone + Send + 'static>(&self, msg: &T) -> Vec<(ShardId, MailboxError)> {
-        let mut failed = Vec::new();
-        for (shard, tx) in self.to_shards.iter().enumerate() {
-            if let Err((e, _)) = tx.try_send(Box::new(msg.clone())) {
-                failed.push((shard, e));
-            }
-        }
-        failed
     }
 }
 
@@ -121,109 +99,42 @@ pub async fn serve_shard_messages(
     from_shards: &MailboxReceiver<FromShard>,
     shutdown: &ShutdownSignal,
 ) {
-    serve_shard_messages_with(from_shards, shutdown, |msg| {
-        tracing::warn!(
-            shard = msg.shard,
-            "control plane got a message it does not know"
-        );
-    })
-    .await
-}
-
-/// Like [`serve_shard_messages`], handing every message other than a ping
-/// to `other` (which must not block: spawn work that waits).
-pub async fn serve_shard_messages_with(
-    from_shards: &MailboxReceiver<FromShard>,
-    shutdown: &ShutdownSignal,
-    mut other: impl FnMut(FromShard),
-) {
     let started = Instant::now();
     loop {
         let next = tokio::select! {
             m = from_shards.recv() => m,
             () = shutdown.reached(crate::shutdown::Phase::Exit) => None,
         };
-        let Some(msg) = next else { break };
-        let FromShard { shard, body } = msg;
-        match body.downcast::<Ping>() {
-            Ok(ping) => {
-                let uptime_ms = started.elapsed().as_millis() as u64;
-                let _ = ping.reply.send(Pong { uptime_ms });
-            }
-            Err(body) => other(FromShard { shard, body }),
-        }
+        let Some(FromShard { ping, .. }) = next else {
+            break;
+        };
+        let uptime_ms = started.elapsed().as_millis() as u64;
+        let _ = ping.reply.send(Pong { uptime_ms });
     }
 }
 
-/// A shard's handle to the control plane: send requests, subscribe to events.
+/// A shard's handle to the control plane's thread: is it alive?
 #[derive(Clone)]
 pub struct ControlHandle {
     shard: ShardId,
     to_control: MailboxSender<FromShard>,
-    subscribers: Rc<RefCell<HashMap<TypeId, Subscriber>>>,
 }
-
-type Subscriber = Box<dyn Fn(ControlMessage) -> Result<(), &'static str>>;
-
-/// Capacity of each per-type local event queue on a shard.
-pub const EVENT_QUEUE_DEPTH: usize = 1024;
 
 impl ControlHandle {
     pub(crate) fn new(shard: ShardId, to_control: MailboxSender<FromShard>) -> Self {
-        Self {
-            shard,
-            to_control,
-            subscribers: Rc::new(RefCell::new(HashMap::new())),
-        }
-    }
-
-    /// Sends a message to the control plane without waiting.
-    pub fn send<T: Send + 'static>(&self, body: T) -> Result<(), MailboxError> {
-        self.to_control
-            .try_send(FromShard {
-                shard: self.shard,
-                body: Box::new(body),
-            })
-            .map_err(|(e, _)| e)
+        Self { shard, to_control }
     }
 
     /// Asks the control-plane thread for a pong.
     pub async fn ping(&self) -> Result<Pong, MailboxError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Ping { reply })?;
+        self.to_control
+            .try_send(FromShard {
+                shard: self.shard,
+                ping: Ping { reply },
+            })
+            .map_err(|(e, _)| e)?;
         rx.await.map_err(|_| MailboxError::Closed)
-    }
-
-    /// Receives every control event of type `T` sent to this shard. One
-    /// subscriber per type per shard; a second subscription replaces the first.
-    pub fn subscribe<T: Send + 'static>(&self) -> LocalReceiver<T> {
-        let (tx, rx): (LocalSender<T>, LocalReceiver<T>) =
-            local_channel::new_bounded(EVENT_QUEUE_DEPTH);
-        let deliver: Subscriber = Box::new(move |msg| {
-            let value = msg.downcast::<T>().map_err(|_| "wrong type")?;
-            tx.try_send(*value)
-                .map_err(|_| "subscriber queue full or closed")
-        });
-        self.subscribers
-            .borrow_mut()
-            .insert(TypeId::of::<T>(), deliver);
-        rx
-    }
-
-    /// Delivers events from the control plane to subscribers until the mailbox closes.
-    pub(crate) async fn dispatch(&self, events: MailboxReceiver<ControlMessage>) {
-        while let Some(msg) = events.recv().await {
-            let type_id = (*msg).type_id();
-            let subscribers = self.subscribers.borrow();
-            match subscribers.get(&type_id) {
-                Some(deliver) => {
-                    if let Err(reason) = deliver(msg) {
-                        tracing::warn!(shard = self.shard, reason, "control event dropped");
-                    }
-                }
-                None => tracing::debug!(shard = self.shard, "control event with no subscriber"),
-            }
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use crate::config::Config;
 use crate::control::{self, ControlHandle, ControlPlaneContext, ControlPlaneMain};
 use crate::listen::{Endpoint, ListenerRegistry};
-use crate::mailbox::{mailbox, MailboxReceiver, MailboxSender};
+use crate::mailbox::{mailbox, MailboxSender};
 use crate::mesh::{self, Inbound, MeshWiring, Outbound, ReplyEnvelope};
 use crate::metrics::ShardMetrics;
 use crate::service::{spawn_into, BoxError, ShardContext, ShardCore, ShardService};
@@ -292,14 +292,12 @@ impl EngineBuilder {
 
         let depth = config.engine.control_queue_depth;
         let (to_control, from_shards) = mailbox(depth);
-        let (to_shards, shard_events): (Vec<_>, Vec<_>) =
-            (0..shards).map(|_| mailbox(depth)).unzip();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let control_ctx = ControlPlaneContext {
             config: config.clone(),
             ready: control::ReadySignal::new(ready_tx),
             from_shards,
-            to_shards,
+            shards,
             shutdown: lifecycle.signal(),
         };
         let control_main = self.control.unwrap_or_else(control::minimal_control_plane);
@@ -324,7 +322,7 @@ impl EngineBuilder {
             config.engine.cpu_list.clone()
         };
         let services = Arc::new(self.services);
-        for (shard, events) in shard_events.into_iter().enumerate() {
+        for shard in 0..shards {
             let spawn = spawn_shard(ShardSpec {
                 shard,
                 shards,
@@ -333,7 +331,6 @@ impl EngineBuilder {
                 listeners: listeners.clone(),
                 signal: engine.lifecycle.signal(),
                 to_control: to_control.clone(),
-                events,
                 reports: reports_tx.clone(),
                 cpu: cpus[shard % cpus.len()],
             });
@@ -377,7 +374,6 @@ struct ShardSpec {
     listeners: Arc<ListenerRegistry>,
     signal: ShutdownSignal,
     to_control: MailboxSender<control::FromShard>,
-    events: MailboxReceiver<control::ControlMessage>,
     reports: Sender<Report>,
     cpu: usize,
 }
@@ -422,7 +418,6 @@ async fn shard_main(spec: ShardSpec) {
         listeners,
         signal,
         to_control,
-        events,
         reports,
         cpu: _,
     } = spec;
@@ -446,13 +441,12 @@ async fn shard_main(spec: ShardSpec) {
         config,
         metrics: ShardMetrics::new(),
         shutdown: signal.clone(),
-        control: control.clone(),
+        control,
         latency_queue,
         bulk_queue,
         listeners,
         in_flight: InFlight::new(),
     });
-    spawn_into(async move { control.dispatch(events).await }, latency_queue).detach();
 
     let mut instances = futures_util::future::join_all(
         services.iter().map(|s| s.clone().instantiate(core.clone())),

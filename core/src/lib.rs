@@ -21,6 +21,7 @@ pub mod engine;
 pub mod gate;
 pub mod health;
 pub mod http;
+pub mod link;
 pub mod listen;
 pub mod local_sync;
 pub mod logging;

@@ -15,6 +15,9 @@ mod metrics;
 mod service;
 pub mod transmission;
 
-pub use catalog::VolumeCatalog;
+pub use catalog::{
+    decode as decode_volume, volume_feed, VolumeCatalog, VolumeControlEnd, VolumeEvent, VolumeFeed,
+    VolumeLink,
+};
 pub use command::{VolumeCommand, VolumeOp};
 pub use service::{NbdParams, NbdRequest, NbdService};

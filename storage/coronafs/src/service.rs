@@ -17,11 +17,12 @@ use photon_iam::resources::attach_resource_id;
 use photon_iam::{Directory, Scope};
 use photon_volume::{Store, StoreConfig};
 
-use crate::catalog::VolumeCatalog;
+use crate::catalog::{VolumeCatalog, VolumeEvent, VolumeLink};
 use crate::command::{VolumeCommand, VolumeOp};
 use crate::handshake::{negotiate, Export, Negotiated};
 use crate::metrics::NbdMetrics;
 use photon_core::gate::{Gate, Ticket};
+use photon_core::mailbox::MailboxReceiver;
 
 /// The NBD service's settings.
 #[derive(Clone)]
@@ -32,7 +33,8 @@ pub struct NbdParams {
     /// This node's id (volume records name the node that holds them).
     pub node: u64,
     pub directory: Arc<Directory>,
-    pub catalog: Arc<VolumeCatalog>,
+    /// The typed link from the control plane (volume records and commands).
+    pub control: VolumeLink,
     pub journal_bytes_max: u64,
 }
 
@@ -44,6 +46,10 @@ pub enum NbdRequest {
 pub struct NbdService {
     store: Rc<Store>,
     params: NbdParams,
+    /// This shard's copy of the volume records.
+    catalog: VolumeCatalog,
+    /// Events from the control plane, until `run` takes them.
+    events: RefCell<Option<MailboxReceiver<VolumeEvent>>>,
     listener: RefCell<Option<TcpListener>>,
     metrics: Rc<NbdMetrics>,
     /// Admission of this shard's NBD connections (`limits.*`): the
@@ -71,7 +77,6 @@ impl NbdService {
         let id = attach_resource_id(&resource)
             .ok_or_else(|| "attach token refused: it is not for a volume".to_owned())?;
         let volume = self
-            .params
             .catalog
             .get(id)
             .ok_or_else(|| "the volume of this attach token no longer exists".to_owned())?;
@@ -98,7 +103,10 @@ impl NbdService {
                 volume.name, volume.shard
             ));
         }
-        Ok(Export::new(volume))
+        // The session may move to the owner shard: it carries its own copy.
+        Ok(Export::new(Arc::new(
+            photon_iam::resources::VolumeRecord::clone(&volume),
+        )))
     }
 
     async fn connection(
@@ -174,11 +182,7 @@ impl NbdService {
     /// clone whose record was never committed, a delete interrupted by a
     /// crash). Runs once, before any command, after the catalog loaded.
     async fn reconcile(&self, ctx: &ShardContext<Self>) {
-        while !self.params.catalog.is_loaded() {
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
         let known: std::collections::HashSet<u64> = self
-            .params
             .catalog
             .ids_on(self.params.node, ctx.shard() as u32)
             .into_iter()
@@ -197,21 +201,45 @@ impl NbdService {
         }
     }
 
-    async fn commands(self: Rc<Self>, ctx: ShardContext<Self>) {
-        let commands = ctx.control().subscribe::<VolumeCommand>();
-        self.reconcile(&ctx).await;
-        while let Some(command) = commands.recv().await {
-            let store = self.store.clone();
-            ctx.spawn(async move {
-                let result = match command.op {
-                    VolumeOp::Copy { from, to } => store.copy_map(from, to).await.map(|()| 0),
-                    VolumeOp::Drop { id } => store.drop_map(id).await.map(|()| 0),
-                    VolumeOp::Usage { id } => Ok(store.allocated_bytes(id)),
-                };
-                let _ = command.reply.send(result.map_err(|e| e.to_string()));
-            })
-            .detach();
+    /// Follows the control plane: catalog changes apply at once; commands
+    /// wait until the first full load was reconciled with the store.
+    async fn follow_control(
+        self: Rc<Self>,
+        ctx: ShardContext<Self>,
+        events: MailboxReceiver<VolumeEvent>,
+    ) {
+        let mut waiting = Vec::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                VolumeEvent::Command(command) if self.catalog.is_loaded() => {
+                    self.run_command(&ctx, command);
+                }
+                VolumeEvent::Command(command) => waiting.push(command),
+                change => {
+                    let first_load = !self.catalog.is_loaded();
+                    self.catalog.apply(change);
+                    if first_load && self.catalog.is_loaded() {
+                        self.reconcile(&ctx).await;
+                        for command in waiting.drain(..) {
+                            self.run_command(&ctx, command);
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    fn run_command(&self, ctx: &ShardContext<Self>, command: VolumeCommand) {
+        let store = self.store.clone();
+        ctx.spawn(async move {
+            let result = match command.op {
+                VolumeOp::Copy { from, to } => store.copy_map(from, to).await.map(|()| 0),
+                VolumeOp::Drop { id } => store.drop_map(id).await.map(|()| 0),
+                VolumeOp::Usage { id } => Ok(store.allocated_bytes(id)),
+            };
+            let _ = command.reply.send(result.map_err(|e| e.to_string()));
+        })
+        .detach();
     }
 
     async fn mirror_stats(self: Rc<Self>, shard: ShardId) {
@@ -252,9 +280,15 @@ impl ShardService for NbdService {
             "volume store open"
         );
         let listener = ctx.listen("nbd", params.listen)?;
+        let events = params
+            .control
+            .take_receiver(ctx.shard())
+            .ok_or("the NBD service's control link has no receiver for this shard")?;
         Ok(Self {
             store,
             params: params.clone(),
+            catalog: VolumeCatalog::default(),
+            events: RefCell::new(Some(events)),
             listener: RefCell::new(Some(listener)),
             metrics: Rc::new(NbdMetrics::new(ctx.metrics())),
             gate: Gate::new(ctx.config().limits.per_shard(ctx.shards())),
@@ -266,7 +300,9 @@ impl ShardService for NbdService {
             return;
         };
         let background = ctx.spawn_bulk(self.store.clone().background());
-        let commands = ctx.spawn(self.clone().commands(ctx.clone()));
+        let events = self.events.borrow_mut().take();
+        let commands =
+            events.map(|events| ctx.spawn(self.clone().follow_control(ctx.clone(), events)));
         let stats = ctx.spawn_bulk(self.clone().mirror_stats(ctx.shard()));
         loop {
             let accept = async {

@@ -3,7 +3,6 @@
 //! failure becomes an S3 error document here, in one place.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderMap, Response};
@@ -235,10 +234,9 @@ impl Api {
 
     /// The bucket a request names, if it exists and the caller's project
     /// owns it (the cluster administrator may use every bucket).
-    pub fn bucket(&self, caller: &Caller, name: &str) -> Result<Arc<BucketRecord>, S3Error> {
+    pub fn bucket(&self, caller: &Caller, name: &str) -> Result<Rc<BucketRecord>, S3Error> {
         let record = self
             .service
-            .params
             .catalog
             .get(name)
             .ok_or_else(|| no_such_bucket(name))?;
@@ -266,7 +264,7 @@ impl Api {
         let Some(expected) = headers.get(header) else {
             return Ok(());
         };
-        let Some(record) = self.service.params.catalog.get(bucket) else {
+        let Some(record) = self.service.catalog.get(bucket) else {
             return Ok(());
         };
         let owner = format!("{}/{}", record.tenant, record.project);

@@ -40,10 +40,10 @@ pub async fn list_buckets(api: &Api, r: &mut S3Request) -> S3Result {
     let after = r.query.get("continuation-token").map(str::to_owned);
     let prefix = r.query.get("prefix").map(str::to_owned);
     let region = r.query.get("bucket-region").map(str::to_owned);
-    let catalog = api.service.params.catalog.snapshot();
+    let catalog = api.service.catalog.all();
     let caller = &r.caller;
     let mut owned: Vec<_> = catalog
-        .values()
+        .iter()
         .filter(|b| b.owned_by(caller.tenant(), caller.project()))
         .filter(|b| prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
         .filter(|b| region.as_deref().is_none_or(|g| b.region == g))
@@ -175,10 +175,10 @@ pub async fn get_bucket_versioning(api: &Api, r: &mut S3Request) -> S3Result {
 
 async fn bucket_request(api: &Api, op: BucketOp) -> Result<BucketRecord, BucketOpError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    api.ctx
-        .control()
-        .send(BucketRequest { op, reply })
-        .map_err(|e| BucketOpError::Unavailable(e.to_string()))?;
+    api.service
+        .to_control
+        .try_send(BucketRequest { op, reply })
+        .map_err(|(e, _)| BucketOpError::Unavailable(e.to_string()))?;
     let answer = futures_lite::future::or(
         async {
             answer
@@ -195,7 +195,7 @@ async fn bucket_request(api: &Api, op: BucketOp) -> Result<BucketRecord, BucketO
     .await?;
     // Wait until this node's catalog shows the change, so the caller's next
     // request sees it (read-your-writes).
-    let catalog = &api.service.params.catalog;
+    let catalog = &api.service.catalog;
     for _ in 0..200 {
         let visible = catalog.get(&answer.name);
         let done = match &visible {

@@ -1,86 +1,101 @@
-//! The node's view of S3 buckets (records under `s3/bucket/` in the
-//! control-plane KV), shared by every shard, and the messages shards and the
-//! control-plane thread exchange to change it.
+//! The S3 service's view of buckets (records under `s3/bucket/` in the
+//! control-plane KV) and the messages it exchanges with the control plane.
 //!
-//! The control-plane thread owns the writes: it feeds [`BucketCatalog`] from
-//! applied KV events and runs [`BucketRequest`]s through Raft. Shards only
-//! read the catalog (an `Arc` snapshot swapped under a short lock).
+//! Each shard keeps its own copy ([`ShardCatalog`]: plain `Rc`s, touched
+//! only by that shard, so no lock on the request path). The control-plane
+//! thread owns the writes: its [`BucketFeed`] follows the applied KV records
+//! (decoded by [`decode`]) and sends every shard the changes ([`S3Event`])
+//! on the service's typed link; the shards send it [`BucketRequest`]s to
+//! run through Raft.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::rc::Rc;
 
+use photon_core::link::{Change, ControlEnd, Feed, ShardEnd};
+use photon_core::mailbox::MailboxSender;
 pub use photon_iam::resources::{BucketRecord, BUCKET_PREFIX};
 
-/// Every bucket this node knows, by name.
-pub type Buckets = BTreeMap<String, Arc<BucketRecord>>;
-
-/// The buckets as of the last applied KV change.
-#[derive(Debug, Default)]
-pub struct BucketCatalog {
-    current: RwLock<Arc<Buckets>>,
-    generation: AtomicU64,
+/// What the control plane sends one shard's S3 service.
+#[derive(Debug)]
+pub enum S3Event {
+    /// Every bucket: at start, after a KV snapshot install, or to resync a
+    /// shard whose mailbox was full.
+    Buckets(Vec<BucketRecord>),
+    /// Buckets created or deleted, in order.
+    BucketChanges(Vec<Change<BucketRecord>>),
+    /// Is a bucket empty? Sent to shard 0, which asks the others.
+    EmptyQuery(BucketEmptyQuery),
 }
 
-impl BucketCatalog {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+/// The S3 service's link: requests up, events down.
+pub type S3Link = ShardEnd<BucketRequest, S3Event>;
+/// The control plane's end of [`S3Link`].
+pub type S3ControlEnd = ControlEnd<BucketRequest, S3Event>;
+
+/// One shard's copy of the buckets.
+#[derive(Debug, Default)]
+pub struct ShardCatalog {
+    buckets: RefCell<BTreeMap<String, Rc<BucketRecord>>>,
+}
+
+impl ShardCatalog {
+    pub fn get(&self, name: &str) -> Option<Rc<BucketRecord>> {
+        self.buckets.borrow().get(name).cloned()
     }
 
-    /// The current set of buckets.
-    pub fn snapshot(&self) -> Arc<Buckets> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Every bucket, by name.
+    pub fn all(&self) -> Vec<Rc<BucketRecord>> {
+        self.buckets.borrow().values().cloned().collect()
     }
 
-    /// Bumped on every change; shards re-read their snapshot when it moves.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<BucketRecord>> {
-        self.snapshot().get(name).cloned()
-    }
-
-    /// Replaces everything (initial load, or after a KV snapshot install).
-    pub fn replace(&self, records: impl IntoIterator<Item = BucketRecord>) {
-        let map: Buckets = records
-            .into_iter()
-            .map(|r| (r.name.clone(), Arc::new(r)))
-            .collect();
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Applies KV changes under [`BUCKET_PREFIX`]: a value puts, `None` deletes.
-    pub fn apply<'a>(&self, changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) {
-        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = Buckets::clone(&guard);
-        let mut changed = false;
-        for (key, value) in changes {
-            let Some(name) = key.strip_prefix(BUCKET_PREFIX.as_bytes()) else {
-                continue;
-            };
-            let Ok(name) = std::str::from_utf8(name) else {
-                continue;
-            };
-            match value.and_then(BucketRecord::from_json) {
-                Some(record) if record.name == name => {
-                    next.insert(name.to_owned(), Arc::new(record));
-                }
-                Some(_) => tracing::warn!(bucket = name, "bucket record names another bucket"),
-                None if value.is_some() => tracing::warn!(bucket = name, "damaged bucket record"),
-                None => {
-                    next.remove(name);
+    /// Applies an event from the control plane (not an emptiness query).
+    pub fn apply(&self, event: S3Event) {
+        let mut buckets = self.buckets.borrow_mut();
+        match event {
+            S3Event::Buckets(all) => {
+                *buckets = all
+                    .into_iter()
+                    .map(|r| (r.name.clone(), Rc::new(r)))
+                    .collect();
+            }
+            S3Event::BucketChanges(changes) => {
+                for change in changes {
+                    match change {
+                        Change::Put(record) => buckets.insert(record.name.clone(), Rc::new(record)),
+                        Change::Removed(record) => buckets.remove(&record.name),
+                    };
                 }
             }
-            changed = true;
+            S3Event::EmptyQuery(_) => {}
         }
-        if changed {
-            *guard = Arc::new(next);
-            self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The control-plane thread's side: the applied bucket records, fed to
+/// every shard.
+pub type BucketFeed = Feed<BucketRecord, S3Event>;
+
+/// A feed over the S3 service's shard mailboxes.
+pub fn bucket_feed(to_shards: Vec<MailboxSender<S3Event>>) -> BucketFeed {
+    Feed::new(to_shards, S3Event::Buckets, S3Event::BucketChanges)
+}
+
+/// An applied KV change under [`BUCKET_PREFIX`] as a feed change: the key
+/// and the record (`None`: deleted). `None` for a key that is not a
+/// bucket's or a damaged record, which are logged and skipped.
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<(Vec<u8>, Option<BucketRecord>)> {
+    let name = std::str::from_utf8(key.strip_prefix(BUCKET_PREFIX.as_bytes())?).ok()?;
+    match value.map(BucketRecord::from_json) {
+        None => Some((key.to_vec(), None)),
+        Some(Some(record)) if record.name == name => Some((key.to_vec(), Some(record))),
+        Some(Some(_)) => {
+            tracing::warn!(bucket = name, "bucket record names another bucket");
+            None
+        }
+        Some(None) => {
+            tracing::warn!(bucket = name, "damaged bucket record");
+            None
         }
     }
 }
@@ -144,19 +159,40 @@ mod tests {
         }
     }
 
+    fn deliver(rx: &photon_core::mailbox::MailboxReceiver<S3Event>, catalog: &ShardCatalog) {
+        while let Some(event) = rx.try_recv() {
+            catalog.apply(event);
+        }
+    }
+
     #[test]
-    fn applies_puts_and_deletes_and_bumps_the_generation() {
-        let catalog = BucketCatalog::new();
-        let g0 = catalog.generation();
+    fn every_shard_copy_follows_puts_and_deletes_of_well_formed_records() {
+        let (shards, control) = photon_core::link::link::<BucketRequest, S3Event>(2, 8);
+        let mut feed = bucket_feed(control.to_shards);
+        let copies = [ShardCatalog::default(), ShardCatalog::default()];
+        let rx = [
+            shards.take_receiver(0).unwrap(),
+            shards.take_receiver(1).unwrap(),
+        ];
+        let (old_key, _) = record("old", 1).to_kv();
+        feed.replace([(old_key.into_bytes(), record("old", 1))]);
         let (key, value) = record("alpha", 7).to_kv();
-        catalog.apply([(key.as_bytes(), Some(value.as_slice()))]);
-        assert_eq!(catalog.get("alpha").map(|r| r.id), Some(7));
-        assert!(catalog.generation() > g0);
-        // A record stored under another name is ignored.
+        feed.apply(decode(key.as_bytes(), Some(&value)));
+        // A record stored under another name, or damaged, is skipped.
         let (_, other) = record("beta", 8).to_kv();
-        catalog.apply([(b"s3/bucket/gamma".as_slice(), Some(other.as_slice()))]);
-        assert!(catalog.get("gamma").is_none());
-        catalog.apply([(key.as_bytes(), None)]);
-        assert!(catalog.get("alpha").is_none());
+        assert!(decode(b"s3/bucket/gamma", Some(&other)).is_none());
+        assert!(decode(b"s3/bucket/delta", Some(b"{")).is_none());
+        assert!(decode(b"volume/x", None).is_none());
+        for (rx, copy) in rx.iter().zip(&copies) {
+            deliver(rx, copy);
+            assert_eq!(copy.get("alpha").map(|r| r.id), Some(7));
+            assert_eq!(copy.get("old").map(|r| r.id), Some(1));
+        }
+        feed.apply(decode(key.as_bytes(), None));
+        for (rx, copy) in rx.iter().zip(&copies) {
+            deliver(rx, copy);
+            assert!(copy.get("alpha").is_none());
+            assert_eq!(copy.all().len(), 1);
+        }
     }
 }

@@ -8,7 +8,7 @@ use photon_core::http::HttpLimits;
 use photon_iam::Directory;
 use photon_object::StoreConfig;
 
-use crate::catalog::BucketCatalog;
+use crate::catalog::S3Link;
 
 /// S3's limits, and ours, in one place.
 #[derive(Debug, Clone)]
@@ -89,7 +89,9 @@ pub struct S3Params {
     /// The store's settings; shard `i` keeps its files in `dir/shard-<i>`.
     pub store: StoreConfig,
     pub directory: Arc<Directory>,
-    pub catalog: Arc<BucketCatalog>,
+    /// The typed link to the control plane (bucket requests up, bucket
+    /// changes and emptiness queries down).
+    pub control: S3Link,
     pub limits: S3Limits,
     pub http: HttpLimits,
 }

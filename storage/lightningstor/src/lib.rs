@@ -6,14 +6,15 @@
 //! ([`bucket_ops`], [`object_ops`], [`multipart`], [`list_ops`]), how object
 //! bytes are cut into chunks spread over shards ([`data`], [`meta`]), the
 //! per-shard store requests over the engine mesh ([`shard`]), and the
-//! node-wide bucket view fed by the control plane ([`catalog`]). Which
+//! per-shard bucket copies fed by the control plane ([`catalog`]). Which
 //! request headers each operation honours is one table ([`headers`]): any
 //! other `x-amz-*` header is refused before anything is stored; the
 //! additional checksums are in [`checksum`].
 //!
 //! It never imports the control plane (Raft, RPC): bucket changes go to the
-//! control-plane thread as [`catalog::BucketRequest`] messages and come back
-//! through the [`catalog::BucketCatalog`] the control plane feeds. The
+//! control-plane thread as [`catalog::BucketRequest`] messages on the
+//! service's typed link and come back as [`catalog::S3Event`]s that update
+//! each shard's [`catalog::ShardCatalog`]. The
 //! protocol pieces (SigV4, XML, error codes) are in `storage-s3`, the disk
 //! format in `photon-object`.
 
@@ -36,6 +37,9 @@ pub mod response;
 pub mod service;
 pub mod shard;
 
-pub use catalog::{BucketCatalog, BucketEmptyQuery, BucketOp, BucketOpError, BucketRequest};
+pub use catalog::{
+    bucket_feed, BucketEmptyQuery, BucketFeed, BucketOp, BucketOpError, BucketRequest,
+    S3ControlEnd, S3Event, S3Link, ShardCatalog,
+};
 pub use config::{S3Limits, S3Params};
 pub use service::S3Service;

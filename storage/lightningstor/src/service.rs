@@ -15,11 +15,12 @@ use photon_object::Store;
 
 use crate::api::Api;
 use crate::auth::Authenticator;
-use crate::catalog::BucketEmptyQuery;
+use crate::catalog::{BucketRequest, S3Event, ShardCatalog};
 use crate::config::S3Params;
 use crate::meta::{chunk_shard, objects_ns, uploads_ns};
 use crate::response::RequestIdSource;
 use crate::shard::{self, Reply, Request};
+use photon_core::mailbox::{MailboxReceiver, MailboxSender};
 
 /// How long shard 0 waits after start before sweeping orphaned chunks.
 const SWEEP_DELAY: Duration = Duration::from_secs(2);
@@ -103,6 +104,12 @@ pub struct S3Service {
     pub(crate) params: S3Params,
     pub(crate) auth: Authenticator,
     pub(crate) ids: RequestIdSource,
+    /// This shard's copy of the buckets.
+    pub(crate) catalog: ShardCatalog,
+    /// Bucket changes go to the control plane this way.
+    pub(crate) to_control: MailboxSender<BucketRequest>,
+    /// Events from the control plane, until `run` takes them.
+    events: RefCell<Option<MailboxReceiver<S3Event>>>,
     listener: RefCell<Option<glommio::net::TcpListener>>,
     /// Chunks found at start-up; those nothing references are orphans of a
     /// crash or an interrupted upload. New chunks never join this set, so a
@@ -123,7 +130,14 @@ impl ShardService for S3Service {
         tracing::info!(shard = ctx.shard(), ?report, "object store open");
         let listener = ctx.listen("s3", params.listen)?;
         let recovered: HashSet<(u64, u32)> = store.chunk_ids().into_iter().collect();
+        let events = params
+            .control
+            .take_receiver(ctx.shard())
+            .ok_or("the S3 service's control link has no receiver for this shard")?;
         Ok(Self {
+            catalog: ShardCatalog::default(),
+            to_control: params.control.to_control(),
+            events: RefCell::new(Some(events)),
             auth: Authenticator::new(params.directory.clone(), params.region.clone()),
             ids: RequestIdSource::new(ctx.shard()),
             store,
@@ -140,7 +154,10 @@ impl ShardService for S3Service {
         let compactor = ctx.spawn_bulk(compact_loop(self.store.clone(), ctx.clone()));
         if ctx.shard() == 0 {
             ctx.spawn_bulk(sweep_orphans(ctx.clone())).detach();
-            ctx.spawn(answer_empty_queries(ctx.clone())).detach();
+        }
+        if let Some(events) = self.events.borrow_mut().take() {
+            ctx.spawn(follow_control(self.clone(), ctx.clone(), events))
+                .detach();
         }
         let api = Rc::new(Api::new(self.clone(), ctx.clone()));
         let mut limits = self.params.http.clone();
@@ -321,12 +338,26 @@ async fn sweep_orphans(ctx: ShardContext<S3Service>) {
     }
 }
 
-/// Shard 0 answers the control plane's emptiness checks (`photon ctl bucket rm`).
-async fn answer_empty_queries(ctx: ShardContext<S3Service>) {
-    let queries = ctx.control().subscribe::<BucketEmptyQuery>();
-    while let Some(query) = queries.recv().await {
-        let empty = bucket_is_empty(&ctx, query.id).await;
-        let _ = query.reply.send(empty);
+/// Applies the control plane's bucket changes to this shard's copy, and
+/// (on shard 0) answers its emptiness checks (`photon ctl bucket rm`).
+async fn follow_control(
+    service: Rc<S3Service>,
+    ctx: ShardContext<S3Service>,
+    events: MailboxReceiver<S3Event>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            S3Event::EmptyQuery(query) => {
+                let ctx = ctx.clone();
+                ctx.clone()
+                    .spawn(async move {
+                        let empty = bucket_is_empty(&ctx, query.id).await;
+                        let _ = query.reply.send(empty);
+                    })
+                    .detach();
+            }
+            change => service.catalog.apply(change),
+        }
     }
 }
 
