@@ -569,6 +569,13 @@ fn qemu_io_patterns_zeroes_multi_conn() {
         written >= 52 * MIB && written <= size,
         "allocated_bytes {written} after writing ~52 MiB"
     );
+    // `volume ls` reports the same usage (it asks the owner shards too).
+    let listed = dev.json(&["volume", "ls"]);
+    let disk = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|v| v["name"] == "disk"))
+        .unwrap_or_else(|| panic!("volume ls has no disk: {listed}"));
+    assert_eq!(allocated(disk), written, "volume ls: {disk}");
 
     // Discard and write-zeroes read back as zeroes and become holes.
     dev.qemu_io(

@@ -17,7 +17,8 @@ struct VolumeInfo {
   node @8 :UInt64;
   shard @9 :UInt32;
   createdMs @10 :UInt64;
-  allocatedBytes @11 :UInt64;   # filled by info only
+  allocatedBytes @11 :UInt64;   # bytes of data the volume's extents hold (valid when allocatedKnown)
+  allocatedKnown @12 :Bool;     # false when the owner shard did not answer or the volume is on another node
 }
 
 interface Volumes {

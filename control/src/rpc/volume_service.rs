@@ -15,6 +15,8 @@ use crate::resource::volume::{
 };
 
 /// Attach tokens live this long unless asked otherwise.
+/// Usage queries `list` sends to owner shards at once.
+const USAGE_QUERIES_AT_ONCE: usize = 32;
 pub const ATTACH_TTL_DEFAULT_S: u32 = 24 * 3600;
 /// And at most this long.
 pub const ATTACH_TTL_MAX_S: u32 = 30 * 24 * 3600;
@@ -133,7 +135,9 @@ fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
     reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
-fn write_info(mut info: volume_info::Builder<'_>, r: &VolumeRecord, allocated: u64) {
+/// Writes `r`; `allocated` is the data its extents hold, `None` when the
+/// owner did not say.
+fn write_info(mut info: volume_info::Builder<'_>, r: &VolumeRecord, allocated: Option<u64>) {
     info.set_name(&r.name);
     info.set_id(r.id);
     info.set_kind(match r.kind {
@@ -148,7 +152,8 @@ fn write_info(mut info: volume_info::Builder<'_>, r: &VolumeRecord, allocated: u
     info.set_node(r.node);
     info.set_shard(r.shard);
     info.set_created_ms(r.created_ms);
-    info.set_allocated_bytes(allocated);
+    info.set_allocated_bytes(allocated.unwrap_or(0));
+    info.set_allocated_known(allocated.is_some());
 }
 
 impl api::Server for VolumeService {
@@ -167,9 +172,23 @@ impl api::Server for VolumeService {
             identity.project(),
         );
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        // Ask the owner shards for usage, a bounded number at once (their
+        // mailboxes are bounded); a volume whose owner does not answer, or
+        // that lives on another node, is listed with its usage unknown.
+        use futures::StreamExt;
+        let this = &self;
+        let usage: Vec<Option<u64>> = futures::stream::iter(all.iter())
+            .map(|record| async move {
+                this.on_owner(record, StoreOp::Usage { id: record.id })
+                    .await
+                    .ok()
+            })
+            .buffered(USAGE_QUERIES_AT_ONCE)
+            .collect()
+            .await;
         let mut list = results.get().init_volumes(all.len() as u32);
-        for (i, record) in all.iter().enumerate() {
-            write_info(list.reborrow().get(i as u32), record, 0);
+        for (i, (record, allocated)) in all.iter().zip(usage).enumerate() {
+            write_info(list.reborrow().get(i as u32), record, allocated);
         }
         Ok(())
     }
@@ -215,7 +234,7 @@ impl api::Server for VolumeService {
         volume::insert(&self.proposer, &record)
             .await
             .map_err(refusal)?;
-        write_info(results.get().init_volume(), &record, 0);
+        write_info(results.get().init_volume(), &record, Some(0));
         Ok(())
     }
 
@@ -229,7 +248,7 @@ impl api::Server for VolumeService {
         let allocated = self
             .on_owner(&record, StoreOp::Usage { id: record.id })
             .await?;
-        write_info(results.get().init_volume(), &record, allocated);
+        write_info(results.get().init_volume(), &record, Some(allocated));
         Ok(())
     }
 
@@ -251,7 +270,7 @@ impl api::Server for VolumeService {
         )
         .await
         .map_err(refusal)?;
-        write_info(results.get().init_volume(), &record, 0);
+        write_info(results.get().init_volume(), &record, None);
         Ok(())
     }
 
@@ -272,7 +291,7 @@ impl api::Server for VolumeService {
             )));
         }
         let record = self.derive(&source, full, VolumeKind::Snapshot).await?;
-        write_info(results.get().init_volume(), &record, 0);
+        write_info(results.get().init_volume(), &record, None);
         Ok(())
     }
 
@@ -297,7 +316,7 @@ impl api::Server for VolumeService {
             )));
         }
         let record = self.derive(&source, name, VolumeKind::Volume).await?;
-        write_info(results.get().init_volume(), &record, 0);
+        write_info(results.get().init_volume(), &record, None);
         Ok(())
     }
 
