@@ -355,12 +355,32 @@ async fn cluster_scenario() {
     for id in 1..=3 {
         nodes.insert(id, start_node(id, &dir, &router).await);
     }
-    let leader_id = leader(&nodes).await;
-    nodes[&leader_id]
-        .raft
-        .client_write(put("after-restart", "yes"))
-        .await
-        .unwrap();
+    // Restarted nodes hold elections (a stored vote is read as not
+    // committed), so the first leader seen may lose to a later one: follow
+    // the redirect as a client does.
+    let mut leader_id = leader(&nodes).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match nodes[&leader_id]
+            .raft
+            .client_write(put("after-restart", "yes"))
+            .await
+        {
+            Ok(_) => break,
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            )) if std::time::Instant::now() < deadline => {
+                leader_id = match f.leader_id {
+                    Some(id) => id,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        leader(&nodes).await
+                    }
+                };
+            }
+            Err(e) => panic!("write after the restart: {e}"),
+        }
+    }
     let last = nodes[&leader_id]
         .raft
         .metrics()
