@@ -13,6 +13,10 @@ SUDO=""
 need_apt=()
 command -v nix-instantiate >/dev/null 2>&1 || need_apt+=(nix-bin)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The docs walkthrough (tests/docs_walkthrough.rs) reads endpoints.json with jq
+# and makes cluster keys with openssl.
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # etcd-client (the etcd peer of `photon bench kv`) compiles etcd's protobufs.
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 # The S3 tests check our SigV4 and XML against botocore (python3.11, as the

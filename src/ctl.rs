@@ -283,6 +283,35 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A time in milliseconds since the epoch as UTC, `2026-12-07T10:31:05Z`,
+/// for tables (`--json` keeps the milliseconds).
+pub fn utc_time(ms: u64) -> String {
+    let seconds = ms / 1000;
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    // Days to a civil date (Howard Hinnant's days_from_civil, inverted):
+    // eras of 400 years start on 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
 fn kv_json(kv: &KeyValue) -> Value {
     json!({"key": text(&kv.key), "value": text(&kv.value), "create_revision": kv.create_revision,
            "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
@@ -718,4 +747,18 @@ async fn cluster(client: &mut Client, cmd: ClusterCommand, as_json: bool) -> any
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn utc_time_prints_civil_dates() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_709_251_199_999), "2024-02-29T23:59:59Z");
+        assert_eq!(utc_time(1_796_645_090_110), "2026-12-07T12:04:50Z");
+        assert_eq!(utc_time(4_102_444_800_000), "2100-01-01T00:00:00Z");
+    }
 }

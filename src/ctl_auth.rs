@@ -4,6 +4,10 @@
 //! The token lives in `$PHOTON_CONFIG_DIR/credentials.json`, else in the
 //! user's config dir (`~/.config/photon/credentials.json`), mode 0600, with
 //! the endpoints it was obtained from. `--token` / `PHOTON_TOKEN` override it.
+//!
+//! `login` forgets the stored token before it tries: a login that fails
+//! leaves the user logged out, so no later command acts as whoever was
+//! logged in before.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -106,7 +110,43 @@ pub struct LoginRequest {
     pub ttl_seconds: u32,
 }
 
+/// Removes the stored token, returning what it was.
+fn forget() -> anyhow::Result<Option<StoredToken>> {
+    forget_at(&credentials_path()?)
+}
+
+fn forget_at(path: &Path) -> anyhow::Result<Option<StoredToken>> {
+    // A file that does not parse is removed too: a login replaces it anyway.
+    let previous = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(previous),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot remove {}: the previous login stays in place, not logging in",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Logs in and stores the token. The stored token is forgotten first, so a
+/// failed login leaves the caller logged out, and the error says so.
 pub async fn login(request: LoginRequest, as_json: bool) -> anyhow::Result<()> {
+    let previous = forget()?;
+    login_and_store(request, as_json).await.map_err(|e| match previous {
+        Some(p) => anyhow::anyhow!(
+            "{e:#}; you are logged out (the stored login as {}/{} was forgotten before this attempt)",
+            p.tenant,
+            p.principal
+        ),
+        None => e,
+    })
+}
+
+async fn login_and_store(request: LoginRequest, as_json: bool) -> anyhow::Result<()> {
     let (tenant, principal, password) = match &request.user {
         Some(user) => {
             let tenant = request
@@ -261,4 +301,37 @@ pub async fn logout(client: &mut Client) -> anyhow::Result<()> {
         Err(e) => println!("logged out locally; the token could not be revoked: {e}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_removes_the_stored_token_and_returns_it() {
+        let dir = std::env::temp_dir().join(format!("photon-forget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("credentials.json");
+        let stored = StoredToken {
+            endpoints: vec![SocketAddr::from(([127, 0, 0, 1], 9500))],
+            token: "v4.public.x".into(),
+            tenant: "acme".into(),
+            principal: "alice".into(),
+            project: "default".into(),
+            issued_at_ms: 1,
+            expires_at_ms: 2,
+        };
+        std::fs::write(&path, serde_json::to_string(&stored).unwrap()).unwrap();
+        let previous = forget_at(&path).unwrap().expect("the stored token");
+        assert_eq!(
+            (previous.tenant.as_str(), previous.principal.as_str()),
+            ("acme", "alice")
+        );
+        assert!(!path.exists());
+        assert!(forget_at(&path).unwrap().is_none());
+        std::fs::write(&path, "not json").unwrap();
+        assert!(forget_at(&path).unwrap().is_none());
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -68,7 +68,7 @@ pub async fn run(client: &mut Client, cmd: BucketCommand, as_json: bool) -> anyh
                     "NAME", "TENANT/PROJECT", "REGION"
                 );
                 for b in buckets {
-                    let created = b["created_ms"].as_u64().unwrap_or(0) / 1000;
+                    let created = crate::ctl::utc_time(b["created_ms"].as_u64().unwrap_or(0));
                     println!(
                         "{:<40} {:<24} {:<12} {}",
                         b["name"].as_str().unwrap_or(""),

@@ -378,11 +378,23 @@ pub async fn run(client: &mut Client, cmd: IamCommand, as_json: bool) -> anyhow:
                     .collect::<capnp::Result<Vec<Value>>>()
                 })
                 .await?;
-            print_rows(
-                as_json,
-                &keys,
-                &["id", "active", "created_ms", "verify_until_ms"],
-            );
+            // Tables show UTC times; JSON keeps the milliseconds.
+            let rows: Vec<Value> = if as_json {
+                keys
+            } else {
+                keys.into_iter()
+                    .map(|mut k| {
+                        let created = k["created_ms"].as_u64().unwrap_or(0);
+                        k["created"] = json!(crate::ctl::utc_time(created));
+                        k["verify_until"] = match k["verify_until_ms"].as_u64().unwrap_or(0) {
+                            0 => json!("-"),
+                            ms => json!(crate::ctl::utc_time(ms)),
+                        };
+                        k
+                    })
+                    .collect()
+            };
+            print_rows(as_json, &rows, &["id", "active", "created", "verify_until"]);
         }
     }
     Ok(())

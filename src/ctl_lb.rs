@@ -338,7 +338,11 @@ async fn vip_command(client: &mut Client, cmd: VipCommand, as_json: bool) -> any
                 println!("{:<12} {}", "tenant", s(&v["tenant"]));
                 println!("{:<12} {}", "project", s(&v["project"]));
                 println!("{:<12} {}", "health", describe_health(&v["health"]));
-                println!("{:<12} {}", "created_ms", v["created_ms"]);
+                println!(
+                    "{:<12} {}",
+                    "created",
+                    crate::ctl::utc_time(v["created_ms"].as_u64().unwrap_or(0))
+                );
                 println!("{:<12} {}", "backends", backends.len());
                 if !backends.is_empty() {
                     print_backends(&backends);

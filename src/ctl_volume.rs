@@ -138,7 +138,13 @@ fn info_json(info: volume_info::Reader<'_>) -> capnp::Result<Value> {
         "node": info.get_node(),
         "shard": info.get_shard(),
         "created_ms": info.get_created_ms(),
-        "allocated_bytes": info.get_allocated_bytes(),
+        // null when the node could not say (the owner shard did not answer,
+        // or another node serves the volume), never a made-up 0.
+        "allocated_bytes": if info.get_allocated_known() {
+            json!(info.get_allocated_bytes())
+        } else {
+            Value::Null
+        },
     }))
 }
 
@@ -246,7 +252,7 @@ pub async fn run(client: &mut Client, cmd: VolumeCommand, as_json: bool) -> anyh
                         v["kind"].as_str().unwrap_or(""),
                         human(v["size"].as_u64().unwrap_or(0)),
                         v["parent"].as_str().unwrap_or("-"),
-                        v["created_ms"].as_u64().unwrap_or(0) / 1000
+                        crate::ctl::utc_time(v["created_ms"].as_u64().unwrap_or(0))
                     );
                 }
             }
@@ -275,8 +281,10 @@ pub async fn run(client: &mut Client, cmd: VolumeCommand, as_json: bool) -> anyh
                     v["size"],
                     human(v["size"].as_u64().unwrap_or(0))
                 );
-                let used = v["allocated_bytes"].as_u64().unwrap_or(0);
-                println!("{:<16} {used} ({})", "allocated_bytes", human(used));
+                match v["allocated_bytes"].as_u64() {
+                    Some(used) => println!("{:<16} {used} ({})", "allocated_bytes", human(used)),
+                    None => println!("{:<16} unknown", "allocated_bytes"),
+                }
             }
         }
         VolumeCommand::Resize { name, size } => {
