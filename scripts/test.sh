@@ -44,6 +44,9 @@ fi
 py_need=()
 python3.11 -c 'import botocore, boto3' >/dev/null 2>&1 || py_need+=(boto3)
 python3.11 -c 'import pytest' >/dev/null 2>&1 || py_need+=(pytest)
+# The Python example client of docs/api.md (tests/api_python.rs) speaks
+# Cap'n Proto with pycapnp (a binary wheel: no compiler needed).
+python3.11 -c 'import capnp' >/dev/null 2>&1 || py_need+=(pycapnp)
 command -v aws >/dev/null 2>&1 || py_need+=(awscli)
 if [ "${#py_need[@]}" -gt 0 ]; then
   log "installing for python3.11: ${py_need[*]}"

@@ -1,6 +1,7 @@
 //! `photon`: the one PhotonCloud binary. `dev` runs every role in one process,
 //! `node` runs a node from a config file, `bench` runs the load generators.
 
+mod api_cmd;
 mod control_plane;
 mod ctl;
 mod ctl_auth;
@@ -48,6 +49,9 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// For clients in other languages: the control plane's Cap'n Proto schemas.
+    #[command(subcommand)]
+    Api(api_cmd::ApiCommand),
     /// Run a load generator with its same-run baselines.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run_node(args),
         Command::Ctl(args) => ctl::run(args),
         Command::Lb(command) => lb::run(command),
+        Command::Api(command) => report(api_cmd::run(command)),
         Command::Version => {
             println!("photon {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

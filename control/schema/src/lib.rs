@@ -32,3 +32,16 @@ pub mod volumes_capnp {
 pub mod lb_capnp {
     include!(concat!(env!("OUT_DIR"), "/lb_capnp.rs"));
 }
+
+/// The source text of every schema, as compiled into this crate, by file
+/// name. The files import each other by bare name (`import "iam.capnp"`),
+/// so written side by side into one directory they load on their own: this
+/// is what `photon api schemas` ships to clients in other languages.
+pub const SCHEMA_SOURCES: [(&str, &str); 6] = [
+    ("kv.capnp", include_str!("../kv.capnp")),
+    ("iam.capnp", include_str!("../iam.capnp")),
+    ("raft.capnp", include_str!("../raft.capnp")),
+    ("buckets.capnp", include_str!("../buckets.capnp")),
+    ("volumes.capnp", include_str!("../volumes.capnp")),
+    ("lb.capnp", include_str!("../lb.capnp")),
+];
