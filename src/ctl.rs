@@ -284,32 +284,13 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A time in milliseconds since the epoch as UTC, `2026-12-07T10:31:05Z`,
-/// for tables (`--json` keeps the milliseconds).
+/// for tables (`--json` keeps the milliseconds): S3's timestamp format
+/// without its milliseconds.
 pub fn utc_time(ms: u64) -> String {
-    let seconds = ms / 1000;
-    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
-    // Days to a civil date (Howard Hinnant's days_from_civil, inverted):
-    // eras of 400 years start on 0000-03-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let stamp = storage_s3::xml::format_timestamp(time);
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: drop `.mmm`.
+    format!("{}Z", &stamp[..19])
 }
 
 fn kv_json(kv: &KeyValue) -> Value {

@@ -13,24 +13,20 @@ use std::process::Command;
 
 use common::{photon, Dev};
 
-const SCHEMAS: [&str; 6] = [
-    "kv.capnp",
-    "iam.capnp",
-    "raft.capnp",
-    "buckets.capnp",
-    "volumes.capnp",
-    "lb.capnp",
-];
+/// `photon api schemas --out out`.
+fn write_schemas(out: &Path) -> std::process::Output {
+    photon()
+        .args(["api", "schemas", "--out"])
+        .arg(out)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn schemas_command_writes_the_compiled_schemas_and_refuses_a_file() {
     let dir = common::temp_dir("api-schemas");
     let out_dir = dir.join("a").join("schemas");
-    let out = photon()
-        .args(["api", "schemas", "--out"])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    let out = write_schemas(&out_dir);
     assert!(
         out.status.success(),
         "{}",
@@ -38,7 +34,11 @@ fn schemas_command_writes_the_compiled_schemas_and_refuses_a_file() {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("control/schema");
-    for name in SCHEMAS {
+    let names: Vec<&str> = control_schema::SCHEMA_SOURCES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    for name in &names {
         let path = out_dir.join(name);
         assert!(printed.contains(&path.display().to_string()), "{printed}");
         assert_eq!(
@@ -54,15 +54,11 @@ fn schemas_command_writes_the_compiled_schemas_and_refuses_a_file() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension() == Some("capnp".as_ref()))
         .count();
-    assert_eq!(shipped, SCHEMAS.len());
+    assert_eq!(shipped, names.len());
 
     let file = dir.join("plain-file");
     std::fs::write(&file, "x").unwrap();
-    let out = photon()
-        .args(["api", "schemas", "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = write_schemas(&file);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a directory"), "{stderr}");
@@ -83,11 +79,7 @@ fn python_example_client_runs_against_photon_dev() {
 
     let dev = Dev::start("api-python");
     let schemas = dev.dir.join("schemas");
-    let out = photon()
-        .args(["api", "schemas", "--out"])
-        .arg(&schemas)
-        .output()
-        .unwrap();
+    let out = write_schemas(&schemas);
     assert!(
         out.status.success(),
         "{}",

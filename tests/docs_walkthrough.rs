@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{log_tail, photon, temp_dir, wait_endpoints, Proc};
+use common::{dev_command, log_tail, temp_dir, wait_endpoints, Proc};
 
 /// How long one page may run (below nextest's 300 s limit for a test).
 const PAGE_TIMEOUT: Duration = Duration::from_secs(240);
@@ -326,24 +326,7 @@ fn script(page: &str, blocks: &[Block]) -> (String, Vec<Option<usize>>) {
 fn start_dev(walk: &Path, log: &Path) -> Proc {
     let data = walk.join("photon-data");
     let out = File::create(log).unwrap();
-    let mut child = photon()
-        .args([
-            "dev",
-            "--cores",
-            "1",
-            "--admin",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--s3",
-            "127.0.0.1:0",
-            "--nbd",
-            "127.0.0.1:0",
-            "--set",
-            "s3.segment_mib=16",
-            "--data-dir",
-        ])
-        .arg(&data)
+    let mut child = dev_command(&data)
         .current_dir(walk)
         .stdout(out.try_clone().unwrap())
         .stderr(out)

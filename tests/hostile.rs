@@ -617,6 +617,15 @@ fn qemu_io(url: &str, commands: &[&str]) -> (bool, String) {
     (ok, text)
 }
 
+/// Settings that fit a node on a small tmpfs: a small volume journal and
+/// control-plane reserve.
+const SMALL_DISK_SETTINGS: [&str; 4] = [
+    "--set",
+    "nbd.journal_mib=4",
+    "--set",
+    "control.reserve_mib=4",
+];
+
 #[test]
 fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restart() {
     let dir = temp_dir("hostile-fullvolume");
@@ -625,12 +634,7 @@ fn a_volume_write_on_a_full_disk_is_enospc_and_trim_frees_space_without_a_restar
         dir.clone(),
         disk.path().join("data"),
         "1",
-        &[
-            "--set",
-            "nbd.journal_mib=4",
-            "--set",
-            "control.reserve_mib=4",
-        ],
+        &SMALL_DISK_SETTINGS,
     );
     let attach = |name: &str| {
         let out = dev.ctl(&["volume", "create", name, "--size", "1G"]);
@@ -703,12 +707,7 @@ fn the_kv_on_a_full_disk_refuses_new_data_keeps_serving_and_recovers_without_a_r
         dir.clone(),
         disk.path().join("data"),
         "1",
-        &[
-            "--set",
-            "nbd.journal_mib=4",
-            "--set",
-            "control.reserve_mib=4",
-        ],
+        &SMALL_DISK_SETTINGS,
     );
     let ok = |out: &std::process::Output| {
         assert!(

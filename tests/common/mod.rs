@@ -14,6 +14,31 @@ pub fn photon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_photon"))
 }
 
+/// `photon dev` on one core, every listener on a free loopback port, small
+/// S3 segments, its data in `data`.
+pub fn dev_command(data: &Path) -> Command {
+    let mut command = photon();
+    command
+        .args([
+            "dev",
+            "--cores",
+            "1",
+            "--admin",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--s3",
+            "127.0.0.1:0",
+            "--nbd",
+            "127.0.0.1:0",
+            "--set",
+            "s3.segment_mib=16",
+            "--data-dir",
+        ])
+        .arg(data);
+    command
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("photon-ctl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -179,24 +204,7 @@ impl Dev {
     pub fn start(name: &str) -> Self {
         let dir = temp_dir(name);
         let data = dir.join("data");
-        let mut child = photon()
-            .args([
-                "dev",
-                "--cores",
-                "1",
-                "--admin",
-                "127.0.0.1:0",
-                "--control",
-                "127.0.0.1:0",
-                "--s3",
-                "127.0.0.1:0",
-                "--nbd",
-                "127.0.0.1:0",
-                "--set",
-                "s3.segment_mib=16",
-                "--data-dir",
-            ])
-            .arg(&data)
+        let mut child = dev_command(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
