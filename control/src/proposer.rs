@@ -151,18 +151,24 @@ impl Proposer {
         }
     }
 
+    /// One of the node's `proposals_pending_max` places for a waiting
+    /// proposal or read; `Busy` (retry) when all are taken.
+    fn waiting_slot(&self, what: &str) -> Result<tokio::sync::SemaphorePermit<'_>, ProposeError> {
+        self.proposals.try_acquire().map_err(|_| {
+            ProposeError::Busy(format!(
+                "{} {what} are already waiting on this node (control.proposals_pending_max)",
+                self.limits.proposals_pending_max
+            ))
+        })
+    }
+
     /// Proposes `command` through Raft, in a batch with the commands other
     /// clients propose meanwhile; a follower answers with the leader.
     pub async fn propose(&self, command: Command) -> Result<CommandResponse, ProposeError> {
         if adds_data(&command) && self.reserve.as_ref().is_some_and(|r| r.is_released()) {
             return Err(ProposeError::DiskFull);
         }
-        let _permit = self.proposals.try_acquire().map_err(|_| {
-            ProposeError::Busy(format!(
-                "{} proposals are already waiting on this node (control.proposals_pending_max)",
-                self.limits.proposals_pending_max
-            ))
-        })?;
+        let _permit = self.waiting_slot("proposals")?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.queue
             .send(Pending { command, reply })
@@ -175,12 +181,7 @@ impl Proposer {
     /// its state machine to apply up to the commit index it saw). Reads that
     /// arrive while a round is running share the next round.
     pub async fn linearizable(&self) -> Result<(), ProposeError> {
-        let _permit = self.proposals.try_acquire().map_err(|_| {
-            ProposeError::Busy(format!(
-                "{} requests are already waiting on this node (control.proposals_pending_max)",
-                self.limits.proposals_pending_max
-            ))
-        })?;
+        let _permit = self.waiting_slot("requests")?;
         let (waiter, answer) = tokio::sync::oneshot::channel();
         self.reads
             .send(waiter)
