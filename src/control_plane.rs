@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use photon_control::node::{ControlNode, ControlNodeConfig};
-use photon_core::config::{Config, ConfigError};
+use photon_core::config::ConfigError;
 use photon_core::control::{serve_shard_messages, ControlPlaneContext, ControlPlaneMain};
 use photon_core::listen::Endpoint;
 use photon_core::shutdown::Phase;
 
 use photon_iam::seal::ClusterKey;
+
+use crate::config::Config;
 
 /// The cluster key's file in the control directory when `iam.cluster_key_file`
 /// is unset.
@@ -158,7 +160,7 @@ pub fn main(
                 ));
                 tasks.push(tokio::task::spawn_local(feed_prefix(
                     node.state_machine.clone(),
-                    photon_iam::resources::VOLUME_PREFIX.as_bytes(),
+                    photon_records::VOLUME_PREFIX.as_bytes(),
                     coronafs::volume_feed(link.volumes.control.to_shards),
                     coronafs::decode_volume,
                 )));

@@ -14,9 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use photon_control::client::Client;
+use photon_control::client::{Client, IdentityInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::ctl_output::Output;
 
 /// What `photon ctl login` stores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,9 +136,9 @@ fn forget_at(path: &Path) -> anyhow::Result<Option<StoredToken>> {
 
 /// Logs in and stores the token. The stored token is forgotten first, so a
 /// failed login leaves the caller logged out, and the error says so.
-pub async fn login(request: LoginRequest, as_json: bool) -> anyhow::Result<()> {
+pub async fn login(request: LoginRequest, out: Output) -> anyhow::Result<()> {
     let previous = forget()?;
-    login_and_store(request, as_json).await.map_err(|e| match previous {
+    login_and_store(request, out).await.map_err(|e| match previous {
         Some(p) => anyhow::anyhow!(
             "{e:#}; you are logged out (the stored login as {}/{} was forgotten before this attempt)",
             p.tenant,
@@ -146,8 +148,20 @@ pub async fn login(request: LoginRequest, as_json: bool) -> anyhow::Result<()> {
     })
 }
 
-async fn login_and_store(request: LoginRequest, as_json: bool) -> anyhow::Result<()> {
-    let (tenant, principal, password) = match &request.user {
+/// What `login` reports.
+#[derive(Serialize)]
+struct LoggedIn {
+    tenant: String,
+    principal: String,
+    project: String,
+    expires_at_ms: u64,
+    credentials: PathBuf,
+}
+
+/// The tenant, principal and password to log in with: `--user`'s, else
+/// the dev administrator's from the data directory.
+fn credentials(request: &LoginRequest) -> anyhow::Result<(String, String, String)> {
+    Ok(match &request.user {
         Some(user) => {
             let tenant = request
                 .tenant
@@ -169,7 +183,11 @@ async fn login_and_store(request: LoginRequest, as_json: bool) -> anyhow::Result
                 .with_context(|| format!("cannot parse {}", path.display()))?;
             (creds.tenant, creds.principal, creds.password)
         }
-    };
+    })
+}
+
+async fn login_and_store(request: LoginRequest, out: Output) -> anyhow::Result<()> {
+    let (tenant, principal, password) = credentials(&request)?;
     let mut client = Client::new(request.endpoints.clone())?;
     let (token, expires_at_ms) = client
         .login(
@@ -194,19 +212,22 @@ async fn login_and_store(request: LoginRequest, as_json: bool) -> anyhow::Result
         issued_at_ms: photon_control::rpc::now_ms(),
         expires_at_ms,
     };
-    let path = save(&stored)?;
-    if as_json {
-        println!(
-            "{}",
-            json!({"tenant": tenant, "principal": principal, "project": project,
-                   "expires_at_ms": expires_at_ms, "credentials": path})
-        );
-    } else {
-        println!(
-            "logged in as {principal} (tenant {tenant}, project {project}); token stored in {}",
-            path.display()
-        );
-    }
+    let logged_in = LoggedIn {
+        tenant,
+        principal,
+        project,
+        expires_at_ms,
+        credentials: save(&stored)?,
+    };
+    out.show(&logged_in, |l| {
+        format!(
+            "logged in as {} (tenant {}, project {}); token stored in {}",
+            l.principal,
+            l.tenant,
+            l.project,
+            l.credentials.display()
+        )
+    });
     Ok(())
 }
 
@@ -229,17 +250,11 @@ pub async fn token_for(
     let half_life = stored.expires_at_ms.saturating_sub(stored.issued_at_ms) / 2;
     if now > stored.issued_at_ms + half_life {
         let mut client = Client::with_token(endpoints.to_vec(), stored.token.clone())?;
-        let refreshed = client
-            .with_iam(|iam| async move {
-                let reply = iam.refresh_request().send().promise.await?;
-                let r = reply.get()?;
-                Ok((r.get_token()?.to_string()?, r.get_expires_at_ms()))
-            })
-            .await;
-        if let Ok((token, expires)) = refreshed {
-            stored.token = token;
+        // 0: the cluster's default lifetime.
+        if let Ok(refreshed) = client.refresh(0).await {
+            stored.token = refreshed.token;
             stored.issued_at_ms = now;
-            stored.expires_at_ms = expires;
+            stored.expires_at_ms = refreshed.expires_at_ms;
             save(&stored)?;
         }
     }
@@ -251,19 +266,27 @@ pub fn stored_endpoints() -> Option<Vec<SocketAddr>> {
     load().ok().flatten().map(|s| s.endpoints)
 }
 
-pub async fn whoami(client: &mut Client, as_json: bool) -> anyhow::Result<()> {
+pub async fn whoami(client: &mut Client, out: Output) -> anyhow::Result<()> {
     let identity = client.whoami().await?;
-    if as_json {
-        println!("{}", serde_json::to_string(&identity)?);
-        return Ok(());
-    }
-    println!("principal:     {} ({})", identity.principal, identity.kind);
-    println!("tenant:        {}", identity.tenant);
-    println!("project:       {}", identity.project);
+    out.show(&identity, identity_text);
+    Ok(())
+}
+
+fn identity_text(identity: &IdentityInfo) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "principal:     {} ({})",
+        identity.principal, identity.kind
+    );
+    let _ = writeln!(text, "tenant:        {}", identity.tenant);
+    let _ = writeln!(text, "project:       {}", identity.project);
     if identity.cluster_admin {
-        println!("cluster admin: yes");
+        let _ = writeln!(text, "cluster admin: yes");
     }
-    println!(
+    let _ = writeln!(
+        text,
         "token:         {} (expires in {} s)",
         identity.token_id,
         identity
@@ -272,33 +295,31 @@ pub async fn whoami(client: &mut Client, as_json: bool) -> anyhow::Result<()> {
             / 1000
     );
     for b in &identity.bindings {
-        println!("role:          {} in project {}", b.role, b.project);
+        let _ = writeln!(text, "role:          {} in project {}", b.role, b.project);
     }
-    Ok(())
+    text
 }
 
 /// Revokes the stored token and forgets it.
-pub async fn logout(client: &mut Client) -> anyhow::Result<()> {
+pub async fn logout(client: &mut Client, out: Output) -> anyhow::Result<()> {
     let Some(stored) = load()? else {
-        println!("not logged in");
+        out.done(
+            json!({"logged_out": false, "revoked": false}),
+            "not logged in",
+        );
         return Ok(());
     };
-    let token = stored.token.clone();
-    let revoked = client
-        .with_iam(|iam| {
-            let token = token.clone();
-            async move {
-                let mut call = iam.revoke_token_request();
-                call.get().set_token(&token);
-                call.send().promise.await?;
-                Ok(())
-            }
-        })
-        .await;
+    let revoked = client.revoke_token(&stored.token).await;
     std::fs::remove_file(credentials_path()?)?;
     match revoked {
-        Ok(()) => println!("logged out; the token is revoked"),
-        Err(e) => println!("logged out locally; the token could not be revoked: {e}"),
+        Ok(()) => out.done(
+            json!({"logged_out": true, "revoked": true}),
+            "logged out; the token is revoked",
+        ),
+        Err(e) => out.done(
+            json!({"logged_out": true, "revoked": false, "reason": e.to_string()}),
+            format!("logged out locally; the token could not be revoked: {e}"),
+        ),
     }
     Ok(())
 }

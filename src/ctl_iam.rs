@@ -3,11 +3,13 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use control_schema::iam_capnp::iam;
-use photon_control::client::{read_binding, BindingInfo, Client};
-use serde_json::{json, Value};
+use photon_control::client::{BindingInfo, Client};
+use serde::Serialize;
+use serde_json::json;
 
+use crate::ctl::utc_time;
 use crate::ctl_auth::read_secret;
+use crate::ctl_output::Output;
 
 #[derive(Debug, Subcommand)]
 pub enum IamCommand {
@@ -151,359 +153,171 @@ pub enum SigningKeyCommand {
     Ls,
 }
 
-/// Runs one call on the IAM API.
-async fn call<T, F, Fut>(client: &mut Client, f: F) -> anyhow::Result<T>
-where
-    F: Fn(iam::Client) -> Fut,
-    Fut: std::future::Future<Output = capnp::Result<T>>,
-{
-    Ok(client.with_iam(f).await?)
+/// A row of a list of names (tenants, projects).
+#[derive(Serialize)]
+struct Named {
+    name: String,
 }
 
-fn text_list(list: capnp::text_list::Reader<'_>) -> capnp::Result<Vec<String>> {
-    list.iter()
-        .map(|t| Ok(t?.to_string()?))
-        .collect::<capnp::Result<Vec<_>>>()
+fn names(out: Output, names: Vec<String>) {
+    let rows: Vec<Named> = names.into_iter().map(|name| Named { name }).collect();
+    out.list(&rows, ["NAME"], |r| [r.name.clone()]);
 }
 
-fn print_rows(as_json: bool, rows: &[Value], columns: &[&str]) {
-    if as_json {
-        println!("{}", Value::Array(rows.to_vec()));
-        return;
-    }
-    println!("{}", columns.join("\t").to_uppercase());
-    for row in rows {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match &row[*c] {
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            })
-            .collect();
-        println!("{}", cells.join("\t"));
-    }
+/// Reports an action that returns nothing: `{"ok": true}` with `--json`.
+fn ok(out: Output, message: impl std::fmt::Display) {
+    out.done(json!({"ok": true}), message);
 }
 
-fn done(as_json: bool, message: &str) {
-    if as_json {
-        println!("{}", json!({"ok": true}));
-    } else {
-        println!("{message}");
-    }
-}
-
-pub async fn run(client: &mut Client, cmd: IamCommand, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(client: &mut Client, cmd: IamCommand, out: Output) -> anyhow::Result<()> {
     match cmd {
-        IamCommand::Tenant(TenantCommand::Create {
-            name,
-            admin,
-            password_stdin,
-        }) => {
-            let password = read_secret("administrator password", password_stdin)?;
-            call(client, |iam| {
-                let (name, admin, password) = (name.clone(), admin.clone(), password.clone());
-                async move {
-                    let mut c = iam.create_tenant_request();
-                    c.get().set_name(&name);
-                    c.get().set_admin_name(&admin);
-                    c.get().set_admin_password(&password);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(
-                as_json,
-                &format!("created tenant {name} with administrator {admin}"),
-            );
-        }
-        IamCommand::Tenant(TenantCommand::Ls) => {
-            let tenants = call(client, |iam| async move {
-                let reply = iam.list_tenants_request().send().promise.await?;
-                text_list(reply.get()?.get_tenants()?)
-            })
-            .await?;
-            let rows: Vec<Value> = tenants.iter().map(|t| json!({"name": t})).collect();
-            print_rows(as_json, &rows, &["name"]);
-        }
-        IamCommand::Project(ProjectCommand::Create { name }) => {
-            call(client, |iam| {
-                let name = name.clone();
-                async move {
-                    let mut c = iam.create_project_request();
-                    c.get().set_name(&name);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, &format!("created project {name}"));
-        }
-        IamCommand::Project(ProjectCommand::Ls) => {
-            let projects = call(client, |iam| async move {
-                let reply = iam.list_projects_request().send().promise.await?;
-                text_list(reply.get()?.get_projects()?)
-            })
-            .await?;
-            let rows: Vec<Value> = projects.iter().map(|p| json!({"name": p})).collect();
-            print_rows(as_json, &rows, &["name"]);
-        }
-        IamCommand::User(cmd) => user(client, cmd, as_json).await?,
-        IamCommand::ServiceAccount(ServiceAccountCommand::Create { name }) => {
-            let secret = call(client, |iam| {
-                let name = name.clone();
-                async move {
-                    let mut c = iam.create_service_account_request();
-                    c.get().set_name(&name);
-                    let reply = c.send().promise.await?;
-                    Ok(reply.get()?.get_secret()?.to_string()?)
-                }
-            })
-            .await?;
-            if as_json {
-                println!("{}", json!({"name": name, "secret": secret}));
-            } else {
-                println!("created service account {name}; its secret (shown once):\n{secret}");
-            }
-        }
-        IamCommand::ServiceAccount(ServiceAccountCommand::Rm { name }) => {
-            delete_principal(client, &name).await?;
-            done(as_json, &format!("deleted {name}"));
-        }
-        IamCommand::AccessKey(cmd) => access_key(client, cmd, as_json).await?,
-        IamCommand::Role(cmd) => role(client, cmd, as_json).await?,
+        IamCommand::Tenant(cmd) => tenant(client, cmd, out).await,
+        IamCommand::Project(cmd) => project(client, cmd, out).await,
+        IamCommand::User(cmd) => user(client, cmd, out).await,
+        IamCommand::ServiceAccount(cmd) => service_account(client, cmd, out).await,
+        IamCommand::AccessKey(cmd) => access_key(client, cmd, out).await,
+        IamCommand::Role(cmd) => role(client, cmd, out).await,
         IamCommand::Bind {
             principal,
             role,
             project,
         } => {
-            let project = project_or_own(client, project).await?;
-            binding_call(client, true, &principal, &project, &role).await?;
-            done(
-                as_json,
-                &format!("bound {principal} to {role} in project {project}"),
+            let b = binding(client, principal, role, project).await?;
+            client.bind(&b).await?;
+            ok(
+                out,
+                format!(
+                    "bound {} to {} in project {}",
+                    b.principal, b.role, b.project
+                ),
             );
+            Ok(())
         }
         IamCommand::Unbind {
             principal,
             role,
             project,
         } => {
-            let project = project_or_own(client, project).await?;
-            binding_call(client, false, &principal, &project, &role).await?;
-            done(
-                as_json,
-                &format!("unbound {principal} from {role} in project {project}"),
+            let b = binding(client, principal, role, project).await?;
+            client.unbind(&b).await?;
+            ok(
+                out,
+                format!(
+                    "unbound {} from {} in project {}",
+                    b.principal, b.role, b.project
+                ),
             );
+            Ok(())
         }
         IamCommand::Bindings { principal } => {
-            let principal = principal.unwrap_or_default();
-            let bindings: Vec<BindingInfo> = call(client, |iam| {
-                let principal = principal.clone();
-                async move {
-                    let mut c = iam.list_bindings_request();
-                    c.get().set_principal(&principal);
-                    let reply = c.send().promise.await?;
-                    reply
-                        .get()?
-                        .get_bindings()?
-                        .iter()
-                        .map(read_binding)
-                        .collect()
-                }
-            })
-            .await?;
-            let rows: Vec<Value> = bindings
-                .iter()
-                .map(|b| json!({"principal": b.principal, "project": b.project, "role": b.role}))
-                .collect();
-            print_rows(as_json, &rows, &["principal", "project", "role"]);
+            let bindings = client.list_bindings(&principal.unwrap_or_default()).await?;
+            out.list(&bindings, ["PRINCIPAL", "PROJECT", "ROLE"], |b| {
+                [b.principal.clone(), b.project.clone(), b.role.clone()]
+            });
+            Ok(())
         }
-        IamCommand::RevokeToken { revoked } => {
-            let token = match revoked {
-                Some(t) => t,
-                None => read_secret("token", true)?,
-            };
-            call(client, |iam| {
-                let token = token.clone();
-                async move {
-                    let mut c = iam.revoke_token_request();
-                    c.get().set_token(&token);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, "revoked");
-        }
+        IamCommand::RevokeToken { revoked } => revoke_token(client, revoked, out).await,
         IamCommand::SignOut { principal } => {
-            let principal = principal.unwrap_or_default();
-            call(client, |iam| {
-                let principal = principal.clone();
-                async move {
-                    let mut c = iam.sign_out_request();
-                    c.get().set_principal(&principal);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, "every token issued until now is refused");
+            client.sign_out(&principal.unwrap_or_default()).await?;
+            ok(out, "every token issued until now is refused");
+            Ok(())
         }
-        IamCommand::SigningKey(SigningKeyCommand::Rotate) => {
-            let id = call(client, |iam| async move {
-                let reply = iam.rotate_signing_key_request().send().promise.await?;
-                Ok(reply.get()?.get_key_id()?.to_string()?)
-            })
-            .await?;
-            if as_json {
-                println!("{}", json!({"key_id": id}));
-            } else {
-                println!("signing key {id} signs from now on");
-            }
+        IamCommand::SigningKey(cmd) => signing_key(client, cmd, out).await,
+    }
+}
+
+/// The binding a `bind`/`unbind` names (default project: the token's).
+async fn binding(
+    client: &mut Client,
+    principal: String,
+    role: String,
+    project: Option<String>,
+) -> anyhow::Result<BindingInfo> {
+    let project = match project {
+        Some(p) => p,
+        None => client.whoami().await?.project,
+    };
+    Ok(BindingInfo {
+        principal,
+        project,
+        role,
+    })
+}
+
+async fn revoke_token(
+    client: &mut Client,
+    revoked: Option<String>,
+    out: Output,
+) -> anyhow::Result<()> {
+    let token = match revoked {
+        Some(t) => t,
+        None => read_secret("token", true)?,
+    };
+    client.revoke_token(&token).await?;
+    ok(out, "revoked");
+    Ok(())
+}
+
+async fn tenant(client: &mut Client, cmd: TenantCommand, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Create {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let password = read_secret("administrator password", password_stdin)?;
+            client.create_tenant(&name, &admin, &password).await?;
+            ok(
+                out,
+                format!("created tenant {name} with administrator {admin}"),
+            );
         }
-        IamCommand::SigningKey(SigningKeyCommand::Ls) => {
-            let keys =
-                call(client, |iam| async move {
-                    let reply = iam.list_signing_keys_request().send().promise.await?;
-                    reply
-                    .get()?
-                    .get_keys()?
-                    .iter()
-                    .map(|k| {
-                        Ok(json!({"id": k.get_id()?.to_string()?, "created_ms": k.get_created_ms(),
-                                  "verify_until_ms": k.get_verify_until_ms(),
-                                  "active": k.get_verify_until_ms() == 0}))
-                    })
-                    .collect::<capnp::Result<Vec<Value>>>()
-                })
-                .await?;
-            // Tables show UTC times; JSON keeps the milliseconds.
-            let rows: Vec<Value> = if as_json {
-                keys
-            } else {
-                keys.into_iter()
-                    .map(|mut k| {
-                        let created = k["created_ms"].as_u64().unwrap_or(0);
-                        k["created"] = json!(crate::ctl::utc_time(created));
-                        k["verify_until"] = match k["verify_until_ms"].as_u64().unwrap_or(0) {
-                            0 => json!("-"),
-                            ms => json!(crate::ctl::utc_time(ms)),
-                        };
-                        k
-                    })
-                    .collect()
-            };
-            print_rows(as_json, &rows, &["id", "active", "created", "verify_until"]);
-        }
+        TenantCommand::Ls => names(out, client.list_tenants().await?),
     }
     Ok(())
 }
 
-async fn project_or_own(client: &mut Client, project: Option<String>) -> anyhow::Result<String> {
-    match project {
-        Some(p) => Ok(p),
-        None => Ok(client.whoami().await?.project),
-    }
-}
-
-async fn binding_call(
-    client: &mut Client,
-    bind: bool,
-    principal: &str,
-    project: &str,
-    role: &str,
-) -> anyhow::Result<()> {
-    call(client, |iam| async move {
-        if bind {
-            let mut c = iam.bind_request();
-            let mut b = c.get().init_binding();
-            b.set_principal(principal);
-            b.set_project(project);
-            b.set_role(role);
-            c.send().promise.await?;
-        } else {
-            let mut c = iam.unbind_request();
-            let mut b = c.get().init_binding();
-            b.set_principal(principal);
-            b.set_project(project);
-            b.set_role(role);
-            c.send().promise.await?;
+async fn project(client: &mut Client, cmd: ProjectCommand, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        ProjectCommand::Create { name } => {
+            client.create_project(&name).await?;
+            ok(out, format!("created project {name}"));
         }
-        Ok(())
-    })
-    .await
+        ProjectCommand::Ls => names(out, client.list_projects().await?),
+    }
+    Ok(())
 }
 
-async fn delete_principal(client: &mut Client, name: &str) -> anyhow::Result<()> {
-    call(client, |iam| async move {
-        let mut c = iam.delete_principal_request();
-        c.get().set_name(name);
-        c.send().promise.await?;
-        Ok(())
-    })
-    .await
-}
-
-async fn user(client: &mut Client, cmd: UserCommand, as_json: bool) -> anyhow::Result<()> {
+async fn user(client: &mut Client, cmd: UserCommand, out: Output) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Create {
             name,
             password_stdin,
         } => {
             let password = read_secret("password", password_stdin)?;
-            call(client, |iam| {
-                let (name, password) = (name.clone(), password.clone());
-                async move {
-                    let mut c = iam.create_user_request();
-                    c.get().set_name(&name);
-                    c.get().set_password(&password);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, &format!("created user {name}"));
+            client.create_user(&name, &password).await?;
+            ok(out, format!("created user {name}"));
         }
         UserCommand::Ls => {
-            let rows = call(client, |iam| async move {
-                let reply = iam.list_principals_request().send().promise.await?;
-                reply
-                    .get()?
-                    .get_principals()?
-                    .iter()
-                    .map(|p| {
-                        Ok(json!({"name": p.get_name()?.to_string()?, "kind": p.get_kind()?.to_string()?,
-                                  "cluster_admin": p.get_cluster_admin(), "created_ms": p.get_created_ms()}))
-                    })
-                    .collect::<capnp::Result<Vec<Value>>>()
-            })
-            .await?;
-            print_rows(as_json, &rows, &["name", "kind", "cluster_admin"]);
+            let principals = client.list_principals().await?;
+            out.list(&principals, ["NAME", "KIND", "CLUSTER_ADMIN"], |p| {
+                [p.name.clone(), p.kind.clone(), p.cluster_admin.to_string()]
+            });
         }
         UserCommand::Rm { name } => {
-            delete_principal(client, &name).await?;
-            done(as_json, &format!("deleted {name}"));
+            client.delete_principal(&name).await?;
+            ok(out, format!("deleted {name}"));
         }
         UserCommand::Passwd {
             name,
             password_stdin,
         } => {
-            let name = name.unwrap_or_default();
             let password = read_secret("new password", password_stdin)?;
-            call(client, |iam| {
-                let (name, password) = (name.clone(), password.clone());
-                async move {
-                    let mut c = iam.set_password_request();
-                    c.get().set_name(&name);
-                    c.get().set_password(&password);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(
-                as_json,
+            client
+                .set_password(&name.unwrap_or_default(), &password)
+                .await?;
+            ok(
+                out,
                 "password changed; tokens issued before now are refused",
             );
         }
@@ -511,33 +325,39 @@ async fn user(client: &mut Client, cmd: UserCommand, as_json: bool) -> anyhow::R
     Ok(())
 }
 
-async fn access_key(
+async fn service_account(
     client: &mut Client,
-    cmd: AccessKeyCommand,
-    as_json: bool,
+    cmd: ServiceAccountCommand,
+    out: Output,
 ) -> anyhow::Result<()> {
     match cmd {
+        ServiceAccountCommand::Create { name } => {
+            let secret = client.create_service_account(&name).await?;
+            out.done(
+                json!({"name": name, "secret": secret}),
+                format!("created service account {name}; its secret (shown once):\n{secret}"),
+            );
+        }
+        ServiceAccountCommand::Rm { name } => {
+            client.delete_principal(&name).await?;
+            ok(out, format!("deleted {name}"));
+        }
+    }
+    Ok(())
+}
+
+async fn access_key(client: &mut Client, cmd: AccessKeyCommand, out: Output) -> anyhow::Result<()> {
+    match cmd {
         AccessKeyCommand::Create { principal } => {
-            let principal = principal.unwrap_or_default();
-            let (id, secret) = call(client, |iam| {
-                let principal = principal.clone();
-                async move {
-                    let mut c = iam.create_access_key_request();
-                    c.get().set_principal(&principal);
-                    let reply = c.send().promise.await?;
-                    let r = reply.get()?;
-                    Ok((r.get_id()?.to_string()?, r.get_secret()?.to_string()?))
-                }
-            })
-            .await?;
-            if as_json {
-                println!(
-                    "{}",
-                    json!({"access_key_id": id, "secret_access_key": secret})
-                );
-            } else {
-                println!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}");
-            }
+            let key = client
+                .create_access_key(&principal.unwrap_or_default())
+                .await?;
+            out.show(&key, |k| {
+                format!(
+                    "AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}",
+                    k.access_key_id, k.secret_access_key
+                )
+            });
         }
         AccessKeyCommand::Ls { principal, all } => {
             let principal = if all {
@@ -545,44 +365,20 @@ async fn access_key(
             } else {
                 principal.unwrap_or_default()
             };
-            let rows = call(client, |iam| {
-                let principal = principal.clone();
-                async move {
-                    let mut c = iam.list_access_keys_request();
-                    c.get().set_principal(&principal);
-                    let reply = c.send().promise.await?;
-                    reply
-                        .get()?
-                        .get_keys()?
-                        .iter()
-                        .map(|k| {
-                            Ok(json!({"id": k.get_id()?.to_string()?, "principal": k.get_principal()?.to_string()?,
-                                      "project": k.get_project()?.to_string()?, "created_ms": k.get_created_ms()}))
-                        })
-                        .collect::<capnp::Result<Vec<Value>>>()
-                }
-            })
-            .await?;
-            print_rows(as_json, &rows, &["id", "principal", "project"]);
+            let keys = client.list_access_keys(&principal).await?;
+            out.list(&keys, ["ID", "PRINCIPAL", "PROJECT"], |k| {
+                [k.id.clone(), k.principal.clone(), k.project.clone()]
+            });
         }
         AccessKeyCommand::Rm { id } => {
-            call(client, |iam| {
-                let id = id.clone();
-                async move {
-                    let mut c = iam.delete_access_key_request();
-                    c.get().set_id(&id);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, &format!("deleted access key {id}"));
+            client.delete_access_key(&id).await?;
+            ok(out, format!("deleted access key {id}"));
         }
     }
     Ok(())
 }
 
-async fn role(client: &mut Client, cmd: RoleCommand, as_json: bool) -> anyhow::Result<()> {
+async fn role(client: &mut Client, cmd: RoleCommand, out: Output) -> anyhow::Result<()> {
     match cmd {
         RoleCommand::Put { name, statements } => {
             let statements = match statements.strip_prefix('@') {
@@ -591,51 +387,55 @@ async fn role(client: &mut Client, cmd: RoleCommand, as_json: bool) -> anyhow::R
                 }
                 None => statements,
             };
-            call(client, |iam| {
-                let (name, statements) = (name.clone(), statements.clone());
-                async move {
-                    let mut c = iam.put_role_request();
-                    c.get().set_name(&name);
-                    c.get().set_statements(&statements);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, &format!("role {name} saved"));
+            client.put_role(&name, &statements).await?;
+            ok(out, format!("role {name} saved"));
         }
         RoleCommand::Rm { name } => {
-            call(client, |iam| {
-                let name = name.clone();
-                async move {
-                    let mut c = iam.delete_role_request();
-                    c.get().set_name(&name);
-                    c.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await?;
-            done(as_json, &format!("role {name} deleted"));
+            client.delete_role(&name).await?;
+            ok(out, format!("role {name} deleted"));
         }
         RoleCommand::Ls => {
-            let rows = call(client, |iam| async move {
-                let reply = iam.list_roles_request().send().promise.await?;
-                reply
-                    .get()?
-                    .get_roles()?
-                    .iter()
-                    .map(|r| {
-                        let statements: Value = serde_json::from_str(r.get_statements()?.to_str()?)
-                            .unwrap_or(Value::Null);
-                        Ok(
-                            json!({"name": r.get_name()?.to_string()?, "builtin": r.get_builtin(),
-                                  "statements": statements}),
-                        )
-                    })
-                    .collect::<capnp::Result<Vec<Value>>>()
-            })
-            .await?;
-            print_rows(as_json, &rows, &["name", "builtin", "statements"]);
+            let roles = client.list_roles().await?;
+            out.list(&roles, ["NAME", "BUILTIN", "STATEMENTS"], |r| {
+                [
+                    r.name.clone(),
+                    r.builtin.to_string(),
+                    r.statements.to_string(),
+                ]
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn signing_key(
+    client: &mut Client,
+    cmd: SigningKeyCommand,
+    out: Output,
+) -> anyhow::Result<()> {
+    match cmd {
+        SigningKeyCommand::Rotate => {
+            let id = client.rotate_signing_key().await?;
+            out.done(
+                json!({"key_id": id}),
+                format!("signing key {id} signs from now on"),
+            );
+        }
+        SigningKeyCommand::Ls => {
+            // Tables show UTC times; JSON keeps the milliseconds.
+            let keys = client.list_signing_keys().await?;
+            out.list(&keys, ["ID", "ACTIVE", "CREATED", "VERIFY_UNTIL"], |k| {
+                let until = match k.verify_until_ms {
+                    0 => "-".to_owned(),
+                    ms => utc_time(ms),
+                };
+                [
+                    k.id.clone(),
+                    k.active.to_string(),
+                    utc_time(k.created_ms),
+                    until,
+                ]
+            });
         }
     }
     Ok(())

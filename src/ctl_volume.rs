@@ -5,9 +5,12 @@ use std::process::Command as Process;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use control_schema::volumes_capnp::volume_info;
-use photon_control::client::Client;
-use serde_json::{json, Value};
+use photon_control::client::{Client, Code, VolumeInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::ctl::utc_time;
+use crate::ctl_output::Output;
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -121,251 +124,108 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn info_json(info: volume_info::Reader<'_>) -> capnp::Result<Value> {
-    let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> capnp::Result<String> {
-        Ok(t?.to_string().unwrap_or_default())
-    };
-    let parent = text(info.get_parent())?;
-    Ok(json!({
-        "name": text(info.get_name())?,
-        "id": info.get_id().to_string(),
-        "kind": text(info.get_kind())?,
-        "size": info.get_size(),
-        "block_size": info.get_block_size(),
-        "parent": if parent.is_empty() { Value::Null } else { Value::String(parent) },
-        "tenant": text(info.get_tenant())?,
-        "project": text(info.get_project())?,
-        "node": info.get_node(),
-        "shard": info.get_shard(),
-        "created_ms": info.get_created_ms(),
-        // null when the node could not say (the owner shard did not answer,
-        // or another node serves the volume), never a made-up 0.
-        "allocated_bytes": if info.get_allocated_known() {
-            json!(info.get_allocated_bytes())
-        } else {
-            Value::Null
-        },
-    }))
-}
-
-fn print_volume(v: &Value, as_json: bool, verb: &str) {
-    if as_json {
-        println!("{v}");
-    } else {
-        println!(
-            "{verb} {} {} ({}, block size {})",
-            v["kind"].as_str().unwrap_or(""),
-            v["name"].as_str().unwrap_or(""),
-            human(v["size"].as_u64().unwrap_or(0)),
-            v["block_size"].as_u64().unwrap_or(0)
-        );
-    }
-}
-
-async fn create(
-    client: &mut Client,
-    name: &str,
-    size: u64,
-    block_size: u32,
-) -> anyhow::Result<Value> {
-    Ok(client
-        .with_volumes(|api| {
-            let name = name.to_owned();
-            async move {
-                let mut call = api.create_request();
-                call.get().set_name(&name);
-                call.get().set_size(size);
-                call.get().set_block_size(block_size);
-                let reply = call.send().promise.await?;
-                info_json(reply.get()?.get_volume()?)
-            }
-        })
-        .await?)
-}
-
-async fn info(client: &mut Client, name: &str) -> anyhow::Result<Value> {
-    Ok(client
-        .with_volumes(|api| {
-            let name = name.to_owned();
-            async move {
-                let mut call = api.info_request();
-                call.get().set_name(&name);
-                let reply = call.send().promise.await?;
-                info_json(reply.get()?.get_volume()?)
-            }
-        })
-        .await?)
-}
-
-async fn attach(client: &mut Client, name: &str, ttl: u32) -> anyhow::Result<(String, u64)> {
-    Ok(client
-        .with_volumes(|api| {
-            let name = name.to_owned();
-            async move {
-                let mut call = api.attach_request();
-                call.get().set_name(&name);
-                call.get().set_ttl_seconds(ttl);
-                let reply = call.send().promise.await?;
-                let r = reply.get()?;
-                Ok((
-                    r.get_uri()?.to_string().unwrap_or_default(),
-                    r.get_expires_at_ms(),
-                ))
-            }
-        })
-        .await?)
-}
-
-pub async fn run(client: &mut Client, cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(client: &mut Client, cmd: VolumeCommand, out: Output) -> anyhow::Result<()> {
     match cmd {
         VolumeCommand::Create {
             name,
             size,
             block_size,
         } => {
-            let v = create(client, &name, size, block_size).await?;
-            print_volume(&v, as_json, "created");
+            let v = client.create_volume(&name, size, block_size).await?;
+            show_volume(&v, out, "created");
         }
-        VolumeCommand::Ls => {
-            let all = client
-                .with_volumes(|api| async move {
-                    let reply = api.list_request().send().promise.await?;
-                    reply
-                        .get()?
-                        .get_volumes()?
-                        .iter()
-                        .map(info_json)
-                        .collect::<capnp::Result<Vec<_>>>()
-                })
-                .await?;
-            if as_json {
-                println!("{}", Value::Array(all));
-            } else {
-                println!(
-                    "{:<40} {:<9} {:>12} {:<30} CREATED",
-                    "NAME", "KIND", "SIZE", "PARENT"
-                );
-                for v in all {
-                    println!(
-                        "{:<40} {:<9} {:>12} {:<30} {}",
-                        v["name"].as_str().unwrap_or(""),
-                        v["kind"].as_str().unwrap_or(""),
-                        human(v["size"].as_u64().unwrap_or(0)),
-                        v["parent"].as_str().unwrap_or("-"),
-                        crate::ctl::utc_time(v["created_ms"].as_u64().unwrap_or(0))
-                    );
-                }
-            }
-        }
-        VolumeCommand::Info { name } => {
-            let v = info(client, &name).await?;
-            if as_json {
-                println!("{v}");
-            } else {
-                for key in [
-                    "name",
-                    "kind",
-                    "id",
-                    "parent",
-                    "tenant",
-                    "project",
-                    "node",
-                    "shard",
-                    "block_size",
-                ] {
-                    println!("{key:<16} {}", v[key]);
-                }
-                println!(
-                    "{:<16} {} ({})",
-                    "size",
-                    v["size"],
-                    human(v["size"].as_u64().unwrap_or(0))
-                );
-                match v["allocated_bytes"].as_u64() {
-                    Some(used) => println!("{:<16} {used} ({})", "allocated_bytes", human(used)),
-                    None => println!("{:<16} unknown", "allocated_bytes"),
-                }
-            }
-        }
+        VolumeCommand::Ls => ls(client, out).await?,
+        VolumeCommand::Info { name } => info(client, &name, out).await?,
         VolumeCommand::Resize { name, size } => {
-            let v = client
-                .with_volumes(|api| {
-                    let name = name.clone();
-                    async move {
-                        let mut call = api.resize_request();
-                        call.get().set_name(&name);
-                        call.get().set_size(size);
-                        let reply = call.send().promise.await?;
-                        info_json(reply.get()?.get_volume()?)
-                    }
-                })
-                .await?;
-            print_volume(&v, as_json, "resized");
+            let v = client.resize_volume(&name, size).await?;
+            show_volume(&v, out, "resized");
         }
         VolumeCommand::Snapshot { name, snapshot } => {
-            let v = client
-                .with_volumes(|api| {
-                    let (name, snapshot) = (name.clone(), snapshot.clone());
-                    async move {
-                        let mut call = api.snapshot_request();
-                        call.get().set_name(&name);
-                        call.get().set_snapshot(&snapshot);
-                        let reply = call.send().promise.await?;
-                        info_json(reply.get()?.get_volume()?)
-                    }
-                })
-                .await?;
-            print_volume(&v, as_json, "created");
+            let v = client.snapshot_volume(&name, &snapshot).await?;
+            show_volume(&v, out, "created");
         }
         VolumeCommand::Clone { snapshot, name } => {
-            let v = client
-                .with_volumes(|api| {
-                    let (name, snapshot) = (name.clone(), snapshot.clone());
-                    async move {
-                        let mut call = api.clone_snapshot_request();
-                        call.get().set_snapshot(&snapshot);
-                        call.get().set_name(&name);
-                        let reply = call.send().promise.await?;
-                        info_json(reply.get()?.get_volume()?)
-                    }
-                })
-                .await?;
-            print_volume(&v, as_json, "cloned");
+            let v = client.clone_snapshot(&snapshot, &name).await?;
+            show_volume(&v, out, "cloned");
         }
         VolumeCommand::Rm { name } => {
-            client
-                .with_volumes(|api| {
-                    let name = name.clone();
-                    async move {
-                        let mut call = api.delete_request();
-                        call.get().set_name(&name);
-                        call.send().promise.await?;
-                        Ok(())
-                    }
-                })
-                .await?;
-            if as_json {
-                println!("{}", json!({"deleted": name}));
-            } else {
-                println!("deleted {name}");
-            }
+            client.delete_volume(&name).await?;
+            out.done(json!({"deleted": name}), format!("deleted {name}"));
         }
         VolumeCommand::Attach { name, ttl } => {
-            let (uri, expires) = attach(client, &name, ttl.unwrap_or(0)).await?;
-            if as_json {
-                println!("{}", json!({"uri": uri, "expires_at_ms": expires}));
-            } else {
-                println!("{uri}");
-            }
+            let attachment = client.attach_volume(&name, ttl.unwrap_or(0)).await?;
+            out.show(&attachment, |a| a.uri.clone());
         }
         VolumeCommand::Import {
             name,
             file,
             from_url,
             format,
-        } => import(client, &name, file, from_url, format, as_json).await?,
+        } => import(client, &name, file, from_url, format, out).await?,
     }
     Ok(())
+}
+
+/// A volume a command made or changed: `VERB KIND NAME (SIZE, block size N)`.
+fn show_volume(volume: &VolumeInfo, out: Output, verb: &str) {
+    out.show(volume, |v| {
+        format!(
+            "{verb} {} {} ({}, block size {})",
+            v.kind,
+            v.name,
+            human(v.size),
+            v.block_size
+        )
+    });
+}
+
+async fn ls(client: &mut Client, out: Output) -> anyhow::Result<()> {
+    let volumes = client.list_volumes().await?;
+    out.list(
+        &volumes,
+        ["NAME", "KIND", "SIZE", "PARENT", "CREATED"],
+        |v| {
+            [
+                v.name.clone(),
+                v.kind.clone(),
+                human(v.size),
+                v.parent.clone().unwrap_or_else(|| "-".into()),
+                utc_time(v.created_ms),
+            ]
+        },
+    );
+    Ok(())
+}
+
+async fn info(client: &mut Client, name: &str, out: Output) -> anyhow::Result<()> {
+    let volume = client.volume_info(name).await?;
+    out.show(&volume, info_text);
+    Ok(())
+}
+
+/// `volume info` for people: one `key value` line per field.
+fn info_text(v: &VolumeInfo) -> String {
+    let allocated = match v.allocated_bytes {
+        Some(used) => format!("{used} ({})", human(used)),
+        None => "unknown".into(),
+    };
+    let lines = [
+        ("name", v.name.clone()),
+        ("kind", v.kind.clone()),
+        ("id", v.id.to_string()),
+        ("parent", v.parent.clone().unwrap_or_else(|| "-".into())),
+        ("tenant", v.tenant.clone()),
+        ("project", v.project.clone()),
+        ("node", v.node.to_string()),
+        ("shard", v.shard.to_string()),
+        ("block_size", v.block_size.to_string()),
+        ("size", format!("{} ({})", v.size, human(v.size))),
+        ("allocated_bytes", allocated),
+    ];
+    lines
+        .iter()
+        .map(|(key, value)| format!("{key:<16} {value}\n"))
+        .collect()
 }
 
 /// Runs a tool, failing with its stderr.
@@ -383,24 +243,33 @@ fn tool(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What `qemu-img info --output=json` says of an image (the fields used).
+#[derive(Debug, Deserialize)]
+struct ImageInfo {
+    format: String,
+    #[serde(rename = "virtual-size")]
+    virtual_size: u64,
+}
+
 /// The image's format and virtual size, as qemu-img sees them.
-fn image_info(path: &Path, format: Option<&str>) -> anyhow::Result<(String, u64)> {
+fn image_info(path: &Path, format: Option<&str>) -> anyhow::Result<ImageInfo> {
     let path_text = path.display().to_string();
     let mut args = vec!["info", "--output=json"];
     if let Some(f) = format {
         args.extend(["-f", f]);
     }
     args.push(&path_text);
-    let info: Value =
-        serde_json::from_str(&tool("qemu-img", &args)?).context("qemu-img info printed no JSON")?;
-    let format = info["format"]
-        .as_str()
-        .context("qemu-img info gave no format")?
-        .to_owned();
-    let size = info["virtual-size"]
-        .as_u64()
-        .context("qemu-img info gave no virtual size")?;
-    Ok((format, size))
+    serde_json::from_str(&tool("qemu-img", &args)?)
+        .context("qemu-img info printed no JSON with a format and a virtual size")
+}
+
+/// What `volume import` reports.
+#[derive(Debug, Serialize)]
+struct Imported {
+    imported: String,
+    format: String,
+    virtual_size: u64,
+    volume: VolumeInfo,
 }
 
 async fn import(
@@ -409,36 +278,59 @@ async fn import(
     file: Option<PathBuf>,
     from_url: Option<String>,
     format: Option<String>,
-    as_json: bool,
+    out: Output,
 ) -> anyhow::Result<()> {
     let download = match &from_url {
-        Some(url) => {
-            let path =
-                std::env::temp_dir().join(format!("photon-import-{}-{}", std::process::id(), name));
-            eprintln!("downloading {url}");
-            let status = Process::new("curl")
-                .args(["-fL", "--progress-bar", "-o"])
-                .arg(&path)
-                .arg(url)
-                .status()
-                .context("cannot run curl (apt-get install curl)")?;
-            if !status.success() {
-                let _ = std::fs::remove_file(&path);
-                bail!("download of {url} failed ({status})");
-            }
-            Some(path)
-        }
+        Some(url) => Some(download(url, name)?),
         None => None,
     };
     let source = download
         .clone()
         .or(file)
         .context("give an image file or --from-url")?;
-    let result = import_file(client, name, &source, format.as_deref(), as_json).await;
+    let result = import_file(client, name, &source, format.as_deref(), out).await;
     if let Some(path) = download {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// Downloads `url` to a temporary file (with curl).
+fn download(url: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("photon-import-{}-{}", std::process::id(), name));
+    eprintln!("downloading {url}");
+    let status = Process::new("curl")
+        .args(["-fL", "--progress-bar", "-o"])
+        .arg(&path)
+        .arg(url)
+        .status()
+        .context("cannot run curl (apt-get install curl)")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&path);
+        bail!("download of {url} failed ({status})");
+    }
+    Ok(path)
+}
+
+/// The volume to import an image of `virtual_size` bytes into: the existing
+/// one if large enough, else a new one of that size. True if new.
+async fn import_target(
+    client: &mut Client,
+    name: &str,
+    virtual_size: u64,
+) -> anyhow::Result<(VolumeInfo, bool)> {
+    match client.volume_info(name).await {
+        Ok(v) if v.size < virtual_size => bail!(
+            "volume {name} holds {} bytes but the image needs {virtual_size}; grow it with `photon ctl volume resize`",
+            v.size
+        ),
+        Ok(v) => Ok((v, false)),
+        Err(e) if e.code() == Some(Code::NotFound) => {
+            let size = virtual_size.max(1).div_ceil(4096) * 4096;
+            Ok((client.create_volume(name, size, 4096).await?, true))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn import_file(
@@ -446,39 +338,34 @@ async fn import_file(
     name: &str,
     source: &Path,
     format: Option<&str>,
-    as_json: bool,
+    out: Output,
 ) -> anyhow::Result<()> {
-    let (format, virtual_size) = image_info(source, format)?;
-    let existing = info(client, name).await.ok();
-    let fresh = existing.is_none();
-    let volume = match existing {
-        Some(v) => {
-            let size = v["size"].as_u64().unwrap_or(0);
-            if size < virtual_size {
-                bail!("volume {name} holds {size} bytes but the image needs {virtual_size}; grow it with `photon ctl volume resize`");
-            }
-            v
-        }
-        None => {
-            let size = virtual_size.max(1).div_ceil(4096) * 4096;
-            create(client, name, size, 4096).await?
-        }
-    };
-    let (uri, _) = attach(client, name, 3600).await?;
+    let image = image_info(source, format)?;
+    let (volume, fresh) = import_target(client, name, image.virtual_size).await?;
+    let attachment = client.attach_volume(name, 3600).await?;
     let source_text = source.display().to_string();
     let mut args = vec![
-        "convert", "-p", "-n", "-W", "-m", "8", "-f", &format, "-O", "raw",
+        "convert",
+        "-p",
+        "-n",
+        "-W",
+        "-m",
+        "8",
+        "-f",
+        &image.format,
+        "-O",
+        "raw",
     ];
     if fresh {
         // A new volume reads as zeroes: zero runs of the image are skipped.
         args.push("--target-is-zero");
     }
     args.push(&source_text);
-    args.push(&uri);
+    args.push(&attachment.uri);
     eprintln!(
-        "importing {} ({format}, {}) into volume {name}",
-        source.display(),
-        human(virtual_size)
+        "importing {source_text} ({}, {}) into volume {name}",
+        image.format,
+        human(image.virtual_size)
     );
     let status = Process::new("qemu-img")
         .args(&args)
@@ -487,14 +374,15 @@ async fn import_file(
     if !status.success() {
         bail!("qemu-img convert failed ({status})");
     }
-    if as_json {
-        println!(
-            "{}",
-            json!({"imported": name, "format": format, "virtual_size": virtual_size, "volume": volume})
-        );
-    } else {
-        println!("imported {} into volume {name}", source.display());
-    }
+    let report = Imported {
+        imported: name.to_owned(),
+        format: image.format,
+        virtual_size: image.virtual_size,
+        volume,
+    };
+    out.show(&report, |_| {
+        format!("imported {source_text} into volume {name}")
+    });
     Ok(())
 }
 
@@ -516,5 +404,43 @@ mod tests {
         assert_eq!(parse_duration_s("30m"), Ok(1800));
         assert_eq!(parse_duration_s("7d"), Ok(7 * 86400));
         assert!(parse_duration_s("h").is_err());
+    }
+
+    #[test]
+    fn qemu_img_info_reads_format_and_virtual_size() {
+        let text = r#"{"virtual-size": 268435456, "filename": "image.qcow2",
+                       "format": "qcow2", "dirty-flag": false}"#;
+        let info: ImageInfo = serde_json::from_str(text).unwrap();
+        assert_eq!(info.format, "qcow2");
+        assert_eq!(info.virtual_size, 256 << 20);
+    }
+
+    #[test]
+    fn info_text_says_when_allocation_is_unknown() {
+        let v = VolumeInfo {
+            name: "disk1@nightly".into(),
+            id: 7,
+            kind: "snapshot".into(),
+            size: 1 << 30,
+            block_size: 4096,
+            parent: Some("disk1".into()),
+            tenant: "system".into(),
+            project: "default".into(),
+            node: 1,
+            shard: 0,
+            created_ms: 0,
+            allocated_bytes: None,
+        };
+        let text = info_text(&v);
+        assert!(
+            text.starts_with("name             disk1@nightly\n"),
+            "{text}"
+        );
+        assert!(text.contains("parent           disk1\n"), "{text}");
+        assert!(
+            text.contains("size             1073741824 (1.0 GiB)\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("allocated_bytes  unknown\n"), "{text}");
     }
 }

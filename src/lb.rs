@@ -13,7 +13,8 @@ use fiberlb::spec::{
     BackendRecord, StatsSnapshot, VipRecord, BACKEND_PREFIX, LB_PREFIX, VIP_PREFIX,
 };
 use photon_control::raft::KvStateMachine;
-use photon_core::config::Config;
+
+use crate::config::Config;
 
 /// The agent's options from the node's `[lb]` section.
 pub fn agent_options(config: &Config) -> anyhow::Result<AgentOptions> {

@@ -2,12 +2,16 @@
 //! `node` runs a node from a config file, `bench` runs the load generators.
 
 mod api_cmd;
+mod config;
 mod control_plane;
 mod ctl;
 mod ctl_auth;
 mod ctl_bucket;
+mod ctl_cluster;
 mod ctl_iam;
+mod ctl_kv;
 mod ctl_lb;
+mod ctl_output;
 mod ctl_volume;
 mod data_dir;
 mod descriptors;

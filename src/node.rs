@@ -13,9 +13,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use photon_core::admin::AdminService;
-use photon_core::config::{Config, ConfigLoader, LogFormat};
+use photon_core::config::{ConfigLoader, LogFormat};
 use photon_core::listen::Endpoint;
 use photon_core::{EngineBuilder, RunningEngine, StopReason};
+
+use crate::config::Config;
 
 /// Exit code for configuration errors (as for usage errors).
 const EXIT_CONFIG: u8 = 2;
@@ -143,7 +145,7 @@ fn load_config(
     common: &CommonArgs,
     mut flags: Vec<(String, String)>,
 ) -> anyhow::Result<Config> {
-    let mut loader = ConfigLoader::new();
+    let mut loader = ConfigLoader::<Config>::new();
     if let Some(path) = file {
         loader = loader.file(path)?;
     }
@@ -248,14 +250,14 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
             .extra_metrics
             .push(Arc::new(link.agent.metrics_source()));
     }
-    let mut builder = EngineBuilder::new(config.clone()).service::<AdminService>(admin);
+    let mut builder = EngineBuilder::new(config.core()).service::<AdminService>(admin);
     let mut dev_credentials = None;
     let nbd_address = Arc::new(std::sync::Mutex::new(None));
     if has_role("control") {
         let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
         let storage = if has_role("storage") {
             let depth = config.engine.control_queue_depth;
-            let shards = config.shard_count();
+            let shards = config.engine.shard_count();
             let (s3_link, s3_control) = photon_core::link::link(shards, depth);
             let params = crate::storage::s3_params(&config, node_config.directory.clone(), s3_link);
             builder = builder.service::<lightningstor::S3Service>(params);
@@ -330,25 +332,28 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
 /// while it runs (tests and scripts read it; it is removed on exit).
 pub const ENDPOINTS_FILE: &str = "endpoints.json";
 
+/// What [`ENDPOINTS_FILE`] holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct EndpointsFile {
+    pub node: String,
+    pub pid: u32,
+    pub shards: usize,
+    /// Endpoint name (`s3`, `nbd`, `control`, `admin`, ...) to address.
+    pub endpoints: std::collections::BTreeMap<String, std::net::SocketAddr>,
+}
+
 fn write_endpoints_file(
     dir: &Path,
     name: &str,
     engine: &RunningEngine,
     endpoints: &[Endpoint],
 ) -> anyhow::Result<()> {
-    let mut map = serde_json::Map::new();
-    for e in endpoints {
-        map.insert(
-            e.name.clone(),
-            serde_json::Value::String(e.addr.to_string()),
-        );
-    }
-    let doc = serde_json::json!({
-        "node": name,
-        "pid": std::process::id(),
-        "shards": engine.shards(),
-        "endpoints": map,
-    });
+    let doc = EndpointsFile {
+        node: name.to_owned(),
+        pid: std::process::id(),
+        shards: engine.shards(),
+        endpoints: endpoints.iter().map(|e| (e.name.clone(), e.addr)).collect(),
+    };
     let tmp = dir.join(format!("{ENDPOINTS_FILE}.tmp"));
     let path = dir.join(ENDPOINTS_FILE);
     std::fs::write(&tmp, serde_json::to_vec_pretty(&doc)?)

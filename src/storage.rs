@@ -14,9 +14,10 @@ use lightningstor::{
 };
 use photon_control::proposer::Proposer;
 use photon_control::resource::bucket::{self, BucketWriteError, EmptyProbe};
-use photon_core::config::Config;
 use photon_core::mailbox::{MailboxReceiver, MailboxSender};
 use photon_iam::{model, password, records, Directory};
+
+use crate::config::Config;
 
 /// The file, in the data directory, with the dev administrator's S3
 /// credentials as environment variables.

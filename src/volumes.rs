@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use coronafs::{NbdParams, VolumeCommand, VolumeControlEnd, VolumeEvent, VolumeOp};
 use photon_control::resource::volume::{ShardOps, StoreOp};
-use photon_core::config::Config;
 use photon_core::mailbox::MailboxSender;
 use photon_iam::Directory;
+
+use crate::config::Config;
 
 /// How long the volume API waits for an owner shard.
 const SHARD_OP_TIMEOUT: Duration = Duration::from_secs(30);

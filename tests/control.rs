@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{block_on, ctl_as, ctl_json_as, Cluster, Dev};
-use photon_control::client::Client;
+use photon_control::client::{Client, ClientError, Code};
 use photon_control::kv::{PutRequest, RangeRequest};
 
 #[test]
@@ -181,6 +181,33 @@ fn three_nodes_survive_leader_kill_9_without_losing_acknowledged_writes() {
         "a healthy cluster acknowledges every write"
     );
     assert!(leader != 0);
+
+    // A follower's "not the leader" names the leader in typed fields (the
+    // client follows them; a pinned client shows them).
+    let follower = *endpoints
+        .iter()
+        .find(|a| **a != cluster.addresses[&leader])
+        .unwrap();
+    let refusal = block_on(async {
+        let mut pinned = Cluster::client(vec![follower], &token).pinned();
+        pinned
+            .put(PutRequest {
+                key: b"w/pinned".to_vec(),
+                value: b"x".to_vec(),
+                ..PutRequest::default()
+            })
+            .await
+    });
+    match refusal {
+        Err(ClientError::Api(e)) => {
+            assert_eq!(e.code, Code::NotLeader, "{e}");
+            assert!(e.retryable());
+            let hint = e.leader.expect("a follower that knows the leader names it");
+            assert_eq!(hint.id, leader);
+            assert_eq!(hint.address, cluster.addresses[&leader].to_string());
+        }
+        other => panic!("a follower must refuse a write with a leader hint: {other:?}"),
+    }
 
     // kill -9 the leader, keep writing through the survivors.
     cluster.kill9(leader);

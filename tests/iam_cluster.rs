@@ -8,44 +8,56 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{block_on, Cluster};
-use photon_control::client::{Client, ClientError};
+use photon_control::client::Client;
 
 /// Asks `node` itself (no redirect to the leader) who `token` is.
 async fn whoami_on(node: SocketAddr, token: &str) -> Result<String, String> {
-    let answer = async {
-        let bootstrap = photon_control::rpc::connect(node).await?;
-        let mut call = bootstrap.authenticate_request();
-        call.get().set_token(token);
-        let session = call.send().pipeline.get_session();
-        let reply = session.whoami_request().send().promise.await?;
-        Ok::<_, capnp::Error>(reply.get()?.get_identity()?.get_token_id()?.to_string()?)
-    };
-    answer.await.map_err(|e| e.to_string())
+    let mut client = Client::with_token(vec![node], token.to_owned())
+        .map_err(|e| e.to_string())?
+        .pinned();
+    client
+        .whoami()
+        .await
+        .map(|identity| identity.token_id)
+        .map_err(|e| e.to_string())
 }
 
-async fn revoke(client: &mut Client, token: &str) -> Result<(), ClientError> {
-    let token = token.to_owned();
-    client
-        .with_iam(|iam| {
-            let token = token.clone();
-            async move {
-                let mut call = iam.revoke_token_request();
-                call.get().set_token(&token);
-                call.send().promise.await?;
-                Ok(())
+/// Waits until `node` accepts `token` (it may apply records a moment after
+/// the leader), or gives the last refusal once `within` has passed.
+async fn accepted_within(node: SocketAddr, token: &str, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match whoami_on(node, token).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Asserts that every node refuses `revoked` as revoked within a second of
+/// `started` (the revoke call).
+async fn refused_within_a_second(nodes: &[(u64, SocketAddr)], revoked: &str, started: Instant) {
+    for (id, node) in nodes {
+        loop {
+            match whoami_on(*node, revoked).await {
+                Err(e) if e.contains("revoked") => break,
+                Err(e) => panic!("node {id}: unexpected refusal {e}"),
+                Ok(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(1),
+                        "node {id} still accepts the revoked token after {:?}",
+                        started.elapsed()
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
-        })
-        .await
-}
-
-async fn rotate(client: &mut Client) -> String {
-    client
-        .with_iam(|iam| async move {
-            let reply = iam.rotate_signing_key_request().send().promise.await?;
-            Ok(reply.get()?.get_key_id()?.to_string()?)
-        })
-        .await
-        .unwrap()
+        }
+        eprintln!(
+            "node {id} refuses the revoked token {:?} after the revoke call",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -65,47 +77,23 @@ fn revocation_rotation_and_restart_on_three_nodes() {
         // bootstrap records, a moment after the leader).
         for (id, node) in &nodes {
             for token in [&admin, &victim, &keeper] {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while let Err(e) = whoami_on(*node, token).await {
-                    assert!(
-                        Instant::now() < deadline,
-                        "node {id} refused a valid token: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                accepted_within(*node, token, Duration::from_secs(5))
+                    .await
+                    .unwrap_or_else(|e| panic!("node {id} refused a valid token: {e}"));
             }
         }
 
         // Revoke one token and time until each node refuses it.
         let mut client = Cluster::client(endpoints.clone(), &admin);
         let started = Instant::now();
-        revoke(&mut client, &victim).await.unwrap();
-        for (id, node) in &nodes {
-            loop {
-                match whoami_on(*node, &victim).await {
-                    Err(e) if e.contains("revoked") => break,
-                    Err(e) => panic!("node {id}: unexpected refusal {e}"),
-                    Ok(_) => {
-                        assert!(
-                            started.elapsed() < Duration::from_secs(1),
-                            "node {id} still accepts the revoked token after {:?}",
-                            started.elapsed()
-                        );
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-            }
-            eprintln!(
-                "node {id} refuses the revoked token {:?} after the revoke call",
-                started.elapsed()
-            );
-        }
+        client.revoke_token(&victim).await.unwrap();
+        refused_within_a_second(&nodes, &victim, started).await;
         for (_, node) in &nodes {
             whoami_on(*node, &keeper).await.unwrap();
         }
 
         // Rotate the signing key.
-        rotate(&mut client).await
+        client.rotate_signing_key().await.unwrap()
     });
     // Old tokens keep working everywhere; new tokens are signed by the new
     // key and work everywhere too.
@@ -115,12 +103,10 @@ fn revocation_rotation_and_restart_on_three_nodes() {
             whoami_on(*node, &keeper)
                 .await
                 .unwrap_or_else(|e| panic!("node {id} refused a pre-rotation token: {e}"));
-            let deadline = Instant::now() + Duration::from_secs(5);
             // A follower may apply the new key a moment after the leader.
-            while let Err(e) = whoami_on(*node, &fresh).await {
-                assert!(Instant::now() < deadline, "node {id}: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            accepted_within(*node, &fresh, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("node {id}: {e}"));
         }
     });
 
@@ -132,16 +118,9 @@ fn revocation_rotation_and_restart_on_three_nodes() {
     cluster.start(2);
     let node2 = cluster.addresses[&2];
     block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match whoami_on(node2, &keeper).await {
-                Ok(_) => break,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "restarted node: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        accepted_within(node2, &keeper, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("restarted node: {e}"));
         let refused = whoami_on(node2, &victim).await.unwrap_err();
         assert!(refused.contains("revoked"), "{refused}");
     });
@@ -206,14 +185,8 @@ fn a_remote_directory_follows_the_cluster() {
             directory.clone(),
         ));
         let mut client = Cluster::client(endpoints.clone(), &admin);
-        let (id, secret) = client
-            .with_iam(|iam| async move {
-                let reply = iam.create_access_key_request().send().promise.await?;
-                let r = reply.get()?;
-                Ok((r.get_id()?.to_string()?, r.get_secret()?.to_string()?))
-            })
-            .await
-            .unwrap();
+        let key = client.create_access_key("").await.unwrap();
+        let (id, secret) = (key.access_key_id, key.secret_access_key);
         let deadline = Instant::now() + Duration::from_secs(5);
         let record = loop {
             if let Some(found) = directory.access_key_secret(&id) {
@@ -234,7 +207,7 @@ fn a_remote_directory_follows_the_cluster() {
         let mut verifier = Verifier::new(directory.clone());
         let now = photon_control::rpc::now_ms;
         assert!(verifier.verify(&user_token, now()).is_ok());
-        revoke(&mut client, &user_token).await.unwrap();
+        client.revoke_token(&user_token).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while verifier.verify(&user_token, now()).is_ok() {
             assert!(Instant::now() < deadline, "the revocation never arrived");
@@ -244,18 +217,7 @@ fn a_remote_directory_follows_the_cluster() {
             verifier.verify(&user_token, now()).unwrap_err(),
             photon_iam::token::TokenError::Revoked
         );
-        client
-            .with_iam(|iam| {
-                let id = id.clone();
-                async move {
-                    let mut call = iam.delete_access_key_request();
-                    call.get().set_id(&id);
-                    call.send().promise.await?;
-                    Ok(())
-                }
-            })
-            .await
-            .unwrap();
+        client.delete_access_key(&id).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while directory.access_key_secret(&id).is_some() {
             assert!(Instant::now() < deadline, "the deletion never arrived");

@@ -30,7 +30,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{admin_password, block_on, ctl_as, ctl_stdin_as, login_as, photon, Dev};
-use photon_control::client::{Client, ClientError};
+use photon_control::client::{Client, ClientError, HealthChange};
 use serde_json::Value;
 
 const VIPS_MAX: usize = 64;
@@ -672,30 +672,17 @@ impl Write {
     }
 
     async fn send(&self, client: &mut Client) -> Result<(), ClientError> {
-        client
-            .with_lb(|api| {
-                let write = self.clone();
-                async move {
-                    match write {
-                        Write::Vip { name, address } => {
-                            let mut call = api.create_vip_request();
-                            call.get().set_name(&name);
-                            call.get().set_address(&address);
-                            call.get().set_port(80);
-                            call.send().promise.await?;
-                        }
-                        Write::Backend { vip, name, address } => {
-                            let mut call = api.add_backend_request();
-                            call.get().set_vip(&vip);
-                            call.get().set_name(&name);
-                            call.get().set_address(&address);
-                            call.send().promise.await?;
-                        }
-                    }
-                    Ok(())
-                }
-            })
-            .await
+        match self {
+            Write::Vip { name, address } => {
+                client
+                    .create_vip(name, address, 80, "", &HealthChange::default())
+                    .await?;
+            }
+            Write::Backend { vip, name, address } => {
+                client.add_backend(vip, name, address, None).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use clap::Args;
 use crossbeam_channel::Sender;
 use http_body_util::Full;
-use photon_core::config::Config;
+use photon_core::config::CoreConfig;
 use photon_core::http::{HttpLimits, HttpMetrics, ServeOptions};
 use photon_core::{BoxError, EngineBuilder, RunningEngine, ShardContext, ShardId, ShardService};
 use serde_json::json;
@@ -259,8 +259,8 @@ fn measure_http(
     Ok((result, (after - before) as f64 / requests_all.max(1.0)))
 }
 
-fn engine_config(cpus: &[usize], spin_us: u64) -> Config {
-    let mut config = Config::default();
+fn engine_config(cpus: &[usize], spin_us: u64) -> CoreConfig {
+    let mut config = CoreConfig::default();
     config.engine.cores = cpus.len();
     config.engine.cpu_list = cpus.to_vec();
     config.engine.spin_before_park_us = spin_us;

@@ -4,6 +4,8 @@
 # its roles (s3:ListBuckets, s3:CreateBucket, s3:DeleteBucket).
 @0xb7c2e4f6a8d01357;
 
+using E = import "error.capnp";
+
 struct BucketInfo {
   name @0 :Text;
   tenant @1 :Text;
@@ -14,8 +16,8 @@ struct BucketInfo {
 
 interface Buckets {
   # The caller's project's buckets (every bucket for the cluster admin).
-  list @0 () -> (buckets :List(BucketInfo));
-  create @1 (name :Text) -> (bucket :BucketInfo);
+  list @0 () -> (buckets :List(BucketInfo), error :E.Error);
+  create @1 (name :Text) -> (bucket :BucketInfo, error :E.Error);
   # Refused while the bucket holds objects or uploads.
-  delete @2 (name :Text) -> ();
+  delete @2 (name :Text) -> (error :E.Error);
 }

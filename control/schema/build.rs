@@ -3,6 +3,7 @@
 
 fn main() {
     let schemas = [
+        "error.capnp",
         "kv.capnp",
         "iam.capnp",
         "raft.capnp",

@@ -4,6 +4,8 @@
 # every call acts in the caller's tenant and is checked against its roles.
 @0xd2a1c4b6e8f00a13;
 
+using E = import "error.capnp";
+
 struct BindingInfo {
   principal @0 :Text;
   project @1 :Text;      # "*": every project, and tenant-level actions
@@ -49,39 +51,39 @@ struct SigningKeyInfo {
 }
 
 interface Iam {
-  whoami @0 () -> (identity :Identity);
+  whoami @0 () -> (identity :Identity, error :E.Error);
   # A new token for the same principal and project (the current one must be valid).
-  refresh @1 (ttlSeconds :UInt32) -> (token :Text, expiresAtMs :UInt64);
+  refresh @1 (ttlSeconds :UInt32) -> (token :Text, expiresAtMs :UInt64, error :E.Error);
   # Revokes one token (your own, or any of your tenant's as its admin).
-  revokeToken @2 (token :Text) -> ();
+  revokeToken @2 (token :Text) -> (error :E.Error);
   # Refuses every token `principal` holds now ("" = yourself).
-  signOut @3 (principal :Text) -> ();
+  signOut @3 (principal :Text) -> (error :E.Error);
 
   # Cluster admin only.
-  createTenant @4 (name :Text, adminName :Text, adminPassword :Text) -> ();
-  listTenants @5 () -> (tenants :List(Text));
-  rotateSigningKey @6 () -> (keyId :Text);
-  listSigningKeys @7 () -> (keys :List(SigningKeyInfo));
+  createTenant @4 (name :Text, adminName :Text, adminPassword :Text) -> (error :E.Error);
+  listTenants @5 () -> (tenants :List(Text), error :E.Error);
+  rotateSigningKey @6 () -> (keyId :Text, error :E.Error);
+  listSigningKeys @7 () -> (keys :List(SigningKeyInfo), error :E.Error);
 
-  createProject @8 (name :Text) -> ();
-  listProjects @9 () -> (projects :List(Text));
+  createProject @8 (name :Text) -> (error :E.Error);
+  listProjects @9 () -> (projects :List(Text), error :E.Error);
 
-  createUser @10 (name :Text, password :Text) -> ();
+  createUser @10 (name :Text, password :Text) -> (error :E.Error);
   # Your own password (name "" or yours), or anyone's as tenant admin.
-  setPassword @11 (name :Text, password :Text) -> ();
-  createServiceAccount @12 (name :Text) -> (secret :Text);
-  deletePrincipal @13 (name :Text) -> ();
-  listPrincipals @14 () -> (principals :List(PrincipalInfo));
+  setPassword @11 (name :Text, password :Text) -> (error :E.Error);
+  createServiceAccount @12 (name :Text) -> (secret :Text, error :E.Error);
+  deletePrincipal @13 (name :Text) -> (error :E.Error);
+  listPrincipals @14 () -> (principals :List(PrincipalInfo), error :E.Error);
 
   # S3 access keys act as `principal` ("" = yourself) in your token's project.
-  createAccessKey @15 (principal :Text) -> (id :Text, secret :Text);
-  listAccessKeys @16 (principal :Text) -> (keys :List(AccessKeyInfo));
-  deleteAccessKey @17 (id :Text) -> ();
+  createAccessKey @15 (principal :Text) -> (id :Text, secret :Text, error :E.Error);
+  listAccessKeys @16 (principal :Text) -> (keys :List(AccessKeyInfo), error :E.Error);
+  deleteAccessKey @17 (id :Text) -> (error :E.Error);
 
-  putRole @18 (name :Text, statements :Text) -> ();
-  deleteRole @19 (name :Text) -> ();
-  listRoles @20 () -> (roles :List(RoleInfo));
-  bind @21 (binding :BindingInfo) -> ();
-  unbind @22 (binding :BindingInfo) -> ();
-  listBindings @23 (principal :Text) -> (bindings :List(BindingInfo));
+  putRole @18 (name :Text, statements :Text) -> (error :E.Error);
+  deleteRole @19 (name :Text) -> (error :E.Error);
+  listRoles @20 () -> (roles :List(RoleInfo), error :E.Error);
+  bind @21 (binding :BindingInfo) -> (error :E.Error);
+  unbind @22 (binding :BindingInfo) -> (error :E.Error);
+  listBindings @23 (principal :Text) -> (bindings :List(BindingInfo), error :E.Error);
 }

@@ -3,6 +3,8 @@
 # by Raft. This file is the API contract; `photon ctl` and every service use it.
 @0xb85657a65aa4a623;
 
+using E = import "error.capnp";
+
 struct KeyValue {
   key @0 :Data;
   value @1 :Data;
@@ -132,18 +134,18 @@ interface WatchHandle {
 }
 
 interface Kv {
-  range @0 (request :RangeRequest) -> (response :RangeResponse);
-  put @1 (request :PutRequest) -> (response :PutResponse);
-  deleteRange @2 (request :DeleteRangeRequest) -> (response :DeleteRangeResponse);
-  txn @3 (request :TxnRequest) -> (response :TxnResponse);
-  compact @4 (revision :Int64) -> (revision :Int64);
+  range @0 (request :RangeRequest) -> (response :RangeResponse, error :E.Error);
+  put @1 (request :PutRequest) -> (response :PutResponse, error :E.Error);
+  deleteRange @2 (request :DeleteRangeRequest) -> (response :DeleteRangeResponse, error :E.Error);
+  txn @3 (request :TxnRequest) -> (response :TxnResponse, error :E.Error);
+  compact @4 (revision :Int64) -> (revision :Int64, error :E.Error);
 
-  leaseGrant @5 (id :Int64, ttlMs :UInt64) -> (id :Int64, ttlMs :UInt64);
-  leaseRevoke @6 (id :Int64) -> (revision :Int64);
-  leaseKeepAlive @7 (id :Int64) -> (ttlMs :UInt64);
-  leaseTimeToLive @8 (id :Int64, keys :Bool) -> (grantedTtlMs :UInt64, remainingMs :UInt64, keys :List(Data));
+  leaseGrant @5 (id :Int64, ttlMs :UInt64) -> (id :Int64, ttlMs :UInt64, error :E.Error);
+  leaseRevoke @6 (id :Int64) -> (revision :Int64, error :E.Error);
+  leaseKeepAlive @7 (id :Int64) -> (ttlMs :UInt64, error :E.Error);
+  leaseTimeToLive @8 (id :Int64, keys :Bool) -> (grantedTtlMs :UInt64, remainingMs :UInt64, keys :List(Data), error :E.Error);
 
   # Watch a key or range from `startRevision` (0: from now on).
   watch @9 (key :Data, rangeEnd :Data, startRevision :Int64, prevKv :Bool, watcher :Watcher)
-        -> (handle :WatchHandle, revision :Int64);
+        -> (handle :WatchHandle, revision :Int64, error :E.Error);
 }

@@ -7,6 +7,8 @@
 # lb/vip/<vip>/backend/<name>; lb:GetStats on lb/stats.
 @0xc320cbf6c3d5ce73;
 
+using E = import "error.capnp";
+
 # A health check, or (in setHealth) a change to one. Fields left unset ("",
 # -1) keep the current value (setHealth) or take the default (createVip:
 # tcp, the VIP's port, 1000 ms, 500 ms, rise 2, fall 2). Numbers are wider
@@ -47,21 +49,21 @@ struct Backend {
 }
 
 interface Lb {
-  listVips @0 () -> (vips :List(Vip));
+  listVips @0 () -> (vips :List(Vip), error :E.Error);
   # The address, port and protocol must be free in the whole cluster.
   createVip @1 (name :Text, address :Text, port :UInt16, protocol :Text, health :HealthCheck)
-      -> (vip :Vip);
-  vipInfo @2 (name :Text) -> (vip :Vip, backends :List(Backend));
-  setHealth @3 (name :Text, health :HealthCheck) -> (vip :Vip);
+      -> (vip :Vip, error :E.Error);
+  vipInfo @2 (name :Text) -> (vip :Vip, backends :List(Backend), error :E.Error);
+  setHealth @3 (name :Text, health :HealthCheck) -> (vip :Vip, error :E.Error);
   # Refused while the VIP has backends.
-  deleteVip @4 (name :Text) -> ();
-  addBackend @5 (vip :Text, name :Text, address :Text, weight :UInt32 = 100) -> (backend :Backend);
-  listBackends @6 (vip :Text) -> (backends :List(Backend));
-  setWeight @7 (vip :Text, name :Text, weight :UInt32) -> (backend :Backend);
-  removeBackend @8 (vip :Text, name :Text) -> ();
+  deleteVip @4 (name :Text) -> (error :E.Error);
+  addBackend @5 (vip :Text, name :Text, address :Text, weight :UInt32 = 100) -> (backend :Backend, error :E.Error);
+  listBackends @6 (vip :Text) -> (backends :List(Backend), error :E.Error);
+  setWeight @7 (vip :Text, name :Text, weight :UInt32) -> (backend :Backend, error :E.Error);
+  removeBackend @8 (vip :Text, name :Text) -> (error :E.Error);
   # The counters of this node's load balancer agent, only for the caller's
   # VIPs and backends (node-wide counters for cluster administrators only),
   # as the JSON of fiberlb::spec::StatsSnapshot. running = false (and
   # reason) when this node runs no agent.
-  stats @9 () -> (running :Bool, reason :Text, node :UInt64, snapshotJson :Text);
+  stats @9 () -> (running :Bool, reason :Text, node :UInt64, snapshotJson :Text, error :E.Error);
 }

@@ -2,6 +2,8 @@
 # in the same rkyv record encoding the log store writes to disk.
 @0x8a6e691f2703a405;
 
+using E = import "error.capnp";
+
 struct LogId {
   term @0 :UInt64;
   nodeId @1 :UInt64;
@@ -59,16 +61,19 @@ struct ClusterStatus {
 }
 
 interface Cluster {
-  status @0 () -> (status :ClusterStatus);
-  addLearner @1 (nodeId :UInt64, address :Text) -> ();
-  promote @2 (nodeId :UInt64) -> ();
-  remove @3 (nodeId :UInt64) -> ();
+  status @0 () -> (status :ClusterStatus, error :E.Error);
+  addLearner @1 (nodeId :UInt64, address :Text) -> (error :E.Error);
+  promote @2 (nodeId :UInt64) -> (error :E.Error);
+  remove @3 (nodeId :UInt64) -> (error :E.Error);
 }
 
 # What an authenticated caller gets: capabilities scoped to its token's
-# tenant and project, each call checked against its roles.
+# tenant and project, each call checked against its roles. The getters
+# (iam, kv, ...) never fail, so calls pipeline on them without a round trip;
+# every call on what they return checks the token again and answers a bad
+# one with an `unauthenticated` error.
 interface Session {
-  whoami @0 () -> (identity :import "iam.capnp".Identity);
+  whoami @0 () -> (identity :import "iam.capnp".Identity, error :E.Error);
   iam @1 () -> (iam :import "iam.capnp".Iam);
   kv @2 () -> (kv :import "kv.capnp".Kv);
   cluster @3 () -> (cluster :Cluster);
@@ -82,7 +87,10 @@ interface Session {
 # cluster key.
 interface Node {
   login @0 (tenant :Text, principal :Text, secret :Text, project :Text, ttlSeconds :UInt32)
-      -> (token :Text, expiresAtMs :UInt64);
-  authenticate @1 (token :Text) -> (session :Session);
+      -> (token :Text, expiresAtMs :UInt64, error :E.Error);
+  # The session is returned even for a bad token (its calls then answer
+  # `unauthenticated`), so a client may pipeline on it; `error` says at once.
+  authenticate @1 (token :Text) -> (session :Session, error :E.Error);
+  # Node to node (Raft); fails with a Cap'n Proto exception.
   peer @2 (proof :Data) -> (raft :Raft);
 }

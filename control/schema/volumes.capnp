@@ -5,6 +5,8 @@
 # volume:Resize, volume:Snapshot, volume:Clone, volume:Delete, volume:Attach).
 @0xe3c1a7b5d9f20468;
 
+using E = import "error.capnp";
+
 struct VolumeInfo {
   name @0 :Text;            # "vol" or, for a snapshot, "vol@snap"
   id @1 :UInt64;
@@ -22,17 +24,17 @@ struct VolumeInfo {
 }
 
 interface Volumes {
-  list @0 () -> (volumes :List(VolumeInfo));
-  create @1 (name :Text, size :UInt64, blockSize :UInt32) -> (volume :VolumeInfo);
-  info @2 (name :Text) -> (volume :VolumeInfo);
+  list @0 () -> (volumes :List(VolumeInfo), error :E.Error);
+  create @1 (name :Text, size :UInt64, blockSize :UInt32) -> (volume :VolumeInfo, error :E.Error);
+  info @2 (name :Text) -> (volume :VolumeInfo, error :E.Error);
   # Grows a volume (never shrinks); connected clients see the new size
   # when they reconnect.
-  resize @3 (name :Text, size :UInt64) -> (volume :VolumeInfo);
+  resize @3 (name :Text, size :UInt64) -> (volume :VolumeInfo, error :E.Error);
   # Freezes volume `name` as the read-only `name@snapshot`.
-  snapshot @4 (name :Text, snapshot :Text) -> (volume :VolumeInfo);
+  snapshot @4 (name :Text, snapshot :Text) -> (volume :VolumeInfo, error :E.Error);
   # A new writable volume `name` sharing the extents of `snapshot` (vol@snap).
-  cloneSnapshot @5 (snapshot :Text, name :Text) -> (volume :VolumeInfo);
-  delete @6 (name :Text) -> ();
+  cloneSnapshot @5 (snapshot :Text, name :Text) -> (volume :VolumeInfo, error :E.Error);
+  delete @6 (name :Text) -> (error :E.Error);
   # An attach token for the volume, and the nbd:// URI that carries it.
-  attach @7 (name :Text, ttlSeconds :UInt32) -> (uri :Text, token :Text, expiresAtMs :UInt64);
+  attach @7 (name :Text, ttlSeconds :UInt32) -> (uri :Text, token :Text, expiresAtMs :UInt64, error :E.Error);
 }

@@ -10,7 +10,9 @@
 //! It must never import the data-plane crates (storage, ebpf, vmm) nor
 //! `photon-core`'s shard types: the control plane runs on its own thread.
 
+pub mod api_error;
 pub mod client;
+pub mod config;
 pub mod iam_node;
 pub mod kv;
 pub mod lincheck;

@@ -32,8 +32,9 @@ struct Pending {
     reply: tokio::sync::oneshot::Sender<Result<CommandResponse, ProposeError>>,
 }
 
-/// Prefix of the error a follower returns for a request only the leader can
-/// serve; the client library parses the rest (`leader <id> at <address>`).
+/// Prefix of the message of a follower's refusal of a request only the
+/// leader can serve (the leader's id and address travel as typed fields,
+/// [`crate::api_error::ApiError::leader`]).
 pub const NOT_LEADER: &str = "not the leader";
 
 /// The leader a follower knows of, if any.

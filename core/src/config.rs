@@ -1,19 +1,22 @@
 //! Node configuration: one TOML file, overridden by `PHOTON_<SECTION>_<KEY>`
 //! environment variables, overridden by command-line flags, validated once at
 //! start. Every error names the key and the reason.
+//!
+//! Each `[section]` belongs to the crate that uses it: its struct (keys,
+//! defaults) and its checks implement [`Section`] there. This module owns the
+//! loader ([`ConfigLoader`]), the error, and the engine's own sections
+//! (`node`, `engine`, `admin`, `log`, `shutdown`, `limits`, together
+//! [`CoreConfig`]). The binary composes every section into one file type
+//! ([`Sections`]), which lists the section names and adds the checks that
+//! span sections.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-/// The sections of the file. Environment variables are matched against these
-/// (a section name never contains `_`, so `PHOTON_ENGINE_IO_MEMORY_MIB` is
-/// unambiguously `engine.io_memory_mib`).
-const SECTIONS: &[&str] = &[
-    "node", "engine", "admin", "control", "iam", "s3", "nbd", "lb", "log", "shutdown", "limits",
-];
 
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "PHOTON_";
@@ -38,21 +41,71 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-/// The whole node configuration.
+impl ConfigError {
+    /// `key` (`section.key`) holds a value its section refuses.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One `[section]` of the file, owned by the crate that uses it: its keys
+/// (serde, `deny_unknown_fields`), its defaults and the checks of its own
+/// values.
+pub trait Section: Default + Serialize + DeserializeOwned {
+    /// The section's name in the file and in `PHOTON_<SECTION>_<KEY>`; never
+    /// contains `_`.
+    const NAME: &'static str;
+
+    /// Checks every value against its limit; the first violation is reported.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// A whole config file: the sections it is composed of, validated together.
+pub trait Sections: DeserializeOwned {
+    /// The names of its sections. Environment variables and overrides are
+    /// matched against these (a section name never contains `_`, so
+    /// `PHOTON_ENGINE_IO_MEMORY_MIB` is unambiguously `engine.io_memory_mib`).
+    const NAMES: &'static [&'static str];
+
+    /// Every section's checks, then those that span sections; the first
+    /// violation is reported.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// The engine's sections: what [`crate::EngineBuilder`] runs on and
+/// [`crate::ShardContext::config`] shows every service.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct CoreConfig {
     pub node: NodeConfig,
     pub engine: EngineConfig,
     pub admin: AdminConfig,
-    pub control: ControlConfig,
-    pub iam: IamConfig,
-    pub s3: S3Config,
-    pub nbd: NbdConfig,
-    pub lb: LbConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub limits: LimitsConfig,
+}
+
+impl Sections for CoreConfig {
+    const NAMES: &'static [&'static str] = &[
+        NodeConfig::NAME,
+        EngineConfig::NAME,
+        AdminConfig::NAME,
+        LogConfig::NAME,
+        ShutdownConfig::NAME,
+        LimitsConfig::NAME,
+    ];
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.node.validate()?;
+        self.engine.validate()?;
+        self.admin.validate()?;
+        self.log.validate()?;
+        self.shutdown.validate()?;
+        self.limits.validate()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,192 +151,6 @@ pub struct EngineConfig {
 pub struct AdminConfig {
     /// Address of the admin HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub listen: SocketAddr,
-}
-
-/// Identity and access (tokens, sealed secrets) of a node with the `control` role.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct IamConfig {
-    /// File holding the cluster key (64 hex characters, mode 0600) that seals
-    /// secrets in the KV and authenticates Raft peers; the same file on every
-    /// node. Unset: `<data_dir>/control/cluster.key`, created on first start
-    /// (fine for one node; a multi-node cluster must set it).
-    pub cluster_key_file: Option<PathBuf>,
-    /// Lifetime of a token when the caller asks for none, in seconds.
-    pub token_ttl_default_s: u64,
-    /// Longest token lifetime a caller may ask for, in seconds; a rotated-out
-    /// signing key keeps verifying this long.
-    pub token_ttl_max_s: u64,
-}
-
-impl Default for IamConfig {
-    fn default() -> Self {
-        Self {
-            cluster_key_file: None,
-            token_ttl_default_s: 3_600,
-            token_ttl_max_s: 12 * 3_600,
-        }
-    }
-}
-
-/// LightningStor, the S3 service of a node with the `storage` role.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct S3Config {
-    /// Address of the S3 endpoint (every shard serves it).
-    pub listen: SocketAddr,
-    /// The region clients sign requests for.
-    pub region: String,
-    /// Domains for virtual-host-style requests (`<bucket>.<domain>`).
-    pub domains: Vec<String>,
-    /// Size of each segment file of the object store, in MiB.
-    pub segment_mib: u64,
-    /// Seconds that chunks of a replaced or deleted object stay readable
-    /// for GETs already streaming them.
-    pub garbage_grace_s: u64,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
-            region: "us-east-1".into(),
-            domains: Vec::new(),
-            segment_mib: 256,
-            garbage_grace_s: 30,
-        }
-    }
-}
-
-/// CoronaFS, the NBD volume service of a node with the `storage` role.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct NbdConfig {
-    /// Address of the NBD endpoint (every shard serves it).
-    pub listen: SocketAddr,
-    /// A shard's volume journal is checkpointed and restarted past this
-    /// many MiB.
-    pub journal_mib: u64,
-}
-
-impl Default for NbdConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 10809)),
-            journal_mib: 64,
-        }
-    }
-}
-
-/// FiberLB, the XDP load balancer of a node with the `edge` role: which
-/// interface its program sits on and how it reaches the backends.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LbConfig {
-    /// Interface the XDP program attaches to ("" = no data plane: the API
-    /// keeps the records, nothing is steered or probed).
-    pub interface: String,
-    /// `native` (driver mode), `generic` (SKB mode) or `auto` (kernel's choice).
-    pub xdp_mode: String,
-    /// Outer source address of IPv4 tunnels (default: the interface's first IPv4).
-    pub src_v4: Option<std::net::Ipv4Addr>,
-    /// Outer source address of IPv6 tunnels (default: the interface's first global IPv6).
-    pub src_v6: Option<std::net::Ipv6Addr>,
-    /// Path MTU toward the backends (0 = the interface's MTU).
-    pub mtu: u32,
-    /// Find next hops with the kernel's FIB (`bpf_fib_lookup`).
-    pub fib: bool,
-    /// Static next-hop MAC ("aa:bb:cc:dd:ee:ff"; used when the FIB has no answer).
-    pub neighbour_mac: Option<String>,
-}
-
-impl Default for LbConfig {
-    fn default() -> Self {
-        Self {
-            interface: String::new(),
-            xdp_mode: "native".into(),
-            src_v4: None,
-            src_v6: None,
-            mtu: 0,
-            fib: true,
-            neighbour_mac: None,
-        }
-    }
-}
-
-/// The replicated control plane (Raft KV) of a node with the `control` role.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlConfig {
-    /// This node's Raft id, unique in the cluster, at least 1.
-    pub node_id: u64,
-    /// Address of the Cap'n Proto API (clients and peers).
-    pub listen: SocketAddr,
-    /// Address peers and clients use to reach this node, when it differs.
-    pub advertise: Option<SocketAddr>,
-    /// `id=host:port` of every member, to initialize a new cluster with.
-    /// Empty: join an existing cluster (`photon ctl cluster add`).
-    pub initial_members: Vec<String>,
-    pub heartbeat_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    /// Snapshot (and purge the log) every this many entries.
-    pub snapshot_every_entries: u64,
-    /// Entries kept in the log behind the latest snapshot, so a briefly lagging
-    /// follower catches up from the log instead of a whole snapshot.
-    pub snapshot_keep_entries: u64,
-    /// Client proposals a node lets wait for commit at once (back-pressure).
-    pub proposals_pending_max: usize,
-    /// Watches one client connection may hold.
-    pub watches_per_connection_max: usize,
-    /// Space kept aside on the control plane's disk (MiB), released when
-    /// the disk fills so Raft keeps its log and metadata writable; while
-    /// released, writes that add data are refused (`photon_core::reserve`).
-    pub reserve_mib: u64,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        Self {
-            node_id: 1,
-            listen: SocketAddr::from(([127, 0, 0, 1], 9500)),
-            advertise: None,
-            initial_members: Vec::new(),
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
-            snapshot_every_entries: 10_000,
-            snapshot_keep_entries: 1_000,
-            proposals_pending_max: 4_096,
-            watches_per_connection_max: 1_024,
-            reserve_mib: 32,
-        }
-    }
-}
-
-impl ControlConfig {
-    /// `initial_members` parsed into (id, address) pairs.
-    pub fn members(&self) -> Result<Vec<(u64, SocketAddr)>, ConfigError> {
-        self.initial_members
-            .iter()
-            .map(|m| {
-                let bad = |reason: &str| ConfigError::Invalid {
-                    key: "control.initial_members".into(),
-                    reason: format!("`{m}`: {reason} (expected id=host:port)"),
-                };
-                let (id, addr) = m.split_once('=').ok_or_else(|| bad("no `=`"))?;
-                let id: u64 = id.trim().parse().map_err(|_| bad("id is not a number"))?;
-                let addr: SocketAddr = addr
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("address is not host:port"))?;
-                if id == 0 {
-                    return Err(bad("id 0 is reserved"));
-                }
-                Ok((id, addr))
-            })
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -414,6 +281,17 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// The number of shards this config asks for, resolved against the machine.
+    pub fn shard_count(&self) -> usize {
+        if self.cores == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.cores
+        }
+    }
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
@@ -439,13 +317,213 @@ impl Default for ShutdownConfig {
     }
 }
 
-/// Builds a [`Config`] from layers: defaults, a file, the environment, flags.
-#[derive(Debug, Default)]
-pub struct ConfigLoader {
-    table: toml::Table,
+impl Section for NodeConfig {
+    const NAME: &'static str = "node";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() || self.name.len() > 63 {
+            return Err(ConfigError::invalid(
+                "node.name",
+                "must be 1 to 63 characters",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("node.data_dir", "must not be empty"));
+        }
+        if let Some(role) = self
+            .roles
+            .iter()
+            .find(|r| !limits::ROLES.contains(&r.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "node.roles",
+                format!(
+                    "unknown role `{role}` (expected one of {})",
+                    limits::ROLES.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
-impl ConfigLoader {
+impl Section for EngineConfig {
+    const NAME: &'static str = "engine";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use limits::*;
+        let above = |key: &str, value: u64, limit: u64| {
+            Err(ConfigError::invalid(
+                key,
+                format!("{value} is above the limit {limit}"),
+            ))
+        };
+        if self.cores > CORES_MAX {
+            return above("engine.cores", self.cores as u64, CORES_MAX as u64);
+        }
+        if let Some(cpu) = self.cpu_list.iter().find(|c| **c >= CORES_MAX) {
+            return Err(ConfigError::invalid(
+                "engine.cpu_list",
+                format!("CPU {cpu} is above the limit {CORES_MAX}"),
+            ));
+        }
+        if self.io_memory_mib > IO_MEMORY_MIB_MAX {
+            let (value, limit) = (self.io_memory_mib as u64, IO_MEMORY_MIB_MAX as u64);
+            return above("engine.io_memory_mib", value, limit);
+        }
+        if self.spin_before_park_us > SPIN_BEFORE_PARK_US_MAX {
+            let value = self.spin_before_park_us;
+            return above("engine.spin_before_park_us", value, SPIN_BEFORE_PARK_US_MAX);
+        }
+        if self.preempt_timer_ms == 0 {
+            return Err(ConfigError::invalid(
+                "engine.preempt_timer_ms",
+                "must be at least 1",
+            ));
+        }
+        for (key, value, max) in [
+            (
+                "engine.mesh_queue_depth",
+                self.mesh_queue_depth,
+                MESH_QUEUE_DEPTH_MAX,
+            ),
+            (
+                "engine.forwarded_inflight_max",
+                self.forwarded_inflight_max,
+                FORWARDED_INFLIGHT_MAX,
+            ),
+            (
+                "engine.calls_pending_max",
+                self.calls_pending_max,
+                CALLS_PENDING_MAX,
+            ),
+            (
+                "engine.control_queue_depth",
+                self.control_queue_depth,
+                CONTROL_QUEUE_DEPTH_MAX,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{value} is outside 1..={max}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Section for AdminConfig {
+    const NAME: &'static str = "admin";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+impl Section for LogConfig {
+    const NAME: &'static str = "log";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .filter
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "log.filter",
+                format!("`{}` is not a valid filter", self.filter),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Section for ShutdownConfig {
+    const NAME: &'static str = "shutdown";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use limits::DRAIN_TIMEOUT_MS_MAX;
+        if self.drain_timeout_ms > DRAIN_TIMEOUT_MS_MAX {
+            return Err(ConfigError::invalid(
+                "shutdown.drain_timeout_ms",
+                format!(
+                    "{} is above the limit {DRAIN_TIMEOUT_MS_MAX}",
+                    self.drain_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Section for LimitsConfig {
+    const NAME: &'static str = "limits";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.connections_per_listener == 0 || self.connections_per_listener > 1 << 24 {
+            return Err(ConfigError::invalid(
+                "limits.connections_per_listener",
+                "must be 1 to 16777216",
+            ));
+        }
+        if self.unauthenticated_per_listener == 0
+            || self.unauthenticated_per_listener > self.connections_per_listener
+        {
+            return Err(ConfigError::invalid(
+                "limits.unauthenticated_per_listener",
+                "must be 1 to limits.connections_per_listener",
+            ));
+        }
+        if self.unauthenticated_per_source == 0 {
+            return Err(ConfigError::invalid(
+                "limits.unauthenticated_per_source",
+                "must be at least 1",
+            ));
+        }
+        for (key, ms) in [
+            ("limits.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("limits.idle_timeout_ms", self.idle_timeout_ms),
+            ("limits.body_idle_timeout_ms", self.body_idle_timeout_ms),
+        ] {
+            if !(100..=86_400_000).contains(&ms) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be 100 to 86400000 (one day)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a config file `C` (every section the binary composes, or just the
+/// engine's [`CoreConfig`]) from layers: defaults, a file, the environment,
+/// flags.
+pub struct ConfigLoader<C> {
+    table: toml::Table,
+    sections: PhantomData<fn() -> C>,
+}
+
+impl<C> std::fmt::Debug for ConfigLoader<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigLoader")
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+impl<C: Sections> Default for ConfigLoader<C> {
+    fn default() -> Self {
+        Self {
+            table: toml::Table::new(),
+            sections: PhantomData,
+        }
+    }
+}
+
+impl<C: Sections> ConfigLoader<C> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -478,7 +556,7 @@ impl ConfigLoader {
             let Some((section, key)) = lower.split_once('_') else {
                 continue;
             };
-            if !SECTIONS.contains(&section) || key.is_empty() {
+            if !C::NAMES.contains(&section) || key.is_empty() {
                 continue;
             }
             let path = format!("{section}.{key}");
@@ -497,10 +575,10 @@ impl ConfigLoader {
         let Some((section, key)) = path.split_once('.') else {
             return Err(err("expected `section.key`".into()));
         };
-        if !SECTIONS.contains(&section) {
+        if !C::NAMES.contains(&section) {
             return Err(err(format!(
                 "unknown section `{section}` (expected one of {})",
-                SECTIONS.join(", ")
+                C::NAMES.join(", ")
             )));
         }
         let parsed = parse_scalar(value);
@@ -533,9 +611,9 @@ impl ConfigLoader {
     }
 
     /// Deserializes and validates.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    pub fn build(self) -> Result<C, ConfigError> {
         let value = toml::Value::Table(self.table);
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let config: C = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Invalid {
                 key: if key == "." { "(root)".into() } else { key },
@@ -556,212 +634,5 @@ fn parse_scalar(value: &str) -> toml::Value {
             .remove("v")
             .unwrap_or_else(|| toml::Value::String(value.into())),
         Err(_) => toml::Value::String(value.to_string()),
-    }
-}
-
-impl Config {
-    /// Checks every value against its limit; the first violation is reported.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        use limits::*;
-        let bad = |key: &str, reason: String| {
-            Err(ConfigError::Invalid {
-                key: key.to_string(),
-                reason,
-            })
-        };
-        if self.node.name.is_empty() || self.node.name.len() > 63 {
-            return bad("node.name", "must be 1 to 63 characters".into());
-        }
-        if self.node.data_dir.as_os_str().is_empty() {
-            return bad("node.data_dir", "must not be empty".into());
-        }
-        for role in &self.node.roles {
-            if !ROLES.contains(&role.as_str()) {
-                return bad(
-                    "node.roles",
-                    format!(
-                        "unknown role `{role}` (expected one of {})",
-                        ROLES.join(", ")
-                    ),
-                );
-            }
-        }
-        if !["native", "generic", "auto"].contains(&self.lb.xdp_mode.as_str()) {
-            return bad(
-                "lb.xdp_mode",
-                format!("`{}` (expected native, generic or auto)", self.lb.xdp_mode),
-            );
-        }
-        if self.lb.mtu != 0 && !(1280..=65535).contains(&self.lb.mtu) {
-            return bad(
-                "lb.mtu",
-                "must be 0 (the interface's) or 1280 to 65535".into(),
-            );
-        }
-        let l = &self.limits;
-        if l.connections_per_listener == 0 || l.connections_per_listener > 1 << 24 {
-            return bad(
-                "limits.connections_per_listener",
-                "must be 1 to 16777216".into(),
-            );
-        }
-        if l.unauthenticated_per_listener == 0
-            || l.unauthenticated_per_listener > l.connections_per_listener
-        {
-            return bad(
-                "limits.unauthenticated_per_listener",
-                "must be 1 to limits.connections_per_listener".into(),
-            );
-        }
-        if l.unauthenticated_per_source == 0 {
-            return bad(
-                "limits.unauthenticated_per_source",
-                "must be at least 1".into(),
-            );
-        }
-        for (key, ms) in [
-            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
-            ("limits.idle_timeout_ms", l.idle_timeout_ms),
-            ("limits.body_idle_timeout_ms", l.body_idle_timeout_ms),
-        ] {
-            if !(100..=86_400_000).contains(&ms) {
-                return bad(key, "must be 100 to 86400000 (one day)".into());
-            }
-        }
-        if !(16..=4096).contains(&self.s3.segment_mib) {
-            return bad("s3.segment_mib", "must be between 16 and 4096".into());
-        }
-        if !(1..=4096).contains(&self.nbd.journal_mib) {
-            return bad("nbd.journal_mib", "must be between 1 and 4096".into());
-        }
-        if self.s3.region.is_empty() || self.s3.region.len() > 32 {
-            return bad("s3.region", "must be 1 to 32 characters".into());
-        }
-        let e = &self.engine;
-        if e.cores > CORES_MAX {
-            return bad(
-                "engine.cores",
-                format!("{} is above the limit {CORES_MAX}", e.cores),
-            );
-        }
-        if let Some(cpu) = e.cpu_list.iter().find(|c| **c >= CORES_MAX) {
-            return bad(
-                "engine.cpu_list",
-                format!("CPU {cpu} is above the limit {CORES_MAX}"),
-            );
-        }
-        if e.io_memory_mib > IO_MEMORY_MIB_MAX {
-            return bad(
-                "engine.io_memory_mib",
-                format!("{} is above the limit {IO_MEMORY_MIB_MAX}", e.io_memory_mib),
-            );
-        }
-        if e.spin_before_park_us > SPIN_BEFORE_PARK_US_MAX {
-            return bad(
-                "engine.spin_before_park_us",
-                format!(
-                    "{} is above the limit {SPIN_BEFORE_PARK_US_MAX}",
-                    e.spin_before_park_us
-                ),
-            );
-        }
-        if e.preempt_timer_ms == 0 {
-            return bad("engine.preempt_timer_ms", "must be at least 1".into());
-        }
-        let iam = &self.iam;
-        if iam.token_ttl_max_s == 0 || iam.token_ttl_max_s > 7 * 24 * 3_600 {
-            return bad("iam.token_ttl_max_s", "must be 1 s to 7 days".into());
-        }
-        if iam.token_ttl_default_s == 0 || iam.token_ttl_default_s > iam.token_ttl_max_s {
-            return bad(
-                "iam.token_ttl_default_s",
-                "must be at least 1 s and at most iam.token_ttl_max_s".into(),
-            );
-        }
-        for (key, value, max) in [
-            (
-                "engine.mesh_queue_depth",
-                e.mesh_queue_depth,
-                MESH_QUEUE_DEPTH_MAX,
-            ),
-            (
-                "engine.forwarded_inflight_max",
-                e.forwarded_inflight_max,
-                FORWARDED_INFLIGHT_MAX,
-            ),
-            (
-                "engine.calls_pending_max",
-                e.calls_pending_max,
-                CALLS_PENDING_MAX,
-            ),
-            (
-                "engine.control_queue_depth",
-                e.control_queue_depth,
-                CONTROL_QUEUE_DEPTH_MAX,
-            ),
-        ] {
-            if value == 0 || value > max {
-                return bad(key, format!("{value} is outside 1..={max}"));
-            }
-        }
-        if self
-            .log
-            .filter
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_err()
-        {
-            return bad(
-                "log.filter",
-                format!("`{}` is not a valid filter", self.log.filter),
-            );
-        }
-        let c = &self.control;
-        if c.node_id == 0 {
-            return bad("control.node_id", "must be at least 1".into());
-        }
-        c.members()?;
-        if c.heartbeat_ms == 0 || c.election_timeout_min_ms <= c.heartbeat_ms {
-            return bad(
-                "control.election_timeout_min_ms",
-                "must be above control.heartbeat_ms (which must be at least 1)".into(),
-            );
-        }
-        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
-            return bad(
-                "control.election_timeout_max_ms",
-                "must be above control.election_timeout_min_ms".into(),
-            );
-        }
-        if c.proposals_pending_max == 0 || c.watches_per_connection_max == 0 {
-            return bad(
-                "control.proposals_pending_max",
-                "limits must be at least 1".into(),
-            );
-        }
-        if c.snapshot_every_entries == 0 {
-            return bad(
-                "control.snapshot_every_entries",
-                "must be at least 1".into(),
-            );
-        }
-        if self.shutdown.drain_timeout_ms > DRAIN_TIMEOUT_MS_MAX {
-            return bad(
-                "shutdown.drain_timeout_ms",
-                format!(
-                    "{} is above the limit {DRAIN_TIMEOUT_MS_MAX}",
-                    self.shutdown.drain_timeout_ms
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    /// The number of shards this config asks for, resolved against the machine.
-    pub fn shard_count(&self) -> usize {
-        if self.engine.cores == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            self.engine.cores
-        }
     }
 }

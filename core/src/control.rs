@@ -13,7 +13,7 @@ use std::time::Instant;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::oneshot;
 
-use crate::config::Config;
+use crate::config::CoreConfig;
 use crate::mailbox::{MailboxError, MailboxReceiver, MailboxSender};
 use crate::shutdown::ShutdownSignal;
 use crate::ShardId;
@@ -43,7 +43,7 @@ pub type ControlReady = Result<Vec<crate::listen::Endpoint>, String>;
 
 /// What the control plane's main function is given.
 pub struct ControlPlaneContext {
-    pub config: Arc<Config>,
+    pub config: Arc<CoreConfig>,
     /// Report readiness exactly once; the engine's start waits for it.
     pub ready: ReadySignal,
     /// Pings from every shard.

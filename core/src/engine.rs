@@ -14,7 +14,7 @@ use futures_util::future::LocalBoxFuture;
 use glommio::sync::Semaphore;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
-use crate::config::Config;
+use crate::config::CoreConfig;
 use crate::control::{self, ControlHandle, ControlPlaneContext, ControlPlaneMain};
 use crate::listen::{Endpoint, ListenerRegistry};
 use crate::mailbox::{mailbox, MailboxSender};
@@ -236,7 +236,7 @@ fn spawn_dispatch<S: ShardService>(
 /// Assembles an engine: the config, the services to run on every shard, and
 /// the control plane.
 pub struct EngineBuilder {
-    config: Arc<Config>,
+    config: Arc<CoreConfig>,
     shards: usize,
     services: Vec<Arc<dyn ServiceSlot>>,
     control: Option<ControlPlaneMain>,
@@ -252,8 +252,8 @@ impl std::fmt::Debug for EngineBuilder {
 }
 
 impl EngineBuilder {
-    pub fn new(config: Config) -> Self {
-        let shards = config.shard_count();
+    pub fn new(config: CoreConfig) -> Self {
+        let shards = config.engine.shard_count();
         Self {
             config: Arc::new(config),
             shards,
@@ -369,7 +369,7 @@ impl EngineBuilder {
 struct ShardSpec {
     shard: ShardId,
     shards: usize,
-    config: Arc<Config>,
+    config: Arc<CoreConfig>,
     services: Arc<Vec<Arc<dyn ServiceSlot>>>,
     listeners: Arc<ListenerRegistry>,
     signal: ShutdownSignal,
@@ -544,7 +544,7 @@ pub enum StopReason {
 
 /// A started engine. Dropping it without `shutdown` aborts it.
 pub struct RunningEngine {
-    config: Arc<Config>,
+    config: Arc<CoreConfig>,
     lifecycle: Lifecycle,
     listeners: Arc<ListenerRegistry>,
     reports: Receiver<Report>,

@@ -38,7 +38,7 @@ pub mod testing;
 /// Index of a shard, `0..shards`.
 pub type ShardId = usize;
 
-pub use config::Config;
+pub use config::CoreConfig;
 pub use engine::{EngineBuilder, RunningEngine, ShutdownReport, StartEngineError, StopReason};
 pub use mesh::CallError;
 pub use service::{BoxError, ShardContext, ShardService};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use glommio::TaskQueueHandle;
 
-use crate::config::Config;
+use crate::config::CoreConfig;
 use crate::control::ControlHandle;
 use crate::listen::{ListenError, ListenerRegistry};
 use crate::mesh::{CallError, Outbound};
@@ -64,7 +64,7 @@ pub trait ShardService: Sized + 'static {
 pub(crate) struct ShardCore {
     pub shard: ShardId,
     pub shards: usize,
-    pub config: Arc<Config>,
+    pub config: Arc<CoreConfig>,
     pub metrics: ShardMetrics,
     pub shutdown: ShutdownSignal,
     pub control: ControlHandle,
@@ -111,7 +111,7 @@ impl<S: ShardService> ShardContext<S> {
         self.core.shards
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &CoreConfig {
         &self.core.config
     }
 

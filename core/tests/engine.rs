@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use photon_core::config::{Config, ConfigLoader};
+use photon_core::config::{ConfigLoader, CoreConfig};
 use photon_core::{BoxError, CallError, EngineBuilder, ShardContext, ShardId, ShardService};
 
-fn test_config(cores: usize) -> Config {
-    let mut c = Config::default();
+fn test_config(cores: usize) -> CoreConfig {
+    let mut c = CoreConfig::default();
     c.engine.cores = cores;
     c.engine.io_memory_mib = 1;
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
@@ -420,7 +420,7 @@ fn config_layers_and_errors_name_the_key() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("node.toml");
     std::fs::write(&file, "[engine]\ncores = 3\n[log]\nformat = \"json\"\n").unwrap();
-    let config = ConfigLoader::new()
+    let config = ConfigLoader::<CoreConfig>::new()
         .file(&file)
         .unwrap()
         .env([(
@@ -437,7 +437,7 @@ fn config_layers_and_errors_name_the_key() {
     assert_eq!(config.log.format, photon_core::config::LogFormat::Json);
 
     std::fs::write(&file, "[engine]\ncorez = 3\n").unwrap();
-    let err = ConfigLoader::new()
+    let err = ConfigLoader::<CoreConfig>::new()
         .file(&file)
         .unwrap()
         .build()
@@ -446,7 +446,7 @@ fn config_layers_and_errors_name_the_key() {
     assert!(err.contains("engine") && err.contains("corez"), "{err}");
 
     std::fs::write(&file, "[engine]\ncores = \"many\"\n").unwrap();
-    let err = ConfigLoader::new()
+    let err = ConfigLoader::<CoreConfig>::new()
         .file(&file)
         .unwrap()
         .build()
@@ -457,7 +457,7 @@ fn config_layers_and_errors_name_the_key() {
         "{err}"
     );
 
-    let err = ConfigLoader::new()
+    let err = ConfigLoader::<CoreConfig>::new()
         .env([(
             "PHOTON_ENGINE_MESH_QUEUE_DEPTH".to_string(),
             "0".to_string(),

@@ -14,22 +14,24 @@ Without --user it logs in as the cluster administrator `photon dev`
 created (DATA_DIR/control/admin.credentials); with --user it reads the
 password from the PHOTON_PASSWORD environment variable or, failing that,
 one line of stdin. It prints what it did and exits 1 on any failure.
+
+Every reply of the API carries an optional `error` (error.capnp): set, the
+call failed and the reply's other fields are unset. A Cap'n Proto exception
+only means the connection or a message broke.
 """
 
 import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import tomllib
 
 import capnp
 
-# "not the leader: leader 2 at 127.0.1.2:9500" (connect there and retry) or
-# "not the leader: no leader is known yet; retry" (wait and retry).
-NOT_LEADER = re.compile(r"not the leader: leader (\d+) at (\S+)")
-ATTEMPTS_MAX = 10
+# How often one call is sent at most (redirects and retryable errors
+# included), and the pause before a retry: about 10 s, a few elections.
+ATTEMPTS_MAX = 50
 RETRY_DELAY_S = 0.2
 
 
@@ -71,6 +73,16 @@ def split_address(address):
     return host.strip("[]"), int(port)
 
 
+class ApiError(Exception):
+    """A call the server refused: the reply's `error` (error.capnp)."""
+
+    def __init__(self, what, error):
+        self.code = str(error.code)  # the enum's name: "notFound", "notLeader", ...
+        self.retryable = error.retryable
+        self.message = error.message
+        super().__init__(f"{what}: {self.message} (code {self.code})")
+
+
 class Node:
     """One connection to one node, and its bootstrap capability `Node`."""
 
@@ -88,8 +100,9 @@ class Node:
 
 
 class Client:
-    """Follows redirects: every call runs through `call`, which reconnects
-    to the leader a follower names and retries `overloaded` answers."""
+    """Every call runs through `call`, which reads the reply's `error`:
+    notLeader reconnects to the leader it names, other retryable codes are
+    sent again after a pause, the rest fail."""
 
     def __init__(self, raft, address):
         self.raft = raft
@@ -100,48 +113,77 @@ class Client:
     async def start(self):
         await self.conn.connect()
 
-    async def call(self, what, step):
-        """Runs `step()` (a coroutine function using self.conn / self.session)
-        until it succeeds, following redirects; raises on final errors."""
+    async def reconnect(self, address):
+        """A new connection; a session lives on its connection, so the next
+        call authenticates again there."""
+        self.conn = Node(self.raft, address)
+        self.session = None
+        await self.conn.connect()
+
+    async def call(self, what, step, needs_session=True):
+        """Sends `step()` (a coroutine function using self.conn / self.session
+        that returns a reply) until its reply has no `error`; returns that
+        reply or raises ApiError on a final error."""
+        transport_failures = 0
         for _ in range(ATTEMPTS_MAX):
             try:
-                return await step()
+                if needs_session and self.session is None:
+                    reply = await self.conn.node.authenticate(self.token)
+                    if reply._has("error"):
+                        await self.refused(what, reply.error)
+                        continue
+                    self.session = reply.session
+                reply = await step()
             except capnp.KjException as e:
-                kind = str(e.type)
-                # pycapnp puts "remote exception: " before the server's text.
-                text = e.description.removeprefix("remote exception: ")
-                redirect = NOT_LEADER.search(text)
-                if redirect:
-                    leader = redirect.group(2)
-                    print(f"{what}: redirected to leader {redirect.group(1)} at {leader}")
-                    self.conn = Node(self.raft, leader)
-                    await self.conn.connect()
-                    if self.token is not None:
-                        # A session lives on its connection: authenticate again there.
-                        self.session = (await self.conn.node.authenticate(self.token)).session
-                    continue
-                if "OVERLOADED" in kind or text.startswith("not the leader"):
-                    # Overloaded: send the same request again. No leader yet: wait for one.
-                    await asyncio.sleep(RETRY_DELAY_S)
-                    continue
-                raise
+                # Not an answer of the server: the connection (or a message)
+                # broke. Reconnect and send once more. (A write sent before
+                # the break may have applied: sending it again is harmless
+                # for a put, not for every request.)
+                transport_failures += 1
+                if transport_failures > 1:
+                    raise
+                print(f"{what}: {e.type} exception (the connection or a message broke); reconnecting to {self.conn.address}")
+                await self.reconnect(self.conn.address)
+                continue
+            if not reply._has("error"):
+                return reply
+            await self.refused(what, reply.error)
         raise RuntimeError(f"{what}: no answer after {ATTEMPTS_MAX} attempts")
+
+    async def refused(self, what, error):
+        """Prepares the next attempt after an `error`, or raises it."""
+        code = str(error.code)
+        if code == "notLeader" and error.leaderAddress:
+            # Only the leader serves this: go there, authenticate, retry.
+            print(f"{what}: redirected to leader {error.leaderId} at {error.leaderAddress}")
+            await self.reconnect(error.leaderAddress)
+        elif error.retryable:
+            # notLeader while an election runs (no leader known yet), or
+            # unavailable (busy, catching up, contended): nothing was done,
+            # send the same request again after a pause.
+            await asyncio.sleep(RETRY_DELAY_S)
+        else:
+            raise ApiError(what, error)
 
     async def login(self, tenant, principal, password, project):
         async def step():
             return await self.conn.node.login(tenant, principal, password, project, 0)
 
-        reply = await self.call("login", step)
+        reply = await self.call("login", step, needs_session=False)
         self.token = reply.token
         return reply.expiresAtMs
 
     async def authenticate(self, token):
+        """Opens a session for `token` on the current connection. (`call`
+        also does this by itself on a new connection.)"""
         self.token = token
+        self.session = None
 
         async def step():
-            self.session = (await self.conn.node.authenticate(token)).session
+            return await self.conn.node.authenticate(token)
 
-        await self.call("authenticate", step)
+        reply = await self.call("authenticate", step, needs_session=False)
+        self.session = reply.session
 
 
 async def run(args):
@@ -164,20 +206,21 @@ async def run(args):
     key = args.key.encode()
     value = args.value.encode()
 
+    # The session's getters (kv, iam, ...) never fail: use what they return
+    # without waiting for them (pipelining, no extra round trip). Every call
+    # on it checks the token again.
     async def put():
-        kv_cap = (await client.session.kv()).kv
-        request = kv.PutRequest.new_message(key=key, value=value)
-        return (await kv_cap.put(request)).response
+        kv_cap = client.session.kv().kv
+        return await kv_cap.put(kv.PutRequest.new_message(key=key, value=value))
 
-    put_reply = await client.call("put", put)
+    put_reply = (await client.call("put", put)).response
     print(f"put {args.key} (revision {put_reply.revision})")
 
     async def get():
-        kv_cap = (await client.session.kv()).kv
-        request = kv.RangeRequest.new_message(key=key)
-        return (await kv_cap.range(request)).response
+        kv_cap = client.session.kv().kv
+        return await kv_cap.range(kv.RangeRequest.new_message(key=key))
 
-    got = await client.call("get", get)
+    got = (await client.call("get", get)).response
     if len(got.kvs) != 1:
         raise RuntimeError(f"get {args.key}: {len(got.kvs)} keys, expected 1")
     read = bytes(got.kvs[0].value).decode()
@@ -186,9 +229,9 @@ async def run(args):
         raise RuntimeError(f"get {args.key}: read {read!r}, put {args.value!r}")
 
     async def whoami():
-        return (await client.session.whoami()).identity
+        return await client.session.whoami()
 
-    me = await client.call("whoami", whoami)
+    me = (await client.call("whoami", whoami)).identity
     print(
         f"whoami: tenant {me.tenant}, principal {me.principal}, project {me.project}, "
         f"kind {me.kind}, cluster admin {me.clusterAdmin}, expires at {me.expiresAtMs} ms"
@@ -198,12 +241,11 @@ async def run(args):
     # current one is still valid; a session keeps the token it was opened
     # with, so authenticate again with the new one.
     async def refresh():
-        iam = (await client.session.iam()).iam
-        return await iam.refresh(0)
+        return await client.session.iam().iam.refresh(0)
 
     renewed = await client.call("refresh", refresh)
     await client.authenticate(renewed.token)
-    me = await client.call("whoami", whoami)
+    me = (await client.call("whoami", whoami)).identity
     print(f"refreshed: token {me.tokenId} expires at {renewed.expiresAtMs} ms")
 
 
@@ -211,8 +253,11 @@ def main():
     args = parse_args()
     try:
         asyncio.run(capnp.run(run(args)))
+    except ApiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except capnp.KjException as e:
-        print(f"error ({e.type}): {e.description}", file=sys.stderr)
+        print(f"error: {e.type} exception (the connection or a message broke): {e.description}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001: any failure is this script's failure
         print(f"error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 //! FiberLB's userspace: the VIP/backend records and their checks
 //! ([`spec`]), the Maglev lookup tables new flows pick their backend from,
-//! and with feature `dataplane` the XDP loader and map programming
+//! the node's `[lb]` settings ([`config`]), and with feature `dataplane` the XDP loader and map programming
 //! (`dataplane`), the backends' decapsulation program (`decap`), health
 //! checks (`health`) and the edge agent (`agent`). The control plane uses
 //! the records only. The kernel side lives in ebpf/
@@ -8,6 +8,7 @@
 
 #[cfg(feature = "dataplane")]
 pub mod agent;
+pub mod config;
 #[cfg(feature = "dataplane")]
 pub mod dataplane;
 #[cfg(feature = "dataplane")]

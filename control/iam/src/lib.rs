@@ -1,8 +1,7 @@
 //! `photon-iam`: who is this, and may they do that?
 //!
 //! It owns the IAM model as stored in the replicated KV ([`model`],
-//! [`records`]), the tenant-owned resources shards check ([`resources`]:
-//! S3 buckets), policy evaluation ([`policy`]), access tokens ([`token`]:
+//! [`records`]), policy evaluation ([`policy`]), access tokens ([`token`]:
 //! PASETO v4.public), sealing of secrets with the cluster key ([`seal`]),
 //! secret hashing ([`password`]), login rate limiting ([`ratelimit`]) and a
 //! node's local view with per-thread verifiers ([`directory`]). The control
@@ -19,7 +18,6 @@ pub mod password;
 pub mod policy;
 pub mod ratelimit;
 pub mod records;
-pub mod resources;
 pub mod seal;
 pub mod token;
 

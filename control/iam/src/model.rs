@@ -174,6 +174,7 @@ pub struct ClusterKeyCheck {
 
 /// Keys of the records above.
 pub mod keys {
+    pub const TENANTS: &str = "iam/tenant/";
     pub fn tenant(tenant: &str) -> String {
         format!("iam/tenant/{tenant}")
     }
@@ -192,6 +193,9 @@ pub mod keys {
     pub fn role(tenant: &str, name: &str) -> String {
         format!("iam/role/{tenant}/{name}")
     }
+    pub fn roles_of(tenant: &str) -> String {
+        format!("iam/role/{tenant}/")
+    }
     pub fn binding(tenant: &str, principal: &str, project: &str, role: &str) -> String {
         format!("iam/binding/{tenant}/{principal}/{project}/{role}")
     }
@@ -201,6 +205,7 @@ pub mod keys {
     pub fn bindings_of_principal(tenant: &str, principal: &str) -> String {
         format!("iam/binding/{tenant}/{principal}/")
     }
+    pub const ACCESS_KEYS: &str = "iam/accesskey/";
     pub fn access_key(id: &str) -> String {
         format!("iam/accesskey/{id}")
     }

@@ -1,4 +1,4 @@
-//! Generated code of the control plane's Cap'n Proto schemas (`kv.capnp`,
+//! Generated code of the control plane's Cap'n Proto schemas (`error.capnp`, `kv.capnp`,
 //! `iam.capnp`, `raft.capnp`, `buckets.capnp`, `volumes.capnp`, `lb.capnp`),
 //! which are the public API contract. Nothing else lives here.
 
@@ -8,6 +8,10 @@
     unused_qualifications,
     unsafe_op_in_unsafe_fn
 )]
+
+pub mod error_capnp {
+    include!(concat!(env!("OUT_DIR"), "/error_capnp.rs"));
+}
 
 pub mod kv_capnp {
     include!(concat!(env!("OUT_DIR"), "/kv_capnp.rs"));
@@ -37,7 +41,8 @@ pub mod lb_capnp {
 /// name. The files import each other by bare name (`import "iam.capnp"`),
 /// so written side by side into one directory they load on their own: this
 /// is what `photon api schemas` ships to clients in other languages.
-pub const SCHEMA_SOURCES: [(&str, &str); 6] = [
+pub const SCHEMA_SOURCES: [(&str, &str); 7] = [
+    ("error.capnp", include_str!("../error.capnp")),
     ("kv.capnp", include_str!("../kv.capnp")),
     ("iam.capnp", include_str!("../iam.capnp")),
     ("raft.capnp", include_str!("../raft.capnp")),

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use photon_iam::resources::{bucket_key, new_bucket_id, BucketRecord, BUCKET_PREFIX};
+use photon_records::{bucket_key, new_bucket_id, BucketRecord, BUCKET_PREFIX};
 
 use super::txn::{self, CommitError, Plan};
 use crate::kv::KeyValue;
@@ -123,6 +123,16 @@ impl super::Refusal for BucketWriteError {
         match self {
             Self::Commit(e) => Some(e),
             _ => None,
+        }
+    }
+
+    fn code(&self) -> crate::api_error::Code {
+        use crate::api_error::Code;
+        match self {
+            Self::Exists { .. } => Code::AlreadyExists,
+            Self::NoSuchBucket => Code::NotFound,
+            Self::NotEmpty => Code::FailedPrecondition,
+            Self::Commit(_) => Code::Internal,
         }
     }
 }

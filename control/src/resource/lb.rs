@@ -83,6 +83,23 @@ impl super::Refusal for LbWriteError {
             _ => None,
         }
     }
+
+    fn code(&self) -> crate::api_error::Code {
+        use crate::api_error::Code;
+        match self {
+            Self::VipExists(_)
+            | Self::AddressTaken { .. }
+            | Self::BackendExists { .. }
+            | Self::BackendAddressTaken { .. } => Code::AlreadyExists,
+            Self::NoSuchVip(_) | Self::NoSuchBackend { .. } => Code::NotFound,
+            // Record-count limits: deleting one makes room.
+            Self::HasBackends { .. } | Self::TooManyVips | Self::TooManyBackends(_) => {
+                Code::FailedPrecondition
+            }
+            Self::Invalid(_) => Code::InvalidArgument,
+            Self::Commit(_) => Code::Internal,
+        }
+    }
 }
 
 fn local(state: &KvStateMachine, key: &str) -> Option<KeyValue> {

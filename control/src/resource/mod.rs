@@ -7,6 +7,7 @@
 //! read-modify-write loop. A new kind follows docs/design/0010-resources.md.
 
 pub mod bucket;
+pub mod iam;
 pub mod lb;
 pub mod txn;
 pub mod volume;
@@ -19,6 +20,8 @@ pub use txn::{CommitError, Plan};
 pub trait Refusal: std::fmt::Display {
     /// The commit failure behind this refusal, if that is what it is.
     fn commit(&self) -> Option<&CommitError>;
+    /// The API error code of a refusal that is not a commit failure.
+    fn code(&self) -> crate::api_error::Code;
 }
 
 #[cfg(test)]

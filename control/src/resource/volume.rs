@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use photon_iam::resources::{volume_key, VolumeKind, VolumeRecord, VOLUME_PREFIX};
+use photon_records::{volume_key, VolumeKind, VolumeRecord, VOLUME_PREFIX};
 
 use super::txn::{self, CommitError, Plan};
 use crate::kv::KeyValue;
@@ -192,6 +192,16 @@ impl super::Refusal for VolumeWriteError {
         match self {
             Self::Commit(e) => Some(e),
             _ => None,
+        }
+    }
+
+    fn code(&self) -> crate::api_error::Code {
+        use crate::api_error::Code;
+        match self {
+            Self::Exists(_) => Code::AlreadyExists,
+            Self::NoSuchVolume(_) => Code::NotFound,
+            Self::Invalid(_) => Code::InvalidArgument,
+            Self::Commit(_) => Code::Internal,
         }
     }
 }

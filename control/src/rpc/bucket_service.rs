@@ -1,11 +1,12 @@
 //! The `Buckets` API (`photon ctl bucket`): S3 buckets of the caller's
 //! project, written through [`crate::buckets`].
 
+use crate::api_error::{ApiError, Code, Reply};
 use std::rc::Rc as StdRc;
 
 use control_schema::buckets_capnp::{bucket_info, buckets as api};
-use photon_iam::resources::{check_bucket_name, BucketRecord};
 use photon_iam::Scope;
+use photon_records::{check_bucket_name, BucketRecord};
 
 use super::convert::refusal;
 use super::session::Session;
@@ -40,10 +41,10 @@ fn write_info(mut info: bucket_info::Builder<'_>, record: &BucketRecord) {
     info.set_created_ms(record.created_ms);
 }
 
-fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
     reader
         .to_string()
-        .map_err(|_| capnp::Error::failed("invalid argument: text is not UTF-8".into()))
+        .map_err(|_| ApiError::new(Code::InvalidArgument, "invalid argument: text is not UTF-8"))
 }
 
 impl api::Server for BucketService {
@@ -52,19 +53,23 @@ impl api::Server for BucketService {
         _params: api::ListParams,
         mut results: api::ListResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self
-            .session
-            .check(Scope::Project, "s3:ListBuckets", "bucket")?;
-        self.proposer.linearizable().await?;
-        let visible: Vec<BucketRecord> = bucket::list(&self.proposer.state_machine)
-            .into_iter()
-            .filter(|b| identity.cluster_admin || b.owned_by(identity.tenant(), identity.project()))
-            .collect();
-        let mut list = results.get().init_buckets(visible.len() as u32);
-        for (i, record) in visible.iter().enumerate() {
-            write_info(list.reborrow().get(i as u32), record);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self
+                .session
+                .check(Scope::Project, "s3:ListBuckets", "bucket")?;
+            self.proposer.linearizable().await?;
+            let visible: Vec<BucketRecord> = bucket::list(&self.proposer.state_machine)
+                .into_iter()
+                .filter(|b| {
+                    identity.cluster_admin || b.owned_by(identity.tenant(), identity.project())
+                })
+                .collect();
+            let mut list = results.get().init_buckets(visible.len() as u32);
+            for (i, record) in visible.iter().enumerate() {
+                write_info(list.reborrow().get(i as u32), record);
+            }
+            Ok(())
+        })
     }
 
     async fn create(
@@ -72,59 +77,66 @@ impl api::Server for BucketService {
         params: api::CreateParams,
         mut results: api::CreateResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        check_bucket_name(&name)
-            .map_err(|e| capnp::Error::failed(format!("invalid argument: {e}")))?;
-        let identity =
-            self.session
-                .check(Scope::Project, "s3:CreateBucket", &format!("bucket/{name}"))?;
-        let record = bucket::create(
-            &self.proposer,
-            &name,
-            identity.tenant(),
-            identity.project(),
-            &self.settings.region,
-            now_ms(),
-        )
-        .await
-        .map_err(refusal)?;
-        write_info(results.get().init_bucket(), &record);
-        Ok(())
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            check_bucket_name(&name).map_err(|e| {
+                ApiError::new(Code::InvalidArgument, format!("invalid argument: {e}"))
+            })?;
+            let identity =
+                self.session
+                    .check(Scope::Project, "s3:CreateBucket", &format!("bucket/{name}"))?;
+            let record = bucket::create(
+                &self.proposer,
+                &name,
+                identity.tenant(),
+                identity.project(),
+                &self.settings.region,
+                now_ms(),
+            )
+            .await
+            .map_err(refusal)?;
+            write_info(results.get().init_bucket(), &record);
+            Ok(())
+        })
     }
 
     async fn delete(
         self: capnp::capability::Rc<Self>,
         params: api::DeleteParams,
-        _results: api::DeleteResults,
+        mut results: api::DeleteResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        let identity =
-            self.session
-                .check(Scope::Project, "s3:DeleteBucket", &format!("bucket/{name}"))?;
-        self.proposer.linearizable().await?;
-        let (_, record) = bucket::get(&self.proposer.state_machine, &name)
-            .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
-        if !identity.cluster_admin && !record.owned_by(identity.tenant(), identity.project()) {
-            // Another project's bucket is not there for this caller.
-            return Err(refusal(BucketWriteError::NoSuchBucket));
-        }
-        let Some(probe) = &self.settings.empty_probe else {
-            return Err(capnp::Error::failed(
-                "unavailable: this node runs no object storage to check the bucket is empty".into(),
-            ));
-        };
-        match probe(record.id).await {
-            Some(true) => {}
-            Some(false) => return Err(refusal(BucketWriteError::NotEmpty)),
-            None => {
-                return Err(capnp::Error::failed(
-                    "unavailable: the object storage did not answer".into(),
-                ))
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let identity =
+                self.session
+                    .check(Scope::Project, "s3:DeleteBucket", &format!("bucket/{name}"))?;
+            self.proposer.linearizable().await?;
+            let (_, record) = bucket::get(&self.proposer.state_machine, &name)
+                .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
+            if !identity.cluster_admin && !record.owned_by(identity.tenant(), identity.project()) {
+                // Another project's bucket is not there for this caller.
+                return Err(refusal(BucketWriteError::NoSuchBucket));
             }
-        }
-        bucket::delete(&self.proposer, &name, Some(record.id))
-            .await
-            .map_err(refusal)?;
-        Ok(())
+            let Some(probe) = &self.settings.empty_probe else {
+                return Err(ApiError::with_words(
+                    Code::FailedPrecondition,
+                    "this node runs no object storage to check the bucket is empty",
+                ));
+            };
+            match probe(record.id).await {
+                Some(true) => {}
+                Some(false) => return Err(refusal(BucketWriteError::NotEmpty)),
+                None => {
+                    return Err(ApiError::new(
+                        Code::Unavailable,
+                        "unavailable: the object storage did not answer",
+                    ))
+                }
+            }
+            bucket::delete(&self.proposer, &name, Some(record.id))
+                .await
+                .map_err(refusal)?;
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! Cluster administration over Cap'n Proto: status of every member, add a
 //! learner, promote it to voter, remove a node.
 
+use crate::api_error::{ApiError, Code, Reply};
 use std::collections::BTreeSet;
 
 use capnp::capability::Rc;
@@ -26,32 +27,31 @@ impl ClusterService {
         }
     }
 
-    pub(crate) fn check(&self) -> capnp::Result<()> {
+    pub(crate) fn check(&self) -> Reply<()> {
         if self.session.identity()?.cluster_admin {
             Ok(())
         } else {
-            Err(capnp::Error::failed(format!(
-                "{}: cluster membership is the cluster administrator's",
-                super::PERMISSION_DENIED
-            )))
+            Err(ApiError::permission_denied(
+                "cluster membership is the cluster administrator's",
+            ))
         }
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> capnp::Error {
-    capnp::Error::failed(e.to_string())
+fn failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(e)
 }
 
 /// A membership change refused because this node no longer leads is a
 /// redirect (the client retries at the leader), not a failure.
 fn membership_error(
     e: openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, BasicNode>>,
-) -> capnp::Error {
+) -> ApiError {
     match e {
         openraft::error::RaftError::APIError(
             openraft::error::ClientWriteError::ForwardToLeader(f),
         ) => crate::proposer::not_leader(&f).into(),
-        other => failed(other),
+        other => ApiError::with_words(Code::FailedPrecondition, other),
     }
 }
 
@@ -61,83 +61,91 @@ impl cluster::Server for ClusterService {
         _params: cluster::StatusParams,
         mut results: cluster::StatusResults,
     ) -> Result<(), capnp::Error> {
-        self.check()?;
-        let metrics = self.raft.metrics().borrow().clone();
-        let mut s = results.get().init_status();
-        s.set_node_id(self.node_id);
-        s.set_term(metrics.current_term);
-        s.set_leader_id(metrics.current_leader.unwrap_or(0));
-        s.set_state(format!("{:?}", metrics.state));
-        s.set_last_log_index(metrics.last_log_index.unwrap_or(0));
-        s.set_applied_index(metrics.last_applied.map_or(0, |l| l.index));
-        s.set_committed_index(metrics.last_applied.map_or(0, |l| l.index));
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let nodes: Vec<(u64, BasicNode)> =
-            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
-        let replication = metrics.replication.clone();
-        let mut list = s.init_members(nodes.len() as u32);
-        for (i, (id, node)) in nodes.iter().enumerate() {
-            let mut m = list.reborrow().get(i as u32);
-            m.set_node_id(*id);
-            m.set_address(node.addr.as_str());
-            m.set_voter(voters.contains(id));
-            let matched = replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned())
-                .flatten();
-            write_log_id(m.init_matched(), &matched);
-        }
-        Ok(())
+        answer!(results, {
+            self.check()?;
+            let metrics = self.raft.metrics().borrow().clone();
+            let mut s = results.get().init_status();
+            s.set_node_id(self.node_id);
+            s.set_term(metrics.current_term);
+            s.set_leader_id(metrics.current_leader.unwrap_or(0));
+            s.set_state(format!("{:?}", metrics.state));
+            s.set_last_log_index(metrics.last_log_index.unwrap_or(0));
+            s.set_applied_index(metrics.last_applied.map_or(0, |l| l.index));
+            s.set_committed_index(metrics.last_applied.map_or(0, |l| l.index));
+            let membership = metrics.membership_config.membership();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let nodes: Vec<(u64, BasicNode)> =
+                membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+            let replication = metrics.replication.clone();
+            let mut list = s.init_members(nodes.len() as u32);
+            for (i, (id, node)) in nodes.iter().enumerate() {
+                let mut m = list.reborrow().get(i as u32);
+                m.set_node_id(*id);
+                m.set_address(node.addr.as_str());
+                m.set_voter(voters.contains(id));
+                let matched = replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .flatten();
+                write_log_id(m.init_matched(), &matched);
+            }
+            Ok(())
+        })
     }
 
     async fn add_learner(
         self: Rc<Self>,
         params: cluster::AddLearnerParams,
-        _results: cluster::AddLearnerResults,
+        mut results: cluster::AddLearnerResults,
     ) -> Result<(), capnp::Error> {
-        self.check()?;
-        let p = params.get()?;
-        let address = p.get_address()?.to_str().map_err(failed)?.to_string();
-        address.parse::<std::net::SocketAddr>().map_err(|e| {
-            capnp::Error::failed(format!("address `{address}` is not host:port: {e}"))
-        })?;
-        self.raft
-            .add_learner(p.get_node_id(), BasicNode::new(address), true)
-            .await
-            .map_err(membership_error)?;
-        Ok(())
+        answer!(results, {
+            self.check()?;
+            let p = params.get()?;
+            let address = p.get_address()?.to_str().map_err(failed)?.to_string();
+            address.parse::<std::net::SocketAddr>().map_err(|e| {
+                ApiError::invalid(format!("address `{address}` is not host:port: {e}"))
+            })?;
+            self.raft
+                .add_learner(p.get_node_id(), BasicNode::new(address), true)
+                .await
+                .map_err(membership_error)?;
+            Ok(())
+        })
     }
 
     async fn promote(
         self: Rc<Self>,
         params: cluster::PromoteParams,
-        _results: cluster::PromoteResults,
+        mut results: cluster::PromoteResults,
     ) -> Result<(), capnp::Error> {
-        self.check()?;
-        let id = params.get()?.get_node_id();
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(membership_error)?;
-        Ok(())
+        answer!(results, {
+            self.check()?;
+            let id = params.get()?.get_node_id();
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+            Ok(())
+        })
     }
 
     async fn remove(
         self: Rc<Self>,
         params: cluster::RemoveParams,
-        _results: cluster::RemoveResults,
+        mut results: cluster::RemoveResults,
     ) -> Result<(), capnp::Error> {
-        self.check()?;
-        let id = params.get()?.get_node_id();
-        self.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-            .map_err(membership_error)?;
-        self.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-            .await
-            .map_err(membership_error)?;
-        Ok(())
+        answer!(results, {
+            self.check()?;
+            let id = params.get()?.get_node_id();
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_error)?;
+            Ok(())
+        })
     }
 }

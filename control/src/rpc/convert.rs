@@ -17,43 +17,15 @@ use crate::kv::{
 /// same limit; this one protects the decoder's stack).
 const TXN_DEPTH_MAX: usize = limits::TXN_DEPTH_MAX;
 
-pub(crate) fn kv_error(e: KvError) -> capnp::Error {
-    capnp::Error::failed(e.to_string())
+pub(crate) use crate::api_error::refusal;
+use crate::api_error::{ApiError, Reply};
+
+pub(crate) fn kv_error(e: KvError) -> ApiError {
+    e.into()
 }
 
-/// A refusal the caller may retry as is is `Overloaded`; everything else
-/// is `Failed`. The text keeps the documented prefixes.
-impl From<crate::proposer::ProposeError> for capnp::Error {
-    fn from(e: crate::proposer::ProposeError) -> Self {
-        if matches!(e, crate::proposer::ProposeError::Busy(_)) {
-            capnp::Error::overloaded(e.to_string())
-        } else {
-            capnp::Error::failed(e.to_string())
-        }
-    }
-}
-
-/// A resource kind's refusal as a Cap'n Proto error: its own text, with
-/// the kind of the commit failure behind it (`Overloaded` when the same
-/// request may simply be sent again).
-pub(crate) fn refusal<E: crate::resource::Refusal>(e: E) -> capnp::Error {
-    match e.commit() {
-        Some(commit) => commit.clone().into(),
-        None => capnp::Error::failed(e.to_string()),
-    }
-}
-
-impl From<crate::resource::CommitError> for capnp::Error {
-    fn from(e: crate::resource::CommitError) -> Self {
-        match e {
-            crate::resource::CommitError::Propose(p) => p.into(),
-            contended => capnp::Error::overloaded(contended.to_string()),
-        }
-    }
-}
-
-pub(crate) fn wrong_response() -> capnp::Error {
-    capnp::Error::failed("internal: the state machine answered another command".into())
+pub(crate) fn wrong_response() -> ApiError {
+    ApiError::internal("the state machine answered another command")
 }
 
 pub(crate) fn bytes(r: capnp::Result<&[u8]>) -> capnp::Result<Vec<u8>> {
@@ -117,32 +89,31 @@ fn read_compare(r: compare::Reader<'_>) -> capnp::Result<Compare> {
     })
 }
 
-pub(crate) fn read_txn(r: txn_request::Reader<'_>, depth: usize) -> capnp::Result<TxnRequest> {
+pub(crate) fn read_txn(r: txn_request::Reader<'_>, depth: usize) -> Reply<TxnRequest> {
     if depth > TXN_DEPTH_MAX {
         return Err(kv_error(KvError::TxnTooDeep {
             depth,
             max: TXN_DEPTH_MAX,
         }));
     }
-    let ops =
-        |list: capnp::struct_list::Reader<'_, request_op::Owned>| -> capnp::Result<Vec<RequestOp>> {
-            if list.len() as usize > limits::TXN_OPS_MAX {
-                return Err(kv_error(KvError::TooManyTxnOps {
-                    ops: list.len() as usize,
-                    max: limits::TXN_OPS_MAX,
-                }));
-            }
-            list.iter()
-                .map(|op| {
-                    Ok(match op.which()? {
-                        request_op::Range(r) => RequestOp::Range(read_range(r?)?),
-                        request_op::Put(r) => RequestOp::Put(read_put(r?)?),
-                        request_op::DeleteRange(r) => RequestOp::DeleteRange(read_delete(r?)?),
-                        request_op::Txn(r) => RequestOp::Txn(read_txn(r?, depth + 1)?),
-                    })
+    let ops = |list: capnp::struct_list::Reader<'_, request_op::Owned>| -> Reply<Vec<RequestOp>> {
+        if list.len() as usize > limits::TXN_OPS_MAX {
+            return Err(kv_error(KvError::TooManyTxnOps {
+                ops: list.len() as usize,
+                max: limits::TXN_OPS_MAX,
+            }));
+        }
+        list.iter()
+            .map(|op| {
+                Ok(match op.which().map_err(capnp::Error::from)? {
+                    request_op::Range(r) => RequestOp::Range(read_range(r?)?),
+                    request_op::Put(r) => RequestOp::Put(read_put(r?)?),
+                    request_op::DeleteRange(r) => RequestOp::DeleteRange(read_delete(r?)?),
+                    request_op::Txn(r) => RequestOp::Txn(read_txn(r?, depth + 1)?),
                 })
-                .collect()
-        };
+            })
+            .collect()
+    };
     let compares = r.get_compare()?;
     if compares.len() as usize > limits::TXN_OPS_MAX {
         return Err(kv_error(KvError::TooManyTxnOps {

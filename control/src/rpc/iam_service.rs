@@ -13,62 +13,29 @@ use photon_iam::password;
 use photon_iam::policy::BUILTIN_ROLES;
 use photon_iam::{records, Identity, Scope};
 
-use super::convert::wrong_response;
 use super::now_ms;
-use super::session::{denied, Session, PERMISSION_DENIED};
-use crate::kv::{Command, CommandResponse, Compare, KeyValue, PutRequest, RequestOp};
+use super::session::{denied, Session};
+use crate::api_error::{refusal, ApiError, Reply};
 use crate::proposer::Proposer;
-use crate::raft::KvStateMachine;
-use crate::resource::txn::{self, Plan};
-
-/// How long a revocation record outlives the token it revokes (clock skew
-/// between nodes).
-const REVOCATION_SLACK_MS: u64 = 60_000;
+use crate::resource::iam::{self as kind, IamWriteError};
 
 pub struct IamService {
     proposer: Proposer,
     session: StdRc<Session>,
 }
 
-fn invalid(message: impl std::fmt::Display) -> capnp::Error {
-    capnp::Error::failed(format!("invalid argument: {message}"))
+fn invalid(message: impl std::fmt::Display) -> ApiError {
+    refusal(IamWriteError::Invalid(message.to_string()))
 }
 
-fn not_found(what: &str, name: &str) -> capnp::Error {
-    capnp::Error::failed(format!("not found: {what} {name:?}"))
-}
-
-fn exists(what: &str, name: &str) -> capnp::Error {
-    capnp::Error::failed(format!("already exists: {what} {name:?}"))
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
     reader
         .to_string()
         .map_err(|_| invalid("text is not valid UTF-8"))
 }
 
-fn name(what: &str, value: &str) -> capnp::Result<()> {
-    model::check_name(what, value).map_err(invalid)
-}
-
-fn record_op((key, value): records::Record) -> RequestOp {
-    txn::put(key, value)
-}
-
-/// The IAM record at `key` in this node's applied state.
-fn local_record<T: serde::de::DeserializeOwned>(
-    state: &KvStateMachine,
-    key: &str,
-) -> capnp::Result<Option<(KeyValue, T)>> {
-    match state.get_local(key.as_bytes()) {
-        None => Ok(None),
-        Some(kv) => {
-            let value = serde_json::from_slice(&kv.value)
-                .map_err(|_| capnp::Error::failed(format!("internal: damaged IAM record {key}")))?;
-            Ok(Some((kv, value)))
-        }
-    }
+fn name(what: &str, value: &str) -> Reply<()> {
+    kind::check_name(what, value).map_err(refusal)
 }
 
 impl IamService {
@@ -76,75 +43,27 @@ impl IamService {
         Self { proposer, session }
     }
 
-    fn check(
-        &self,
-        scope: Scope,
-        action: &str,
-        resource: &str,
-    ) -> capnp::Result<std::sync::Arc<Identity>> {
+    fn check(&self, scope: Scope, action: &str, resource: &str) -> Reply<std::sync::Arc<Identity>> {
         self.session.check(scope, action, resource)
     }
 
-    fn cluster_admin(&self) -> capnp::Result<std::sync::Arc<Identity>> {
+    fn cluster_admin(&self) -> Reply<std::sync::Arc<Identity>> {
         let identity = self.session.identity()?;
         if !identity.cluster_admin {
-            return Err(capnp::Error::failed(format!(
-                "{PERMISSION_DENIED}: only the cluster administrator manages tenants and signing keys"
-            )));
+            return Err(ApiError::permission_denied(
+                "only the cluster administrator manages tenants and signing keys",
+            ));
         }
         Ok(identity)
     }
 
-    /// Runs a txn; `Ok(false)` when its compares failed.
-    async fn txn(&self, compare: Vec<Compare>, success: Vec<RequestOp>) -> capnp::Result<bool> {
-        Ok(txn::commit(&self.proposer, compare, success).await?)
-    }
-
     /// Every record under `prefix`, read linearizably.
-    async fn read_prefix(&self, prefix: &str) -> capnp::Result<Vec<KeyValue>> {
+    async fn read_all<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Reply<Vec<T>> {
         self.proposer.linearizable().await?;
-        Ok(self
-            .proposer
-            .state_machine
-            .scan_prefix_local(prefix.as_bytes()))
+        Ok(kind::all(&self.proposer.state_machine, prefix))
     }
 
-    async fn read_one<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> capnp::Result<Option<(KeyValue, T)>> {
-        self.proposer.linearizable().await?;
-        local_record(&self.proposer.state_machine, key)
-    }
-
-    /// Changes principal `subject` of `tenant` with `change` (which may
-    /// refuse), re-reading it when it changed meanwhile.
-    async fn update_principal(
-        &self,
-        tenant: &str,
-        subject: &str,
-        mut change: impl FnMut(&mut Principal) -> capnp::Result<()>,
-    ) -> capnp::Result<Principal> {
-        let key = keys::principal(tenant, subject);
-        self.proposer.linearizable().await?;
-        txn::update(&self.proposer, &format!("principal {subject}"), |state| {
-            let Some((kv, mut principal)) = local_record::<Principal>(state, &key)? else {
-                return Err(not_found("principal", subject));
-            };
-            change(&mut principal)?;
-            let (_, value) = records::principal(&principal);
-            Ok(Plan::replace(&kv, value, principal))
-        })
-        .await
-    }
-
-    fn parse_all<T: serde::de::DeserializeOwned>(kvs: &[KeyValue]) -> Vec<T> {
-        kvs.iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect()
-    }
-
-    async fn hash(&self, secret: String) -> capnp::Result<String> {
+    async fn hash(&self, secret: String) -> Reply<String> {
         self.session
             .auth
             .hash_work(move || password::hash_secret(&secret))
@@ -157,31 +76,22 @@ impl IamService {
         &self,
         identity: &Identity,
         name_: &str,
-        kind: PrincipalKind,
+        kind_: PrincipalKind,
         secret: String,
-    ) -> capnp::Result<()> {
+    ) -> Reply<()> {
         name("principal", name_)?;
-        let secret_hash = self.hash(secret).await?;
         let principal = Principal {
             tenant: identity.tenant().to_owned(),
             name: name_.to_owned(),
-            kind,
-            secret_hash,
+            kind: kind_,
+            secret_hash: self.hash(secret).await?,
             cluster_admin: false,
             tokens_not_before_ms: 0,
             created_ms: now_ms(),
         };
-        let key = keys::principal(identity.tenant(), name_);
-        if !self
-            .txn(
-                vec![txn::absent(&key)],
-                vec![record_op(records::principal(&principal))],
-            )
-            .await?
-        {
-            return Err(exists("principal", name_));
-        }
-        Ok(())
+        kind::create_principal(&self.proposer, &principal)
+            .await
+            .map_err(refusal)
     }
 
     /// The principal a self-service call names ("" = the caller), and
@@ -222,11 +132,10 @@ pub fn whoami(
     session: &Session,
     state_machine: &crate::raft::KvStateMachine,
     out: identity::Builder<'_>,
-) -> capnp::Result<()> {
+) -> Reply<()> {
     let identity = session.identity()?;
     let prefix = keys::bindings_of_principal(identity.tenant(), identity.principal());
-    let kvs = state_machine.scan_prefix_local(prefix.as_bytes());
-    let bindings: Vec<model::Binding> = IamService::parse_all(&kvs);
+    let bindings: Vec<model::Binding> = kind::all(state_machine, &prefix);
     write_identity(out, &identity, &bindings);
     Ok(())
 }
@@ -237,11 +146,13 @@ impl iam::Server for IamService {
         _params: iam::WhoamiParams,
         mut results: iam::WhoamiResults,
     ) -> Result<(), capnp::Error> {
-        whoami(
-            &self.session,
-            &self.proposer.state_machine,
-            results.get().init_identity(),
-        )
+        answer!(results, {
+            whoami(
+                &self.session,
+                &self.proposer.state_machine,
+                results.get().init_identity(),
+            )
+        })
     }
 
     async fn refresh(
@@ -249,141 +160,122 @@ impl iam::Server for IamService {
         params: iam::RefreshParams,
         mut results: iam::RefreshResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let ttl_ms = self.session.auth.ttl_ms(params.get()?.get_ttl_seconds())?;
-        let (token, claims) = self
-            .session
-            .auth
-            .directory
-            .issue_token(
-                identity.tenant(),
-                identity.principal(),
-                identity.project(),
-                now_ms(),
-                ttl_ms,
-            )
-            .map_err(|e| capnp::Error::failed(e.to_string()))?;
-        let mut r = results.get();
-        r.set_token(&token);
-        r.set_expires_at_ms(claims.exp);
-        Ok(())
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let ttl_ms = self.session.auth.ttl_ms(params.get()?.get_ttl_seconds())?;
+            let (token, claims) = self
+                .session
+                .auth
+                .directory
+                .issue_token(
+                    identity.tenant(),
+                    identity.principal(),
+                    identity.project(),
+                    now_ms(),
+                    ttl_ms,
+                )
+                .map_err(ApiError::internal)?;
+            let mut r = results.get();
+            r.set_token(&token);
+            r.set_expires_at_ms(claims.exp);
+            Ok(())
+        })
     }
 
     async fn revoke_token(
         self: Rc<Self>,
         params: iam::RevokeTokenParams,
-        _results: iam::RevokeTokenResults,
+        mut results: iam::RevokeTokenResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let token = text(params.get()?.get_token()?)?;
-        // Only a valid token needs revoking; an invalid one is refused anyway.
-        let target = self
-            .session
-            .auth
-            .verify(&token)
-            .map_err(|e| invalid(format!("that token is not valid ({e})")))?;
-        if !identity.cluster_admin {
-            if target.tenant() != identity.tenant() {
-                return Err(denied(photon_iam::directory::Denied {
-                    principal: identity.principal().to_owned(),
-                    action: "iam:RevokeToken".into(),
-                    resource: "a token of another tenant".into(),
-                }));
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let token = text(params.get()?.get_token()?)?;
+            // Only a valid token needs revoking; an invalid one is refused anyway.
+            let target = self
+                .session
+                .auth
+                .verify(&token)
+                .map_err(|e| invalid(format!("that token is not valid ({e})")))?;
+            if !identity.cluster_admin {
+                if target.tenant() != identity.tenant() {
+                    return Err(denied(photon_iam::directory::Denied {
+                        principal: identity.principal().to_owned(),
+                        action: "iam:RevokeToken".into(),
+                        resource: "a token of another tenant".into(),
+                    }));
+                }
+                if target.principal() != identity.principal() {
+                    self.check(
+                        Scope::Tenant,
+                        "iam:RevokeToken",
+                        &format!("iam/principal/{}", target.principal()),
+                    )?;
+                }
             }
-            if target.principal() != identity.principal() {
-                self.check(
-                    Scope::Tenant,
-                    "iam:RevokeToken",
-                    &format!("iam/principal/{}", target.principal()),
-                )?;
-            }
-        }
-        let now = now_ms();
-        let ttl_ms = target.claims.exp.saturating_sub(now) + REVOCATION_SLACK_MS;
-        let CommandResponse::LeaseGrant(lease) = self
-            .proposer
-            .propose(Command::LeaseGrant { id: 0, ttl_ms })
-            .await?
-        else {
-            return Err(wrong_response());
-        };
-        let (key, value) = records::revocation(&target.claims.jti, target.claims.exp);
-        self.proposer
-            .propose(Command::Put(PutRequest {
-                key: key.into_bytes(),
-                value,
-                lease: lease.id,
-                ..Default::default()
-            }))
-            .await?;
-        Ok(())
+            kind::revoke_token(
+                &self.proposer,
+                &target.claims.jti,
+                target.claims.exp,
+                now_ms(),
+            )
+            .await
+            .map_err(refusal)?;
+            Ok(())
+        })
     }
 
     async fn sign_out(
         self: Rc<Self>,
         params: iam::SignOutParams,
-        _results: iam::SignOutResults,
+        mut results: iam::SignOutResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let named = text(params.get()?.get_principal()?)?;
-        let (subject, is_self) = Self::subject(&identity, &named);
-        if !is_self {
-            self.check(
-                Scope::Tenant,
-                "iam:SignOut",
-                &format!("iam/principal/{subject}"),
-            )?;
-        }
-        self.update_principal(identity.tenant(), subject, |principal| {
-            principal.tokens_not_before_ms = now_ms() + 1;
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let named = text(params.get()?.get_principal()?)?;
+            let (subject, is_self) = Self::subject(&identity, &named);
+            if !is_self {
+                self.check(
+                    Scope::Tenant,
+                    "iam:SignOut",
+                    &format!("iam/principal/{subject}"),
+                )?;
+            }
+            kind::update_principal(&self.proposer, identity.tenant(), subject, |principal| {
+                principal.tokens_not_before_ms = now_ms() + 1;
+                Ok(())
+            })
+            .await
+            .map_err(refusal)?;
             Ok(())
         })
-        .await?;
-        Ok(())
     }
 
     async fn create_tenant(
         self: Rc<Self>,
         params: iam::CreateTenantParams,
-        _results: iam::CreateTenantResults,
+        mut results: iam::CreateTenantResults,
     ) -> Result<(), capnp::Error> {
-        self.cluster_admin()?;
-        let p = params.get()?;
-        let tenant = text(p.get_name()?)?;
-        let admin = text(p.get_admin_name()?)?;
-        let password_ = text(p.get_admin_password()?)?;
-        name("tenant", &tenant)?;
-        name("principal", &admin)?;
-        let now = now_ms();
-        let principal = Principal {
-            tenant: tenant.clone(),
-            name: admin.clone(),
-            kind: PrincipalKind::User,
-            secret_hash: self.hash(password_).await?,
-            cluster_admin: false,
-            tokens_not_before_ms: 0,
-            created_ms: now,
-        };
-        let created = self
-            .txn(
-                vec![txn::absent(keys::tenant(&tenant))],
-                vec![
-                    record_op(records::tenant(&tenant, now)),
-                    record_op(records::project(&tenant, model::DEFAULT_PROJECT, now)),
-                    record_op(records::principal(&principal)),
-                    record_op(records::binding(
-                        &tenant,
-                        &admin,
-                        model::ALL_PROJECTS,
-                        "admin",
-                    )),
-                ],
-            )
-            .await?;
-        if !created {
-            return Err(exists("tenant", &tenant));
-        }
-        Ok(())
+        answer!(results, {
+            self.cluster_admin()?;
+            let p = params.get()?;
+            let tenant = text(p.get_name()?)?;
+            let admin = text(p.get_admin_name()?)?;
+            let password_ = text(p.get_admin_password()?)?;
+            name("tenant", &tenant)?;
+            name("principal", &admin)?;
+            let principal = Principal {
+                tenant,
+                name: admin,
+                kind: PrincipalKind::User,
+                secret_hash: self.hash(password_).await?,
+                cluster_admin: false,
+                tokens_not_before_ms: 0,
+                created_ms: now_ms(),
+            };
+            kind::create_tenant(&self.proposer, &principal, principal.created_ms)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn list_tenants(
@@ -391,13 +283,15 @@ impl iam::Server for IamService {
         _params: iam::ListTenantsParams,
         mut results: iam::ListTenantsResults,
     ) -> Result<(), capnp::Error> {
-        self.cluster_admin()?;
-        let tenants: Vec<model::Tenant> = Self::parse_all(&self.read_prefix("iam/tenant/").await?);
-        let mut list = results.get().init_tenants(tenants.len() as u32);
-        for (i, t) in tenants.iter().enumerate() {
-            list.set(i as u32, &t.name);
-        }
-        Ok(())
+        answer!(results, {
+            self.cluster_admin()?;
+            let tenants: Vec<model::Tenant> = self.read_all(keys::TENANTS).await?;
+            let mut list = results.get().init_tenants(tenants.len() as u32);
+            for (i, t) in tenants.iter().enumerate() {
+                list.set(i as u32, &t.name);
+            }
+            Ok(())
+        })
     }
 
     async fn rotate_signing_key(
@@ -405,49 +299,18 @@ impl iam::Server for IamService {
         _params: iam::RotateSigningKeyParams,
         mut results: iam::RotateSigningKeyResults,
     ) -> Result<(), capnp::Error> {
-        self.cluster_admin()?;
-        self.proposer.linearizable().await?;
-        let now = now_ms();
-        let verify_until = now + self.session.auth.settings.token_ttl_max_ms;
-        let pair = photon_iam::token::KeyPair::generate(password::generate_id("k", 8));
-        let cluster_key = self.session.auth.directory.cluster_key();
-        txn::update(&self.proposer, "the signing keys", |state| {
-            let kvs = state.scan_prefix_local(keys::SIGNING_KEYS.as_bytes());
-            // A rotation that raced this one added a key: plan again so
-            // only one key is left signing.
-            let mut compare = vec![txn::none_created_after(
-                keys::SIGNING_KEYS,
-                txn::newest_creation(&kvs),
-            )];
-            let mut ops = vec![record_op(records::signing_key(
-                cluster_key,
-                &pair,
-                now,
-                None,
-            ))];
-            for kv in &kvs {
-                let Ok(record) = serde_json::from_slice::<model::SigningKey>(&kv.value) else {
-                    continue;
-                };
-                compare.push(txn::unchanged(kv));
-                match record.verify_until_ms {
-                    // Retire the key that signed until now.
-                    None => ops.push(record_op(records::retire_signing_key(
-                        &record,
-                        verify_until,
-                    ))),
-                    // Drop keys whose tokens have all expired.
-                    Some(until) if until <= now => {
-                        ops.push(txn::delete(keys::signing_key(&record.id)))
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok::<_, capnp::Error>(Plan::write(compare, ops, ()))
+        answer!(results, {
+            self.cluster_admin()?;
+            let now = now_ms();
+            let verify_until = now + self.session.auth.settings.token_ttl_max_ms;
+            let pair = photon_iam::token::KeyPair::generate(password::generate_id("k", 8));
+            let cluster_key = self.session.auth.directory.cluster_key();
+            kind::rotate_signing_key(&self.proposer, cluster_key, &pair, now, verify_until)
+                .await
+                .map_err(refusal)?;
+            results.get().set_key_id(&pair.id);
+            Ok(())
         })
-        .await?;
-        results.get().set_key_id(&pair.id);
-        Ok(())
     }
 
     async fn list_signing_keys(
@@ -455,45 +318,37 @@ impl iam::Server for IamService {
         _params: iam::ListSigningKeysParams,
         mut results: iam::ListSigningKeysResults,
     ) -> Result<(), capnp::Error> {
-        self.cluster_admin()?;
-        let all: Vec<model::SigningKey> =
-            Self::parse_all(&self.read_prefix(keys::SIGNING_KEYS).await?);
-        let mut list = results.get().init_keys(all.len() as u32);
-        for (i, k) in all.iter().enumerate() {
-            let mut item = list.reborrow().get(i as u32);
-            item.set_id(&k.id);
-            item.set_created_ms(k.created_ms);
-            item.set_verify_until_ms(k.verify_until_ms.unwrap_or(0));
-        }
-        Ok(())
+        answer!(results, {
+            self.cluster_admin()?;
+            let all: Vec<model::SigningKey> = self.read_all(keys::SIGNING_KEYS).await?;
+            let mut list = results.get().init_keys(all.len() as u32);
+            for (i, k) in all.iter().enumerate() {
+                let mut item = list.reborrow().get(i as u32);
+                item.set_id(&k.id);
+                item.set_created_ms(k.created_ms);
+                item.set_verify_until_ms(k.verify_until_ms.unwrap_or(0));
+            }
+            Ok(())
+        })
     }
 
     async fn create_project(
         self: Rc<Self>,
         params: iam::CreateProjectParams,
-        _results: iam::CreateProjectResults,
+        mut results: iam::CreateProjectResults,
     ) -> Result<(), capnp::Error> {
-        let project = text(params.get()?.get_name()?)?;
-        name("project", &project)?;
-        let identity = self.check(
-            Scope::Tenant,
-            "iam:CreateProject",
-            &format!("iam/project/{project}"),
-        )?;
-        let created = self
-            .txn(
-                vec![txn::absent(keys::project(identity.tenant(), &project))],
-                vec![record_op(records::project(
-                    identity.tenant(),
-                    &project,
-                    now_ms(),
-                ))],
-            )
-            .await?;
-        if !created {
-            return Err(exists("project", &project));
-        }
-        Ok(())
+        answer!(results, {
+            let project = text(params.get()?.get_name()?)?;
+            name("project", &project)?;
+            let identity = self.check(
+                Scope::Tenant,
+                "iam:CreateProject",
+                &format!("iam/project/{project}"),
+            )?;
+            kind::create_project(&self.proposer, identity.tenant(), &project, now_ms())
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn list_projects(
@@ -501,81 +356,91 @@ impl iam::Server for IamService {
         _params: iam::ListProjectsParams,
         mut results: iam::ListProjectsResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.check(Scope::Project, "iam:ListProjects", "iam/project")?;
-        let projects: Vec<model::Project> = Self::parse_all(
-            &self
-                .read_prefix(&keys::projects_of(identity.tenant()))
-                .await?,
-        );
-        let mut list = results.get().init_projects(projects.len() as u32);
-        for (i, p) in projects.iter().enumerate() {
-            list.set(i as u32, &p.name);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self.check(Scope::Project, "iam:ListProjects", "iam/project")?;
+            let projects: Vec<model::Project> =
+                self.read_all(&keys::projects_of(identity.tenant())).await?;
+            let mut list = results.get().init_projects(projects.len() as u32);
+            for (i, p) in projects.iter().enumerate() {
+                list.set(i as u32, &p.name);
+            }
+            Ok(())
+        })
     }
 
     async fn create_user(
         self: Rc<Self>,
         params: iam::CreateUserParams,
-        _results: iam::CreateUserResults,
+        mut results: iam::CreateUserResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let user = text(p.get_name()?)?;
-        let identity = self.check(
-            Scope::Tenant,
-            "iam:CreateUser",
-            &format!("iam/principal/{user}"),
-        )?;
-        self.create_principal(
-            &identity,
-            &user,
-            PrincipalKind::User,
-            text(p.get_password()?)?,
-        )
-        .await
+        answer!(results, {
+            let p = params.get()?;
+            let user = text(p.get_name()?)?;
+            let identity = self.check(
+                Scope::Tenant,
+                "iam:CreateUser",
+                &format!("iam/principal/{user}"),
+            )?;
+            self.create_principal(
+                &identity,
+                &user,
+                PrincipalKind::User,
+                text(p.get_password()?)?,
+            )
+            .await
+        })
     }
 
     async fn set_password(
         self: Rc<Self>,
         params: iam::SetPasswordParams,
-        _results: iam::SetPasswordResults,
+        mut results: iam::SetPasswordResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let p = params.get()?;
-        let named = text(p.get_name()?)?;
-        let (subject, is_self) = Self::subject(&identity, &named);
-        if !is_self {
-            self.check(
-                Scope::Tenant,
-                "iam:SetPassword",
-                &format!("iam/principal/{subject}"),
-            )?;
-        }
-        // Refuse before the costly hash; the update checks again.
-        let key = keys::principal(identity.tenant(), subject);
-        match self.read_one::<Principal>(&key).await? {
-            None => return Err(not_found("principal", subject)),
-            Some((_, principal)) if principal.kind != PrincipalKind::User => {
-                return Err(invalid(
-                    "service accounts have generated secrets, not passwords",
-                ))
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let p = params.get()?;
+            let named = text(p.get_name()?)?;
+            let (subject, is_self) = Self::subject(&identity, &named);
+            if !is_self {
+                self.check(
+                    Scope::Tenant,
+                    "iam:SetPassword",
+                    &format!("iam/principal/{subject}"),
+                )?;
             }
-            Some(_) => {}
-        }
-        let hash = self.hash(text(p.get_password()?)?).await?;
-        self.update_principal(identity.tenant(), subject, |principal| {
-            if principal.kind != PrincipalKind::User {
-                return Err(invalid(
-                    "service accounts have generated secrets, not passwords",
-                ));
+            // Refuse before the costly hash; the update checks again.
+            let key = keys::principal(identity.tenant(), subject);
+            self.proposer.linearizable().await?;
+            match kind::record::<Principal>(&self.proposer.state_machine, &key).map_err(refusal)? {
+                None => {
+                    return Err(refusal(IamWriteError::NotFound {
+                        what: "principal",
+                        name: subject.to_owned(),
+                    }))
+                }
+                Some((_, principal)) if principal.kind != PrincipalKind::User => {
+                    return Err(invalid(
+                        "service accounts have generated secrets, not passwords",
+                    ))
+                }
+                Some(_) => {}
             }
-            principal.secret_hash = hash.clone();
-            // Tokens issued with the old password stop working.
-            principal.tokens_not_before_ms = now_ms() + 1;
+            let hash = self.hash(text(p.get_password()?)?).await?;
+            kind::update_principal(&self.proposer, identity.tenant(), subject, |principal| {
+                if principal.kind != PrincipalKind::User {
+                    return Err(IamWriteError::Invalid(
+                        "service accounts have generated secrets, not passwords".into(),
+                    ));
+                }
+                principal.secret_hash = hash.clone();
+                // Tokens issued with the old password stop working.
+                principal.tokens_not_before_ms = now_ms() + 1;
+                Ok(())
+            })
+            .await
+            .map_err(refusal)?;
             Ok(())
         })
-        .await?;
-        Ok(())
     }
 
     async fn create_service_account(
@@ -583,55 +448,42 @@ impl iam::Server for IamService {
         params: iam::CreateServiceAccountParams,
         mut results: iam::CreateServiceAccountResults,
     ) -> Result<(), capnp::Error> {
-        let account = text(params.get()?.get_name()?)?;
-        let identity = self.check(
-            Scope::Tenant,
-            "iam:CreateServiceAccount",
-            &format!("iam/principal/{account}"),
-        )?;
-        let secret = password::generate_secret();
-        self.create_principal(
-            &identity,
-            &account,
-            PrincipalKind::ServiceAccount,
-            secret.clone(),
-        )
-        .await?;
-        results.get().set_secret(&secret);
-        Ok(())
+        answer!(results, {
+            let account = text(params.get()?.get_name()?)?;
+            let identity = self.check(
+                Scope::Tenant,
+                "iam:CreateServiceAccount",
+                &format!("iam/principal/{account}"),
+            )?;
+            let secret = password::generate_secret();
+            self.create_principal(
+                &identity,
+                &account,
+                PrincipalKind::ServiceAccount,
+                secret.clone(),
+            )
+            .await?;
+            results.get().set_secret(&secret);
+            Ok(())
+        })
     }
 
     async fn delete_principal(
         self: Rc<Self>,
         params: iam::DeletePrincipalParams,
-        _results: iam::DeletePrincipalResults,
+        mut results: iam::DeletePrincipalResults,
     ) -> Result<(), capnp::Error> {
-        let subject = text(params.get()?.get_name()?)?;
-        let identity = self.check(
-            Scope::Tenant,
-            "iam:DeletePrincipal",
-            &format!("iam/principal/{subject}"),
-        )?;
-        if identity.tenant() == model::SYSTEM_TENANT && subject == model::CLUSTER_ADMIN {
-            return Err(invalid("the cluster administrator cannot be deleted"));
-        }
-        let key = keys::principal(identity.tenant(), &subject);
-        let access_keys: Vec<model::AccessKey> =
-            Self::parse_all(&self.read_prefix("iam/accesskey/").await?);
-        let mut ops = vec![
-            txn::delete(&key),
-            txn::delete_prefix(keys::bindings_of_principal(identity.tenant(), &subject)),
-        ];
-        ops.extend(
-            access_keys
-                .iter()
-                .filter(|k| k.tenant == identity.tenant() && k.principal == subject)
-                .map(|k| txn::delete(keys::access_key(&k.id))),
-        );
-        if !self.txn(vec![txn::present(&key)], ops).await? {
-            return Err(not_found("principal", &subject));
-        }
-        Ok(())
+        answer!(results, {
+            let subject = text(params.get()?.get_name()?)?;
+            let identity = self.check(
+                Scope::Tenant,
+                "iam:DeletePrincipal",
+                &format!("iam/principal/{subject}"),
+            )?;
+            kind::delete_principal(&self.proposer, identity.tenant(), &subject)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn list_principals(
@@ -639,21 +491,21 @@ impl iam::Server for IamService {
         _params: iam::ListPrincipalsParams,
         mut results: iam::ListPrincipalsResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.check(Scope::Project, "iam:ListPrincipals", "iam/principal")?;
-        let all: Vec<Principal> = Self::parse_all(
-            &self
-                .read_prefix(&keys::principals_of(identity.tenant()))
-                .await?,
-        );
-        let mut list = results.get().init_principals(all.len() as u32);
-        for (i, p) in all.iter().enumerate() {
-            let mut item = list.reborrow().get(i as u32);
-            item.set_name(&p.name);
-            item.set_kind(p.kind.as_str());
-            item.set_cluster_admin(p.cluster_admin);
-            item.set_created_ms(p.created_ms);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self.check(Scope::Project, "iam:ListPrincipals", "iam/principal")?;
+            let all: Vec<Principal> = self
+                .read_all(&keys::principals_of(identity.tenant()))
+                .await?;
+            let mut list = results.get().init_principals(all.len() as u32);
+            for (i, p) in all.iter().enumerate() {
+                let mut item = list.reborrow().get(i as u32);
+                item.set_name(&p.name);
+                item.set_kind(p.kind.as_str());
+                item.set_cluster_admin(p.cluster_admin);
+                item.set_created_ms(p.created_ms);
+            }
+            Ok(())
+        })
     }
 
     async fn create_access_key(
@@ -661,41 +513,36 @@ impl iam::Server for IamService {
         params: iam::CreateAccessKeyParams,
         mut results: iam::CreateAccessKeyResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let named = text(params.get()?.get_principal()?)?;
-        let (subject, is_self) = Self::subject(&identity, &named);
-        if !is_self {
-            self.check(
-                Scope::Tenant,
-                "iam:CreateAccessKey",
-                &format!("iam/principal/{subject}"),
-            )?;
-        }
-        let id = password::generate_id("PK", 9);
-        let secret = password::generate_secret();
-        let record = records::access_key(
-            self.session.auth.directory.cluster_key(),
-            &id,
-            &secret,
-            identity.tenant(),
-            subject,
-            identity.project(),
-            now_ms(),
-        );
-        let principal_key = keys::principal(identity.tenant(), subject);
-        if !self
-            .txn(
-                vec![txn::present(&principal_key), txn::absent(&record.0)],
-                vec![record_op(record)],
-            )
-            .await?
-        {
-            return Err(not_found("principal", subject));
-        }
-        let mut r = results.get();
-        r.set_id(&id);
-        r.set_secret(&secret);
-        Ok(())
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let named = text(params.get()?.get_principal()?)?;
+            let (subject, is_self) = Self::subject(&identity, &named);
+            if !is_self {
+                self.check(
+                    Scope::Tenant,
+                    "iam:CreateAccessKey",
+                    &format!("iam/principal/{subject}"),
+                )?;
+            }
+            let id = password::generate_id("PK", 9);
+            let secret = password::generate_secret();
+            let record = records::access_key(
+                self.session.auth.directory.cluster_key(),
+                &id,
+                &secret,
+                identity.tenant(),
+                subject,
+                identity.project(),
+                now_ms(),
+            );
+            kind::create_access_key(&self.proposer, record, identity.tenant(), subject)
+                .await
+                .map_err(refusal)?;
+            let mut r = results.get();
+            r.set_id(&id);
+            r.set_secret(&secret);
+            Ok(())
+        })
     }
 
     async fn list_access_keys(
@@ -703,103 +550,106 @@ impl iam::Server for IamService {
         params: iam::ListAccessKeysParams,
         mut results: iam::ListAccessKeysResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let named = text(params.get()?.get_principal()?)?;
-        let (subject, is_self) = Self::subject(&identity, &named);
-        let every = named == "*";
-        if !is_self {
-            self.check(Scope::Project, "iam:ListAccessKeys", "iam/accesskey")?;
-        }
-        let all: Vec<model::AccessKey> =
-            Self::parse_all(&self.read_prefix("iam/accesskey/").await?);
-        let mine: Vec<&model::AccessKey> = all
-            .iter()
-            .filter(|k| k.tenant == identity.tenant() && (every || k.principal == subject))
-            .collect();
-        let mut list = results.get().init_keys(mine.len() as u32);
-        for (i, k) in mine.iter().enumerate() {
-            let mut item = list.reborrow().get(i as u32);
-            item.set_id(&k.id);
-            item.set_principal(&k.principal);
-            item.set_project(&k.project);
-            item.set_created_ms(k.created_ms);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let named = text(params.get()?.get_principal()?)?;
+            let (subject, is_self) = Self::subject(&identity, &named);
+            let every = named == "*";
+            if !is_self {
+                self.check(Scope::Project, "iam:ListAccessKeys", "iam/accesskey")?;
+            }
+            self.proposer.linearizable().await?;
+            let mine = kind::access_keys(
+                &self.proposer.state_machine,
+                identity.tenant(),
+                (!every).then_some(subject),
+            );
+            let mut list = results.get().init_keys(mine.len() as u32);
+            for (i, k) in mine.iter().enumerate() {
+                let mut item = list.reborrow().get(i as u32);
+                item.set_id(&k.id);
+                item.set_principal(&k.principal);
+                item.set_project(&k.project);
+                item.set_created_ms(k.created_ms);
+            }
+            Ok(())
+        })
     }
 
     async fn delete_access_key(
         self: Rc<Self>,
         params: iam::DeleteAccessKeyParams,
-        _results: iam::DeleteAccessKeyResults,
+        mut results: iam::DeleteAccessKeyResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
-        let id = text(params.get()?.get_id()?)?;
-        let key = keys::access_key(&id);
-        let record = self.read_one::<model::AccessKey>(&key).await?;
-        // Another tenant's key is "not found": its existence is not ours to know.
-        let Some((kv, record)) = record.filter(|(_, r)| r.tenant == identity.tenant()) else {
-            return Err(not_found("access key", &id));
-        };
-        if record.principal != identity.principal() {
-            self.check(
-                Scope::Tenant,
-                "iam:DeleteAccessKey",
-                &format!("iam/principal/{}", record.principal),
-            )?;
-        }
-        if !self
-            .txn(vec![txn::unchanged(&kv)], vec![txn::delete(&key)])
-            .await?
-        {
-            return Err(not_found("access key", &id));
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self.session.identity()?;
+            let id = text(params.get()?.get_id()?)?;
+            let key = keys::access_key(&id);
+            self.proposer.linearizable().await?;
+            let record = kind::record::<model::AccessKey>(&self.proposer.state_machine, &key)
+                .map_err(refusal)?;
+            // Another tenant's key is "not found": its existence is not ours to know.
+            let Some((kv, record)) = record.filter(|(_, r)| r.tenant == identity.tenant()) else {
+                return Err(refusal(IamWriteError::NotFound {
+                    what: "access key",
+                    name: id,
+                }));
+            };
+            if record.principal != identity.principal() {
+                self.check(
+                    Scope::Tenant,
+                    "iam:DeleteAccessKey",
+                    &format!("iam/principal/{}", record.principal),
+                )?;
+            }
+            kind::delete_access_key(&self.proposer, &id, &kv)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn put_role(
         self: Rc<Self>,
         params: iam::PutRoleParams,
-        _results: iam::PutRoleResults,
+        mut results: iam::PutRoleResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let role = text(p.get_name()?)?;
-        name("role", &role)?;
-        if BUILTIN_ROLES.contains(&role.as_str()) {
-            return Err(invalid(format!("{role:?} is a built-in role")));
-        }
-        let identity = self.check(Scope::Tenant, "iam:PutRole", &format!("iam/role/{role}"))?;
-        let statements: Vec<model::Statement> = serde_json::from_str(&text(p.get_statements()?)?)
-            .map_err(|e| {
-            invalid(format!(
-                "statements are not a JSON list of {{effect, actions, resources}}: {e}"
-            ))
-        })?;
-        model::check_statements(&statements).map_err(invalid)?;
-        let role = model::Role {
-            tenant: identity.tenant().to_owned(),
-            name: role,
-            statements,
-        };
-        self.txn(Vec::new(), vec![record_op(records::role(&role))])
-            .await?;
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let role = text(p.get_name()?)?;
+            name("role", &role)?;
+            if BUILTIN_ROLES.contains(&role.as_str()) {
+                return Err(invalid(format!("{role:?} is a built-in role")));
+            }
+            let identity = self.check(Scope::Tenant, "iam:PutRole", &format!("iam/role/{role}"))?;
+            let statements: Vec<model::Statement> =
+                serde_json::from_str(&text(p.get_statements()?)?).map_err(|e| {
+                    invalid(format!(
+                        "statements are not a JSON list of {{effect, actions, resources}}: {e}"
+                    ))
+                })?;
+            model::check_statements(&statements).map_err(invalid)?;
+            let role = model::Role {
+                tenant: identity.tenant().to_owned(),
+                name: role,
+                statements,
+            };
+            kind::put_role(&self.proposer, &role).await.map_err(refusal)
+        })
     }
 
     async fn delete_role(
         self: Rc<Self>,
         params: iam::DeleteRoleParams,
-        _results: iam::DeleteRoleResults,
+        mut results: iam::DeleteRoleResults,
     ) -> Result<(), capnp::Error> {
-        let role = text(params.get()?.get_name()?)?;
-        let identity = self.check(Scope::Tenant, "iam:DeleteRole", &format!("iam/role/{role}"))?;
-        let key = keys::role(identity.tenant(), &role);
-        if !self
-            .txn(vec![txn::present(&key)], vec![txn::delete(&key)])
-            .await?
-        {
-            return Err(not_found("role", &role));
-        }
-        Ok(())
+        answer!(results, {
+            let role = text(params.get()?.get_name()?)?;
+            let identity =
+                self.check(Scope::Tenant, "iam:DeleteRole", &format!("iam/role/{role}"))?;
+            kind::delete_role(&self.proposer, identity.tenant(), &role)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn list_roles(
@@ -807,100 +657,88 @@ impl iam::Server for IamService {
         _params: iam::ListRolesParams,
         mut results: iam::ListRolesResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.check(Scope::Project, "iam:ListRoles", "iam/role")?;
-        let custom: Vec<model::Role> = Self::parse_all(
-            &self
-                .read_prefix(&format!("iam/role/{}/", identity.tenant()))
-                .await?,
-        );
-        let mut all: Vec<(String, bool, String)> = BUILTIN_ROLES
-            .iter()
-            .map(|name| {
-                let statements = photon_iam::policy::builtin_role(name).unwrap_or(&[]);
+        answer!(results, {
+            let identity = self.check(Scope::Project, "iam:ListRoles", "iam/role")?;
+            let custom: Vec<model::Role> =
+                self.read_all(&keys::roles_of(identity.tenant())).await?;
+            let mut all: Vec<(String, bool, String)> = BUILTIN_ROLES
+                .iter()
+                .map(|name| {
+                    let statements = photon_iam::policy::builtin_role(name).unwrap_or(&[]);
+                    (
+                        (*name).to_owned(),
+                        true,
+                        serde_json::to_string(statements).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            all.extend(custom.iter().map(|r| {
                 (
-                    (*name).to_owned(),
-                    true,
-                    serde_json::to_string(statements).unwrap_or_default(),
+                    r.name.clone(),
+                    false,
+                    serde_json::to_string(&r.statements).unwrap_or_default(),
                 )
-            })
-            .collect();
-        all.extend(custom.iter().map(|r| {
-            (
-                r.name.clone(),
-                false,
-                serde_json::to_string(&r.statements).unwrap_or_default(),
-            )
-        }));
-        let mut list = results.get().init_roles(all.len() as u32);
-        for (i, (name, builtin, statements)) in all.iter().enumerate() {
-            let mut item = list.reborrow().get(i as u32);
-            item.set_name(name);
-            item.set_builtin(*builtin);
-            item.set_statements(statements);
-        }
-        Ok(())
+            }));
+            let mut list = results.get().init_roles(all.len() as u32);
+            for (i, (name, builtin, statements)) in all.iter().enumerate() {
+                let mut item = list.reborrow().get(i as u32);
+                item.set_name(name);
+                item.set_builtin(*builtin);
+                item.set_statements(statements);
+            }
+            Ok(())
+        })
     }
 
     async fn bind(
         self: Rc<Self>,
         params: iam::BindParams,
-        _results: iam::BindResults,
+        mut results: iam::BindResults,
     ) -> Result<(), capnp::Error> {
-        let b = params.get()?.get_binding()?;
-        let (principal, project, role) = (
-            text(b.get_principal()?)?,
-            text(b.get_project()?)?,
-            text(b.get_role()?)?,
-        );
-        let identity = self.authorize_binding("iam:Bind", &principal, &project)?;
-        name("role", &role)?;
-        let tenant = identity.tenant();
-        let mut compare = vec![txn::present(keys::principal(tenant, &principal))];
-        if project != model::ALL_PROJECTS {
-            compare.push(txn::present(keys::project(tenant, &project)));
-        }
-        if !BUILTIN_ROLES.contains(&role.as_str()) {
-            compare.push(txn::present(keys::role(tenant, &role)));
-        }
-        let ok = self
-            .txn(
-                compare,
-                vec![record_op(records::binding(
-                    tenant, &principal, &project, &role,
-                ))],
-            )
-            .await?;
-        if !ok {
-            return Err(invalid(format!(
-                "principal {principal:?}, project {project:?} and role {role:?} must all exist in your tenant"
-            )));
-        }
-        Ok(())
+        answer!(results, {
+            let b = params.get()?.get_binding()?;
+            let (principal, project, role) = (
+                text(b.get_principal()?)?,
+                text(b.get_project()?)?,
+                text(b.get_role()?)?,
+            );
+            let identity = self.authorize_binding("iam:Bind", &principal, &project)?;
+            name("role", &role)?;
+            let binding = model::Binding {
+                tenant: identity.tenant().to_owned(),
+                principal,
+                project,
+                role,
+            };
+            kind::bind(&self.proposer, identity.tenant(), &binding)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn unbind(
         self: Rc<Self>,
         params: iam::UnbindParams,
-        _results: iam::UnbindResults,
+        mut results: iam::UnbindResults,
     ) -> Result<(), capnp::Error> {
-        let b = params.get()?.get_binding()?;
-        let (principal, project, role) = (
-            text(b.get_principal()?)?,
-            text(b.get_project()?)?,
-            text(b.get_role()?)?,
-        );
-        let identity = self.authorize_binding("iam:Unbind", &principal, &project)?;
-        let key = keys::binding(identity.tenant(), &principal, &project, &role);
-        if !self
-            .txn(vec![txn::present(&key)], vec![txn::delete(&key)])
-            .await?
-        {
-            return Err(not_found(
-                "binding",
-                &format!("{principal} {project} {role}"),
-            ));
-        }
-        Ok(())
+        answer!(results, {
+            let b = params.get()?.get_binding()?;
+            let (principal, project, role) = (
+                text(b.get_principal()?)?,
+                text(b.get_project()?)?,
+                text(b.get_role()?)?,
+            );
+            let identity = self.authorize_binding("iam:Unbind", &principal, &project)?;
+            let binding = model::Binding {
+                tenant: identity.tenant().to_owned(),
+                principal,
+                project,
+                role,
+            };
+            kind::unbind(&self.proposer, identity.tenant(), &binding)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn list_bindings(
@@ -908,23 +746,25 @@ impl iam::Server for IamService {
         params: iam::ListBindingsParams,
         mut results: iam::ListBindingsResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.check(Scope::Project, "iam:ListBindings", "iam/binding")?;
-        let principal = text(params.get()?.get_principal()?)?;
-        let prefix = if principal.is_empty() {
-            keys::bindings_of(identity.tenant())
-        } else {
-            name("principal", &principal)?;
-            keys::bindings_of_principal(identity.tenant(), &principal)
-        };
-        let all: Vec<model::Binding> = Self::parse_all(&self.read_prefix(&prefix).await?);
-        let mut list = results.get().init_bindings(all.len() as u32);
-        for (i, b) in all.iter().enumerate() {
-            let mut item = list.reborrow().get(i as u32);
-            item.set_principal(&b.principal);
-            item.set_project(&b.project);
-            item.set_role(&b.role);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self.check(Scope::Project, "iam:ListBindings", "iam/binding")?;
+            let principal = text(params.get()?.get_principal()?)?;
+            let prefix = if principal.is_empty() {
+                keys::bindings_of(identity.tenant())
+            } else {
+                name("principal", &principal)?;
+                keys::bindings_of_principal(identity.tenant(), &principal)
+            };
+            let all: Vec<model::Binding> = self.read_all(&prefix).await?;
+            let mut list = results.get().init_bindings(all.len() as u32);
+            for (i, b) in all.iter().enumerate() {
+                let mut item = list.reborrow().get(i as u32);
+                item.set_principal(&b.principal);
+                item.set_project(&b.project);
+                item.set_role(&b.role);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -936,7 +776,7 @@ impl IamService {
         action: &str,
         principal: &str,
         project: &str,
-    ) -> capnp::Result<std::sync::Arc<Identity>> {
+    ) -> Reply<std::sync::Arc<Identity>> {
         name("principal", principal)?;
         if project != model::ALL_PROJECTS {
             name("project", project)?;

@@ -5,6 +5,7 @@
 //! space, except that `iam/` (the IAM records) is written only through the
 //! IAM API.
 
+use crate::api_error::{ApiError, Code, Reply};
 use photon_iam::Identity;
 
 use crate::kv::{
@@ -78,7 +79,7 @@ impl KeyScope {
 
     /// Refuses a write into the reserved `iam/` space (only reachable by
     /// the cluster administrator, whose scope is the whole key space).
-    pub fn check_writable(&self, key: &[u8], range_end: &[u8]) -> capnp::Result<()> {
+    pub fn check_writable(&self, key: &[u8], range_end: &[u8]) -> Reply<()> {
         if !self.is_whole() {
             return Ok(());
         }
@@ -87,8 +88,9 @@ impl KeyScope {
                 && key < prefix_end(RESERVED_PREFIX).as_slice()
                 && (range_end == [0] || range_end > RESERVED_PREFIX));
         if touches {
-            return Err(capnp::Error::failed(
-                "invalid argument: keys under iam/ are written only through the IAM API".into(),
+            return Err(ApiError::new(
+                Code::InvalidArgument,
+                "invalid argument: keys under iam/ are written only through the IAM API",
             ));
         }
         Ok(())
@@ -101,23 +103,24 @@ impl KeyScope {
 
     /// A tenant's empty key would name its own prefix: refused like the
     /// store refuses an empty key.
-    fn check_key(&self, key: &[u8]) -> capnp::Result<()> {
+    fn check_key(&self, key: &[u8]) -> Reply<()> {
         if key.is_empty() && !self.is_whole() {
-            return Err(capnp::Error::failed(
-                "invalid argument: key is empty; every request needs a non-empty key".into(),
+            return Err(ApiError::new(
+                Code::InvalidArgument,
+                "invalid argument: key is empty; every request needs a non-empty key",
             ));
         }
         Ok(())
     }
 
-    pub fn map_put(&self, mut p: PutRequest) -> capnp::Result<PutRequest> {
+    pub fn map_put(&self, mut p: PutRequest) -> Reply<PutRequest> {
         self.check_key(&p.key)?;
         p.key = self.key(&p.key);
         self.check_writable(&p.key, &[])?;
         Ok(p)
     }
 
-    pub fn map_delete(&self, mut d: DeleteRangeRequest) -> capnp::Result<DeleteRangeRequest> {
+    pub fn map_delete(&self, mut d: DeleteRangeRequest) -> Reply<DeleteRangeRequest> {
         if d.range_end.is_empty() {
             self.check_key(&d.key)?;
         }
@@ -126,7 +129,7 @@ impl KeyScope {
         Ok(d)
     }
 
-    pub fn map_txn(&self, txn: TxnRequest) -> capnp::Result<TxnRequest> {
+    pub fn map_txn(&self, txn: TxnRequest) -> Reply<TxnRequest> {
         let compare = txn
             .compare
             .into_iter()
@@ -135,7 +138,7 @@ impl KeyScope {
                 c
             })
             .collect();
-        let ops = |ops: Vec<RequestOp>| -> capnp::Result<Vec<RequestOp>> {
+        let ops = |ops: Vec<RequestOp>| -> Reply<Vec<RequestOp>> {
             ops.into_iter()
                 .map(|op| {
                     Ok(match op {

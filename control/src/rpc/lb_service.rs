@@ -2,6 +2,7 @@
 //! caller's project, written through [`crate::lb`], and the counters of this
 //! node's load-balancer agent.
 
+use crate::api_error::{ApiError, Code, Reply};
 use std::net::IpAddr;
 use std::rc::Rc as StdRc;
 
@@ -44,11 +45,7 @@ impl LbService {
 
     /// The caller, allowed `action` on `resource`, once this node has
     /// applied everything committed before the call.
-    async fn caller(
-        &self,
-        action: &str,
-        resource: &str,
-    ) -> capnp::Result<std::sync::Arc<Identity>> {
+    async fn caller(&self, action: &str, resource: &str) -> Reply<std::sync::Arc<Identity>> {
         let identity = self.session.check(Scope::Project, action, resource)?;
         self.proposer.linearizable().await?;
         Ok(identity)
@@ -59,7 +56,7 @@ impl LbService {
         &self,
         action: &str,
         name: &str,
-    ) -> capnp::Result<(std::sync::Arc<Identity>, KeyValue, VipRecord)> {
+    ) -> Reply<(std::sync::Arc<Identity>, KeyValue, VipRecord)> {
         check_name("vip", name).map_err(invalid)?;
         let identity = self.caller(action, &vip_resource(name)).await?;
         let (kv, record) = lb::get_vip(
@@ -78,7 +75,7 @@ impl LbService {
         action: &str,
         vip: &str,
         name: &str,
-    ) -> capnp::Result<(KeyValue, BackendRecord)> {
+    ) -> Reply<(KeyValue, BackendRecord)> {
         check_name("vip", vip).map_err(invalid)?;
         check_name("backend name", name).map_err(invalid)?;
         let identity = self.caller(action, &backend_resource(vip, name)).await?;
@@ -95,11 +92,11 @@ impl LbService {
     }
 }
 
-fn invalid(reason: impl std::fmt::Display) -> capnp::Error {
-    capnp::Error::failed(format!("invalid argument: {reason}"))
+fn invalid(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
 }
 
-fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
     reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
@@ -110,7 +107,7 @@ fn wire_number<T: TryFrom<i64>>(
     value: i64,
     field: &'static str,
     allowed: &str,
-) -> capnp::Result<Option<T>> {
+) -> Reply<Option<T>> {
     if value == -1 {
         return Ok(None);
     }
@@ -123,7 +120,7 @@ fn wire_number<T: TryFrom<i64>>(
 }
 
 /// The change a wire `HealthCheck` asks for (unset fields: `None`).
-fn read_health(h: health_check::Reader<'_>) -> capnp::Result<HealthUpdate> {
+fn read_health(h: health_check::Reader<'_>) -> Reply<HealthUpdate> {
     let kind = text(h.get_kind()?)?;
     let http_path = text(h.get_http_path()?)?;
     let port = match h.get_port() {
@@ -207,7 +204,7 @@ fn sorted_backends(proposer: &Proposer, vip: &VipRecord) -> Vec<BackendRecord> {
 
 /// A backend is reached by tunnelling the VIP's own packets to it, so it
 /// must be of the VIP's address family and not the VIP itself.
-fn check_backend_for(vip: &VipRecord, address: IpAddr) -> capnp::Result<()> {
+fn check_backend_for(vip: &VipRecord, address: IpAddr) -> Reply<()> {
     check_backend_address(address).map_err(invalid)?;
     if address.is_ipv4() != vip.address.is_ipv4() {
         let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -233,25 +230,27 @@ impl api::Server for LbService {
         _params: api::ListVipsParams,
         mut results: api::ListVipsResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.caller("lb:ListVips", "lb/vip").await?;
-        let mut all = lb::list_vips(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-        );
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut list = results.get().init_vips(all.len() as u32);
-        for (i, record) in all.iter().enumerate() {
-            let backends = lb::list_backends(
+        answer!(results, {
+            let identity = self.caller("lb:ListVips", "lb/vip").await?;
+            let mut all = lb::list_vips(
                 &self.proposer.state_machine,
-                &record.tenant,
-                &record.project,
-                &record.name,
-            )
-            .len();
-            write_vip(list.reborrow().get(i as u32), record, backends);
-        }
-        Ok(())
+                identity.tenant(),
+                identity.project(),
+            );
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut list = results.get().init_vips(all.len() as u32);
+            for (i, record) in all.iter().enumerate() {
+                let backends = lb::list_backends(
+                    &self.proposer.state_machine,
+                    &record.tenant,
+                    &record.project,
+                    &record.name,
+                )
+                .len();
+                write_vip(list.reborrow().get(i as u32), record, backends);
+            }
+            Ok(())
+        })
     }
 
     async fn create_vip(
@@ -259,41 +258,43 @@ impl api::Server for LbService {
         params: api::CreateVipParams,
         mut results: api::CreateVipResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        check_name("name", &name).map_err(invalid)?;
-        let address = parse_address("address", &text(p.get_address()?)?).map_err(invalid)?;
-        check_vip_address(address).map_err(invalid)?;
-        let port = p.get_port();
-        check_port("port", port).map_err(invalid)?;
-        let protocol = match text(p.get_protocol()?)?.as_str() {
-            "" => Protocol::Tcp,
-            other => Protocol::parse("protocol", other).map_err(invalid)?,
-        };
-        let health = if p.has_health() {
-            read_health(p.get_health()?)?
-                .apply(&HealthCheck::default())
-                .map_err(invalid)?
-        } else {
-            HealthCheck::default()
-        };
-        let identity = self.caller("lb:CreateVip", &vip_resource(&name)).await?;
-        let record = VipRecord {
-            tenant: identity.tenant().to_owned(),
-            project: identity.project().to_owned(),
-            name,
-            address,
-            port,
-            protocol,
-            health,
-            created_ms: now_ms(),
-        };
-        record.check().map_err(invalid)?;
-        lb::insert_vip(&self.proposer, &record)
-            .await
-            .map_err(refusal)?;
-        write_vip(results.get().init_vip(), &record, 0);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            check_name("name", &name).map_err(invalid)?;
+            let address = parse_address("address", &text(p.get_address()?)?).map_err(invalid)?;
+            check_vip_address(address).map_err(invalid)?;
+            let port = p.get_port();
+            check_port("port", port).map_err(invalid)?;
+            let protocol = match text(p.get_protocol()?)?.as_str() {
+                "" => Protocol::Tcp,
+                other => Protocol::parse("protocol", other).map_err(invalid)?,
+            };
+            let health = if p.has_health() {
+                read_health(p.get_health()?)?
+                    .apply(&HealthCheck::default())
+                    .map_err(invalid)?
+            } else {
+                HealthCheck::default()
+            };
+            let identity = self.caller("lb:CreateVip", &vip_resource(&name)).await?;
+            let record = VipRecord {
+                tenant: identity.tenant().to_owned(),
+                project: identity.project().to_owned(),
+                name,
+                address,
+                port,
+                protocol,
+                health,
+                created_ms: now_ms(),
+            };
+            record.check().map_err(invalid)?;
+            lb::insert_vip(&self.proposer, &record)
+                .await
+                .map_err(refusal)?;
+            write_vip(results.get().init_vip(), &record, 0);
+            Ok(())
+        })
     }
 
     async fn vip_info(
@@ -301,13 +302,15 @@ impl api::Server for LbService {
         params: api::VipInfoParams,
         mut results: api::VipInfoResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        let (_, _, record) = self.existing_vip("lb:GetVip", &name).await?;
-        let backends = sorted_backends(&self.proposer, &record);
-        let mut r = results.get();
-        write_vip(r.reborrow().init_vip(), &record, backends.len());
-        write_backends(r.init_backends(backends.len() as u32), &backends);
-        Ok(())
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let (_, _, record) = self.existing_vip("lb:GetVip", &name).await?;
+            let backends = sorted_backends(&self.proposer, &record);
+            let mut r = results.get();
+            write_vip(r.reborrow().init_vip(), &record, backends.len());
+            write_backends(r.init_backends(backends.len() as u32), &backends);
+            Ok(())
+        })
     }
 
     async fn set_health(
@@ -315,44 +318,48 @@ impl api::Server for LbService {
         params: api::SetHealthParams,
         mut results: api::SetHealthResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        let update = read_health(p.get_health()?)?;
-        let (identity, _, _) = self.existing_vip("lb:SetHealth", &name).await?;
-        let record = lb::update_vip(
-            &self.proposer,
-            identity.tenant(),
-            identity.project(),
-            &name,
-            |record| {
-                record.health = update
-                    .apply(&record.health)
-                    .map_err(|e| LbWriteError::Invalid(e.to_string()))?;
-                Ok(())
-            },
-        )
-        .await
-        .map_err(refusal)?;
-        let backends = lb::list_backends(
-            &self.proposer.state_machine,
-            &record.tenant,
-            &record.project,
-            &name,
-        );
-        write_vip(results.get().init_vip(), &record, backends.len());
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            let update = read_health(p.get_health()?)?;
+            let (identity, _, _) = self.existing_vip("lb:SetHealth", &name).await?;
+            let record = lb::update_vip(
+                &self.proposer,
+                identity.tenant(),
+                identity.project(),
+                &name,
+                |record| {
+                    record.health = update
+                        .apply(&record.health)
+                        .map_err(|e| LbWriteError::Invalid(e.to_string()))?;
+                    Ok(())
+                },
+            )
+            .await
+            .map_err(refusal)?;
+            let backends = lb::list_backends(
+                &self.proposer.state_machine,
+                &record.tenant,
+                &record.project,
+                &name,
+            );
+            write_vip(results.get().init_vip(), &record, backends.len());
+            Ok(())
+        })
     }
 
     async fn delete_vip(
         self: capnp::capability::Rc<Self>,
         params: api::DeleteVipParams,
-        _results: api::DeleteVipResults,
+        mut results: api::DeleteVipResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        let (_, kv, record) = self.existing_vip("lb:DeleteVip", &name).await?;
-        lb::remove_vip(&self.proposer, &kv, &record)
-            .await
-            .map_err(refusal)
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let (_, kv, record) = self.existing_vip("lb:DeleteVip", &name).await?;
+            lb::remove_vip(&self.proposer, &kv, &record)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn add_backend(
@@ -360,41 +367,43 @@ impl api::Server for LbService {
         params: api::AddBackendParams,
         mut results: api::AddBackendResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let vip = text(p.get_vip()?)?;
-        let name = text(p.get_name()?)?;
-        let weight = p.get_weight();
-        check_name("vip", &vip).map_err(invalid)?;
-        check_name("backend name", &name).map_err(invalid)?;
-        let address =
-            parse_address("backend address", &text(p.get_address()?)?).map_err(invalid)?;
-        check_weight(weight).map_err(invalid)?;
-        let identity = self
-            .caller("lb:AddBackend", &backend_resource(&vip, &name))
-            .await?;
-        let (vip_kv, vip_record) = lb::get_vip(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-            &vip,
-        )
-        .ok_or_else(|| refusal(LbWriteError::NoSuchVip(vip.clone())))?;
-        check_backend_for(&vip_record, address)?;
-        let record = BackendRecord {
-            tenant: vip_record.tenant.clone(),
-            project: vip_record.project.clone(),
-            vip,
-            name,
-            address,
-            weight,
-            created_ms: now_ms(),
-        };
-        record.check().map_err(invalid)?;
-        lb::insert_backend(&self.proposer, &vip_kv, &record)
-            .await
-            .map_err(refusal)?;
-        write_backend(results.get().init_backend(), &record);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let vip = text(p.get_vip()?)?;
+            let name = text(p.get_name()?)?;
+            let weight = p.get_weight();
+            check_name("vip", &vip).map_err(invalid)?;
+            check_name("backend name", &name).map_err(invalid)?;
+            let address =
+                parse_address("backend address", &text(p.get_address()?)?).map_err(invalid)?;
+            check_weight(weight).map_err(invalid)?;
+            let identity = self
+                .caller("lb:AddBackend", &backend_resource(&vip, &name))
+                .await?;
+            let (vip_kv, vip_record) = lb::get_vip(
+                &self.proposer.state_machine,
+                identity.tenant(),
+                identity.project(),
+                &vip,
+            )
+            .ok_or_else(|| refusal(LbWriteError::NoSuchVip(vip.clone())))?;
+            check_backend_for(&vip_record, address)?;
+            let record = BackendRecord {
+                tenant: vip_record.tenant.clone(),
+                project: vip_record.project.clone(),
+                vip,
+                name,
+                address,
+                weight,
+                created_ms: now_ms(),
+            };
+            record.check().map_err(invalid)?;
+            lb::insert_backend(&self.proposer, &vip_kv, &record)
+                .await
+                .map_err(refusal)?;
+            write_backend(results.get().init_backend(), &record);
+            Ok(())
+        })
     }
 
     async fn list_backends(
@@ -402,14 +411,16 @@ impl api::Server for LbService {
         params: api::ListBackendsParams,
         mut results: api::ListBackendsResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_vip()?)?;
-        let (_, _, record) = self.existing_vip("lb:ListBackends", &name).await?;
-        let backends = sorted_backends(&self.proposer, &record);
-        write_backends(
-            results.get().init_backends(backends.len() as u32),
-            &backends,
-        );
-        Ok(())
+        answer!(results, {
+            let name = text(params.get()?.get_vip()?)?;
+            let (_, _, record) = self.existing_vip("lb:ListBackends", &name).await?;
+            let backends = sorted_backends(&self.proposer, &record);
+            write_backends(
+                results.get().init_backends(backends.len() as u32),
+                &backends,
+            );
+            Ok(())
+        })
     }
 
     async fn set_weight(
@@ -417,40 +428,44 @@ impl api::Server for LbService {
         params: api::SetWeightParams,
         mut results: api::SetWeightResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let vip = text(p.get_vip()?)?;
-        let name = text(p.get_name()?)?;
-        let weight = p.get_weight();
-        check_weight(weight).map_err(invalid)?;
-        let (_, found) = self.existing_backend("lb:SetWeight", &vip, &name).await?;
-        let record = lb::update_backend(
-            &self.proposer,
-            &found.tenant,
-            &found.project,
-            &vip,
-            &name,
-            |record| record.weight = weight,
-        )
-        .await
-        .map_err(refusal)?;
-        write_backend(results.get().init_backend(), &record);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let vip = text(p.get_vip()?)?;
+            let name = text(p.get_name()?)?;
+            let weight = p.get_weight();
+            check_weight(weight).map_err(invalid)?;
+            let (_, found) = self.existing_backend("lb:SetWeight", &vip, &name).await?;
+            let record = lb::update_backend(
+                &self.proposer,
+                &found.tenant,
+                &found.project,
+                &vip,
+                &name,
+                |record| record.weight = weight,
+            )
+            .await
+            .map_err(refusal)?;
+            write_backend(results.get().init_backend(), &record);
+            Ok(())
+        })
     }
 
     async fn remove_backend(
         self: capnp::capability::Rc<Self>,
         params: api::RemoveBackendParams,
-        _results: api::RemoveBackendResults,
+        mut results: api::RemoveBackendResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let vip = text(p.get_vip()?)?;
-        let name = text(p.get_name()?)?;
-        let (kv, record) = self
-            .existing_backend("lb:RemoveBackend", &vip, &name)
-            .await?;
-        lb::remove_backend(&self.proposer, &kv, &record)
-            .await
-            .map_err(refusal)
+        answer!(results, {
+            let p = params.get()?;
+            let vip = text(p.get_vip()?)?;
+            let name = text(p.get_name()?)?;
+            let (kv, record) = self
+                .existing_backend("lb:RemoveBackend", &vip, &name)
+                .await?;
+            lb::remove_backend(&self.proposer, &kv, &record)
+                .await
+                .map_err(refusal)
+        })
     }
 
     async fn stats(
@@ -458,43 +473,51 @@ impl api::Server for LbService {
         _params: api::StatsParams,
         mut results: api::StatsResults,
     ) -> Result<(), capnp::Error> {
-        // Counters are this node's own: no linearizable read needed.
-        let identity = self
-            .session
-            .check(Scope::Project, "lb:GetStats", "lb/stats")?;
-        let snapshot = self
-            .settings
-            .stats
-            .lock()
-            .map_err(|_| {
-                capnp::Error::failed("unavailable: the load-balancer agent failed".into())
-            })?
-            .as_ref()
-            .map(|s| {
-                s.for_project(
-                    identity.tenant(),
-                    identity.project(),
-                    identity.cluster_admin,
-                )
-            });
-        let mut r = results.get();
-        r.set_node(self.node_id);
-        match snapshot {
-            Some(s) => {
-                let json = serde_json::to_string(&s).map_err(|e| {
-                    capnp::Error::failed(format!("internal: cannot encode the counters: {e}"))
-                })?;
-                r.set_running(true);
-                r.set_snapshot_json(json);
+        answer!(results, {
+            // Counters are this node's own: no linearizable read needed.
+            let identity = self
+                .session
+                .check(Scope::Project, "lb:GetStats", "lb/stats")?;
+            let snapshot = self
+                .settings
+                .stats
+                .lock()
+                .map_err(|_| {
+                    ApiError::new(
+                        Code::Unavailable,
+                        "unavailable: the load-balancer agent failed",
+                    )
+                })?
+                .as_ref()
+                .map(|s| {
+                    s.for_project(
+                        identity.tenant(),
+                        identity.project(),
+                        identity.cluster_admin,
+                    )
+                });
+            let mut r = results.get();
+            r.set_node(self.node_id);
+            match snapshot {
+                Some(s) => {
+                    let json = serde_json::to_string(&s).map_err(|e| {
+                        ApiError::new(
+                            Code::Internal,
+                            format!("internal: cannot encode the counters: {e}"),
+                        )
+                    })?;
+                    r.set_running(true);
+                    r.set_snapshot_json(json);
+                }
+                None => {
+                    r.set_running(false);
+                    r.set_reason(format!(
+                        "node {} runs no load balancer (FiberLB agent): VIPs are stored, but this node forwards none of them",
+                        self.node_id
+                    ));
+                }
             }
-            None => {
-                r.set_running(false);
-                r.set_reason(format!(
-                    "node {} runs no load balancer (FiberLB agent): VIPs are stored, but this node forwards none of them",
-                    self.node_id
-                ));
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -4,6 +4,23 @@
 //!
 //! Everything here runs on the control-plane thread inside a tokio
 //! `LocalSet` (`RpcSystem` is `!Send`).
+//!
+//! Every method of the client API answers its failures in the reply's
+//! `error` field ([`crate::api_error::ApiError`]): method bodies return a
+//! [`Reply`](crate::api_error::Reply) and [`answer!`] files its error.
+
+/// Runs a server method's body (statements ending in a `Reply<()>`); a
+/// failure goes into the reply's `error` field and the call itself
+/// succeeds, so clients read a typed error instead of an exception.
+macro_rules! answer {
+    ($results:ident, $($body:tt)*) => {{
+        let outcome: $crate::api_error::Reply = async { $($body)* }.await;
+        if let Err(e) = outcome {
+            e.write($results.get().init_error());
+        }
+        Ok(())
+    }};
+}
 
 mod bucket_service;
 mod cluster_service;
@@ -16,6 +33,7 @@ mod raft_transport;
 pub mod session;
 mod volume_service;
 
+use crate::api_error::{ApiError, Code, Reply};
 use std::net::SocketAddr;
 
 use capnp_rpc::rpc_twoparty_capnp::Side;
@@ -25,13 +43,12 @@ use futures::AsyncReadExt;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 pub use crate::now_ms;
-pub use crate::proposer::NOT_LEADER;
 pub use crate::proposer::{Proposer, ServiceLimits};
 pub use cluster_service::ClusterService;
 pub use kv_service::KvService;
 pub(crate) use raft_transport::read_log_id as read_optional_log_id;
 pub use raft_transport::{RaftNetworkFactoryImpl, RaftService};
-pub use session::{Auth, AuthSettings, Session, PERMISSION_DENIED, UNAUTHENTICATED};
+pub use session::{Auth, AuthSettings, Session};
 
 /// Largest message a connection accepts, in 8-byte words (64 MiB): bounds
 /// what one peer or client can make a node allocate.
@@ -119,7 +136,7 @@ impl NodeService {
         secret: String,
         project: String,
         ttl_seconds: u32,
-    ) -> capnp::Result<(String, u64)> {
+    ) -> Reply<(String, u64)> {
         let ttl_ms = self.auth.ttl_ms(ttl_seconds)?;
         // Read the principal where the latest password is: the leader (a
         // follower's redirect counts no attempt).
@@ -132,7 +149,10 @@ impl NodeService {
         );
         if let Err(retry) = limited {
             // `failed`, not `overloaded`: clients must not retry this on their own.
-            return Err(capnp::Error::failed(format!("unauthenticated: {retry}")));
+            return Err(ApiError::new(
+                Code::Unauthenticated,
+                format!("unauthenticated: {retry}"),
+            ));
         }
         let valid_names = photon_iam::model::check_name("tenant", &tenant).is_ok()
             && photon_iam::model::check_name("principal", &principal).is_ok();
@@ -158,7 +178,7 @@ impl NodeService {
             .await?;
         if !matches {
             tracing::info!(%tenant, %principal, source = %self.source, "login refused");
-            return Err(capnp::Error::failed(LOGIN_FAILED.into()));
+            return Err(ApiError::new(Code::Unauthenticated, LOGIN_FAILED));
         }
         self.auth
             .limiter
@@ -177,15 +197,16 @@ impl NodeService {
                 .get_local(project_key.as_bytes())
                 .is_some();
         if !project_exists {
-            return Err(capnp::Error::failed(format!(
-                "not found: project {project:?} in tenant {tenant:?}"
-            )));
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("not found: project {project:?} in tenant {tenant:?}"),
+            ));
         }
         let (token, claims) = self
             .auth
             .directory
             .issue_token(&tenant, &principal, &project, now_ms(), ttl_ms)
-            .map_err(|e| capnp::Error::failed(e.to_string()))?;
+            .map_err(ApiError::internal)?;
         tracing::info!(%tenant, %principal, %project, token_id = %claims.jti, "login");
         Ok((token, claims.exp))
     }
@@ -197,24 +218,27 @@ impl node::Server for NodeService {
         params: node::LoginParams,
         mut results: node::LoginResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let text = |r: capnp::text::Reader<'_>| {
-            r.to_string()
-                .map_err(|_| capnp::Error::failed("invalid argument: text is not UTF-8".into()))
-        };
-        let (token, expires) = self
-            .login_inner(
-                text(p.get_tenant()?)?,
-                text(p.get_principal()?)?,
-                text(p.get_secret()?)?,
-                text(p.get_project()?)?,
-                p.get_ttl_seconds(),
-            )
-            .await?;
-        let mut r = results.get();
-        r.set_token(&token);
-        r.set_expires_at_ms(expires);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let text = |r: capnp::text::Reader<'_>| {
+                r.to_string().map_err(|_| {
+                    ApiError::new(Code::InvalidArgument, "invalid argument: text is not UTF-8")
+                })
+            };
+            let (token, expires) = self
+                .login_inner(
+                    text(p.get_tenant()?)?,
+                    text(p.get_principal()?)?,
+                    text(p.get_secret()?)?,
+                    text(p.get_project()?)?,
+                    p.get_ttl_seconds(),
+                )
+                .await?;
+            let mut r = results.get();
+            r.set_token(&token);
+            r.set_expires_at_ms(expires);
+            Ok(())
+        })
     }
 
     async fn authenticate(
@@ -222,23 +246,28 @@ impl node::Server for NodeService {
         params: node::AuthenticateParams,
         mut results: node::AuthenticateResults,
     ) -> Result<(), capnp::Error> {
-        let token =
-            params.get()?.get_token()?.to_string().map_err(|_| {
-                capnp::Error::failed(format!("{UNAUTHENTICATED}: token is not UTF-8"))
-            })?;
-        self.auth.verify(&token)?;
-        self.mark.set();
-        let session = SessionService {
-            node_id: self.node_id,
-            proposer: self.proposer.clone(),
-            session: std::rc::Rc::new(Session::new(self.auth.clone(), token)),
-            watches: self.watches.clone(),
-            buckets: self.buckets.clone(),
-            volumes: self.volumes.clone(),
-            lb: self.lb.clone(),
-        };
-        results.get().set_session(capnp_rpc::new_client(session));
-        Ok(())
+        answer!(results, {
+            // Not UTF-8 is simply a token that does not verify.
+            let token = String::from_utf8_lossy(params.get()?.get_token()?.as_bytes()).into_owned();
+            let verified = self.auth.verify(&token);
+            // The session is returned even for a bad token, so a client may
+            // pipeline on it: its every call checks the token again.
+            let session = SessionService {
+                node_id: self.node_id,
+                proposer: self.proposer.clone(),
+                session: std::rc::Rc::new(Session::new(self.auth.clone(), token)),
+                watches: self.watches.clone(),
+                buckets: self.buckets.clone(),
+                volumes: self.volumes.clone(),
+                lb: self.lb.clone(),
+            };
+            results.get().set_session(capnp_rpc::new_client(session));
+            verified?;
+            // Only a verified token lets the connection stay past the
+            // handshake timeout.
+            self.mark.set();
+            Ok(())
+        })
     }
 
     async fn peer(
@@ -249,9 +278,9 @@ impl node::Server for NodeService {
         let proof = params.get()?.get_proof()?;
         if !self.auth.directory.cluster_key().check_peer_proof(proof) {
             tracing::warn!(source = %self.source, "refused a Raft peer without the cluster key");
-            return Err(capnp::Error::failed(format!(
-                "{UNAUTHENTICATED}: peer proof refused (nodes of one cluster must share iam.cluster_key_file)"
-            )));
+            return Err(capnp::Error::failed(
+                "unauthenticated: peer proof refused (nodes of one cluster must share iam.cluster_key_file)".into(),
+            ));
         }
         self.mark.set();
         results
@@ -280,7 +309,6 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::LbParams,
         mut results: control_schema::raft_capnp::session::LbResults,
     ) -> Result<(), capnp::Error> {
-        self.session.identity()?;
         let service = lb_service::LbService::new(
             self.node_id,
             self.proposer.clone(),
@@ -296,7 +324,6 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::VolumesParams,
         mut results: control_schema::raft_capnp::session::VolumesResults,
     ) -> Result<(), capnp::Error> {
-        self.session.identity()?;
         let service = volume_service::VolumeService::new(
             self.proposer.clone(),
             self.session.clone(),
@@ -311,7 +338,6 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::BucketsParams,
         mut results: control_schema::raft_capnp::session::BucketsResults,
     ) -> Result<(), capnp::Error> {
-        self.session.identity()?;
         let service = bucket_service::BucketService::new(
             self.proposer.clone(),
             self.session.clone(),
@@ -326,11 +352,13 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::WhoamiParams,
         mut results: control_schema::raft_capnp::session::WhoamiResults,
     ) -> Result<(), capnp::Error> {
-        iam_service::whoami(
-            &self.session,
-            &self.proposer.state_machine,
-            results.get().init_identity(),
-        )
+        answer!(results, {
+            iam_service::whoami(
+                &self.session,
+                &self.proposer.state_machine,
+                results.get().init_identity(),
+            )
+        })
     }
 
     async fn iam(
@@ -338,7 +366,6 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::IamParams,
         mut results: control_schema::raft_capnp::session::IamResults,
     ) -> Result<(), capnp::Error> {
-        self.session.identity()?;
         let iam = iam_service::IamService::new(self.proposer.clone(), self.session.clone());
         results.get().set_iam(capnp_rpc::new_client(iam));
         Ok(())
@@ -349,11 +376,9 @@ impl control_schema::raft_capnp::session::Server for SessionService {
         _params: control_schema::raft_capnp::session::KvParams,
         mut results: control_schema::raft_capnp::session::KvResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self.session.identity()?;
         let kv = KvService::new(
             self.proposer.clone(),
             self.session.clone(),
-            kv_scope::KeyScope::for_identity(&identity),
             self.watches.clone(),
         );
         results.get().set_kv(capnp_rpc::new_client(kv));
@@ -370,7 +395,6 @@ impl control_schema::raft_capnp::session::Server for SessionService {
             self.proposer.raft.clone(),
             self.session.clone(),
         );
-        cluster.check()?;
         results.get().set_cluster(capnp_rpc::new_client(cluster));
         Ok(())
     }

@@ -14,11 +14,8 @@ use photon_iam::token::TokenError;
 use photon_iam::{Directory, Identity, Scope, Verifier};
 
 use super::now_ms;
-
-/// Prefix of errors for a missing, invalid, expired or revoked token.
-pub const UNAUTHENTICATED: &str = "unauthenticated";
-/// Prefix of errors for an authenticated caller its roles do not allow.
-pub const PERMISSION_DENIED: &str = "permission denied";
+use crate::api_error::{ApiError, Reply};
+use crate::proposer::{LeaderHint, ProposeError};
 
 /// Token lifetimes and login limits of a node.
 #[derive(Debug, Clone, Copy)]
@@ -85,12 +82,10 @@ impl Auth {
     /// or principal may simply lag the leader (it was not yet replicated to,
     /// or it lost an election race): it sends the caller to the leader
     /// instead of refusing a token the cluster accepts.
-    pub fn verify(&self, token: &str) -> capnp::Result<Arc<Identity>> {
+    pub fn verify(&self, token: &str) -> Reply<Arc<Identity>> {
         if !self.caught_up() {
             return Err(self.redirect_if_follower().unwrap_or_else(|| {
-                capnp::Error::overloaded(
-                    "this node is still applying its log after a start; retry".into(),
-                )
+                ApiError::unavailable("this node is still applying its log after a start; retry")
             }));
         }
         let result = self.verifier.borrow_mut().verify(token, now_ms());
@@ -125,7 +120,7 @@ impl Auth {
     }
 
     /// A "not the leader" answer when this node is not the leader.
-    fn redirect_if_follower(&self) -> Option<capnp::Error> {
+    fn redirect_if_follower(&self) -> Option<ApiError> {
         let metrics = self.raft.metrics().borrow().clone();
         if metrics.current_leader == Some(metrics.id) {
             return None;
@@ -137,26 +132,19 @@ impl Auth {
                 .get_node(&id)
                 .map(|node| (id, node.addr.clone()))
         });
-        Some(match leader {
-            Some((id, address)) => {
-                capnp::Error::failed(format!("{}: leader {id} at {address}", super::NOT_LEADER))
-            }
-            None => capnp::Error::failed(format!(
-                "{}: no leader is known yet; retry",
-                super::NOT_LEADER
-            )),
-        })
+        let hint = leader.map(|(id, address)| LeaderHint { id, address });
+        Some(ProposeError::NotLeader(hint).into())
     }
 
     /// The token lifetime for a request of `ttl_seconds` (0: the default).
-    pub fn ttl_ms(&self, ttl_seconds: u32) -> capnp::Result<u64> {
+    pub fn ttl_ms(&self, ttl_seconds: u32) -> Reply<u64> {
         let asked = u64::from(ttl_seconds) * 1000;
         if asked == 0 {
             return Ok(self.settings.token_ttl_default_ms);
         }
         if asked > self.settings.token_ttl_max_ms {
-            return Err(capnp::Error::failed(format!(
-                "invalid argument: a token lives at most {} s (iam.token_ttl_max_s)",
+            return Err(ApiError::invalid(format!(
+                "a token lives at most {} s (iam.token_ttl_max_s)",
                 self.settings.token_ttl_max_ms / 1000
             )));
         }
@@ -169,24 +157,24 @@ impl Auth {
     pub async fn hash_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> capnp::Result<T> {
+    ) -> Reply<T> {
         let _permit = self
             .hashing
             .acquire()
             .await
-            .map_err(|_| capnp::Error::failed("node is shutting down".into()))?;
+            .map_err(|_| ApiError::from(ProposeError::ShuttingDown))?;
         tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| capnp::Error::failed(format!("internal: hashing task failed: {e}")))
+            .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
     }
 }
 
-pub fn unauthenticated(e: TokenError) -> capnp::Error {
-    capnp::Error::failed(format!("{UNAUTHENTICATED}: {e}"))
+pub fn unauthenticated(e: TokenError) -> ApiError {
+    ApiError::unauthenticated(e)
 }
 
-pub fn denied(e: Denied) -> capnp::Error {
-    capnp::Error::failed(format!("{PERMISSION_DENIED}: {e}"))
+pub fn denied(e: Denied) -> ApiError {
+    ApiError::permission_denied(e)
 }
 
 /// An authenticated caller.
@@ -205,18 +193,13 @@ impl Session {
     }
 
     /// The caller, if its token is still valid.
-    pub fn identity(&self) -> capnp::Result<Arc<Identity>> {
+    pub fn identity(&self) -> Reply<Arc<Identity>> {
         self.auth.verify(&self.token)
     }
 
     /// The caller, if its token is valid and its roles allow `action` on
     /// `resource` in `scope`.
-    pub fn check(
-        &self,
-        scope: Scope,
-        action: &str,
-        resource: &str,
-    ) -> capnp::Result<Arc<Identity>> {
+    pub fn check(&self, scope: Scope, action: &str, resource: &str) -> Reply<Arc<Identity>> {
         let identity = self.identity()?;
         self.auth
             .verifier

@@ -1,11 +1,12 @@
 //! The `Volumes` API (`photon ctl volume`): CoronaFS volumes and snapshots
 //! of the caller's project, written through [`crate::volumes`].
 
+use crate::api_error::{ApiError, Code, Reply};
 use std::rc::Rc as StdRc;
 
 use control_schema::volumes_capnp::{volume_info, volumes as api};
-use photon_iam::resources::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
 use photon_iam::{Identity, Scope};
+use photon_records::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
 
 use super::convert::refusal;
 use super::session::Session;
@@ -40,26 +41,30 @@ impl VolumeService {
         }
     }
 
-    fn ops(&self) -> capnp::Result<&ShardOps> {
+    fn ops(&self) -> Reply<&ShardOps> {
         self.settings.ops.as_ref().ok_or_else(|| {
-            capnp::Error::failed(
-                "unavailable: this node serves no volumes (start it with the storage role)".into(),
+            ApiError::with_words(
+                Code::FailedPrecondition,
+                "this node serves no volumes (start it with the storage role)",
             )
         })
     }
 
     /// Runs `op` on the owner shard of `record`, which must be on this node.
-    async fn on_owner(&self, record: &VolumeRecord, op: StoreOp) -> capnp::Result<u64> {
+    async fn on_owner(&self, record: &VolumeRecord, op: StoreOp) -> Reply<u64> {
         if record.node != self.settings.node {
-            return Err(capnp::Error::failed(format!(
-                "unavailable: volume {} is served by node {}; ask that node",
-                record.name, record.node
-            )));
+            return Err(ApiError::with_words(
+                Code::FailedPrecondition,
+                format!(
+                    "volume {} is served by node {}; ask that node",
+                    record.name, record.node
+                ),
+            ));
         }
         let ops = self.ops()?;
-        ops(record.shard, op)
-            .await
-            .map_err(|e| capnp::Error::failed(format!("unavailable: volume store: {e}")))
+        ops(record.shard, op).await.map_err(|e| {
+            ApiError::new(Code::Unavailable, format!("unavailable: volume store: {e}"))
+        })
     }
 
     /// The caller (allowed `action` on `name`) and its record of `name`.
@@ -67,7 +72,7 @@ impl VolumeService {
         &self,
         action: &str,
         name: &str,
-    ) -> capnp::Result<(std::sync::Arc<Identity>, crate::kv::KeyValue, VolumeRecord)> {
+    ) -> Reply<(std::sync::Arc<Identity>, crate::kv::KeyValue, VolumeRecord)> {
         check_volume_name(name).map_err(invalid)?;
         let identity = self
             .session
@@ -89,7 +94,7 @@ impl VolumeService {
         source: &VolumeRecord,
         name: String,
         kind: VolumeKind,
-    ) -> capnp::Result<VolumeRecord> {
+    ) -> Reply<VolumeRecord> {
         if volume::get(
             &self.proposer.state_machine,
             &source.tenant,
@@ -127,11 +132,11 @@ impl VolumeService {
     }
 }
 
-fn invalid(reason: impl std::fmt::Display) -> capnp::Error {
-    capnp::Error::failed(format!("invalid argument: {reason}"))
+fn invalid(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
 }
 
-fn text(reader: capnp::text::Reader<'_>) -> capnp::Result<String> {
+fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
     reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
@@ -162,35 +167,37 @@ impl api::Server for VolumeService {
         _params: api::ListParams,
         mut results: api::ListResults,
     ) -> Result<(), capnp::Error> {
-        let identity = self
-            .session
-            .check(Scope::Project, "volume:List", "volume")?;
-        self.proposer.linearizable().await?;
-        let mut all = volume::list(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-        );
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        // Ask the owner shards for usage, a bounded number at once (their
-        // mailboxes are bounded); a volume whose owner does not answer, or
-        // that lives on another node, is listed with its usage unknown.
-        use futures::StreamExt;
-        let this = &self;
-        let usage: Vec<Option<u64>> = futures::stream::iter(all.iter())
-            .map(|record| async move {
-                this.on_owner(record, StoreOp::Usage { id: record.id })
-                    .await
-                    .ok()
-            })
-            .buffered(USAGE_QUERIES_AT_ONCE)
-            .collect()
-            .await;
-        let mut list = results.get().init_volumes(all.len() as u32);
-        for (i, (record, allocated)) in all.iter().zip(usage).enumerate() {
-            write_info(list.reborrow().get(i as u32), record, allocated);
-        }
-        Ok(())
+        answer!(results, {
+            let identity = self
+                .session
+                .check(Scope::Project, "volume:List", "volume")?;
+            self.proposer.linearizable().await?;
+            let mut all = volume::list(
+                &self.proposer.state_machine,
+                identity.tenant(),
+                identity.project(),
+            );
+            all.sort_by(|a, b| a.name.cmp(&b.name));
+            // Ask the owner shards for usage, a bounded number at once (their
+            // mailboxes are bounded); a volume whose owner does not answer, or
+            // that lives on another node, is listed with its usage unknown.
+            use futures::StreamExt;
+            let this = &self;
+            let usage: Vec<Option<u64>> = futures::stream::iter(all.iter())
+                .map(|record| async move {
+                    this.on_owner(record, StoreOp::Usage { id: record.id })
+                        .await
+                        .ok()
+                })
+                .buffered(USAGE_QUERIES_AT_ONCE)
+                .collect()
+                .await;
+            let mut list = results.get().init_volumes(all.len() as u32);
+            for (i, (record, allocated)) in all.iter().zip(usage).enumerate() {
+                write_info(list.reborrow().get(i as u32), record, allocated);
+            }
+            Ok(())
+        })
     }
 
     async fn create(
@@ -198,44 +205,46 @@ impl api::Server for VolumeService {
         params: api::CreateParams,
         mut results: api::CreateResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        let size = p.get_size();
-        let block_size = match p.get_block_size() {
-            0 => 4096,
-            b => b,
-        };
-        check_volume_name(&name).map_err(invalid)?;
-        if name.contains('@') {
-            return Err(invalid(
-                "'@' names snapshots; create them with `volume snapshot`",
-            ));
-        }
-        check_block_size(block_size).map_err(refusal)?;
-        check_size(size, block_size).map_err(refusal)?;
-        let identity =
-            self.session
-                .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
-        self.ops()?;
-        let id = new_bucket_id();
-        let record = VolumeRecord {
-            name,
-            id,
-            tenant: identity.tenant().to_owned(),
-            project: identity.project().to_owned(),
-            kind: VolumeKind::Volume,
-            size,
-            block_size,
-            parent: None,
-            node: self.settings.node,
-            shard: (id % u64::from(self.settings.shards.max(1))) as u32,
-            created_ms: now_ms(),
-        };
-        volume::insert(&self.proposer, &record)
-            .await
-            .map_err(refusal)?;
-        write_info(results.get().init_volume(), &record, Some(0));
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            let size = p.get_size();
+            let block_size = match p.get_block_size() {
+                0 => 4096,
+                b => b,
+            };
+            check_volume_name(&name).map_err(invalid)?;
+            if name.contains('@') {
+                return Err(invalid(
+                    "'@' names snapshots; create them with `volume snapshot`",
+                ));
+            }
+            check_block_size(block_size).map_err(refusal)?;
+            check_size(size, block_size).map_err(refusal)?;
+            let identity =
+                self.session
+                    .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
+            self.ops()?;
+            let id = new_bucket_id();
+            let record = VolumeRecord {
+                name,
+                id,
+                tenant: identity.tenant().to_owned(),
+                project: identity.project().to_owned(),
+                kind: VolumeKind::Volume,
+                size,
+                block_size,
+                parent: None,
+                node: self.settings.node,
+                shard: (id % u64::from(self.settings.shards.max(1))) as u32,
+                created_ms: now_ms(),
+            };
+            volume::insert(&self.proposer, &record)
+                .await
+                .map_err(refusal)?;
+            write_info(results.get().init_volume(), &record, Some(0));
+            Ok(())
+        })
     }
 
     async fn info(
@@ -243,13 +252,15 @@ impl api::Server for VolumeService {
         params: api::InfoParams,
         mut results: api::InfoResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        let (_, _, record) = self.existing("volume:Get", &name).await?;
-        let allocated = self
-            .on_owner(&record, StoreOp::Usage { id: record.id })
-            .await?;
-        write_info(results.get().init_volume(), &record, Some(allocated));
-        Ok(())
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let (_, _, record) = self.existing("volume:Get", &name).await?;
+            let allocated = self
+                .on_owner(&record, StoreOp::Usage { id: record.id })
+                .await?;
+            write_info(results.get().init_volume(), &record, Some(allocated));
+            Ok(())
+        })
     }
 
     async fn resize(
@@ -257,21 +268,23 @@ impl api::Server for VolumeService {
         params: api::ResizeParams,
         mut results: api::ResizeResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        let size = p.get_size();
-        let (identity, _, _) = self.existing("volume:Resize", &name).await?;
-        let record = volume::resize(
-            &self.proposer,
-            identity.tenant(),
-            identity.project(),
-            &name,
-            size,
-        )
-        .await
-        .map_err(refusal)?;
-        write_info(results.get().init_volume(), &record, None);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            let size = p.get_size();
+            let (identity, _, _) = self.existing("volume:Resize", &name).await?;
+            let record = volume::resize(
+                &self.proposer,
+                identity.tenant(),
+                identity.project(),
+                &name,
+                size,
+            )
+            .await
+            .map_err(refusal)?;
+            write_info(results.get().init_volume(), &record, None);
+            Ok(())
+        })
     }
 
     async fn snapshot(
@@ -279,20 +292,22 @@ impl api::Server for VolumeService {
         params: api::SnapshotParams,
         mut results: api::SnapshotResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        let snap = text(p.get_snapshot()?)?;
-        let full = format!("{name}@{snap}");
-        check_volume_name(&full).map_err(invalid)?;
-        let (_, _, source) = self.existing("volume:Snapshot", &name).await?;
-        if source.kind != VolumeKind::Volume {
-            return Err(invalid(format!(
-                "{name} is a snapshot; snapshot its volume"
-            )));
-        }
-        let record = self.derive(&source, full, VolumeKind::Snapshot).await?;
-        write_info(results.get().init_volume(), &record, None);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            let snap = text(p.get_snapshot()?)?;
+            let full = format!("{name}@{snap}");
+            check_volume_name(&full).map_err(invalid)?;
+            let (_, _, source) = self.existing("volume:Snapshot", &name).await?;
+            if source.kind != VolumeKind::Volume {
+                return Err(invalid(format!(
+                    "{name} is a snapshot; snapshot its volume"
+                )));
+            }
+            let record = self.derive(&source, full, VolumeKind::Snapshot).await?;
+            write_info(results.get().init_volume(), &record, None);
+            Ok(())
+        })
     }
 
     async fn clone_snapshot(
@@ -300,47 +315,51 @@ impl api::Server for VolumeService {
         params: api::CloneSnapshotParams,
         mut results: api::CloneSnapshotResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let snapshot = text(p.get_snapshot()?)?;
-        let name = text(p.get_name()?)?;
-        check_volume_name(&name).map_err(invalid)?;
-        if name.contains('@') {
-            return Err(invalid("a clone is a volume: its name has no '@'"));
-        }
-        self.session
-            .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
-        let (_, _, source) = self.existing("volume:Clone", &snapshot).await?;
-        if source.kind != VolumeKind::Snapshot {
-            return Err(invalid(format!(
-                "{snapshot} is not a snapshot (clone from VOLUME@SNAPSHOT)"
-            )));
-        }
-        let record = self.derive(&source, name, VolumeKind::Volume).await?;
-        write_info(results.get().init_volume(), &record, None);
-        Ok(())
+        answer!(results, {
+            let p = params.get()?;
+            let snapshot = text(p.get_snapshot()?)?;
+            let name = text(p.get_name()?)?;
+            check_volume_name(&name).map_err(invalid)?;
+            if name.contains('@') {
+                return Err(invalid("a clone is a volume: its name has no '@'"));
+            }
+            self.session
+                .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
+            let (_, _, source) = self.existing("volume:Clone", &snapshot).await?;
+            if source.kind != VolumeKind::Snapshot {
+                return Err(invalid(format!(
+                    "{snapshot} is not a snapshot (clone from VOLUME@SNAPSHOT)"
+                )));
+            }
+            let record = self.derive(&source, name, VolumeKind::Volume).await?;
+            write_info(results.get().init_volume(), &record, None);
+            Ok(())
+        })
     }
 
     async fn delete(
         self: capnp::capability::Rc<Self>,
         params: api::DeleteParams,
-        _results: api::DeleteResults,
+        mut results: api::DeleteResults,
     ) -> Result<(), capnp::Error> {
-        let name = text(params.get()?.get_name()?)?;
-        let (_, kv, record) = self.existing("volume:Delete", &name).await?;
-        self.ops()?;
-        volume::remove(&self.proposer, &kv, &record)
-            .await
-            .map_err(refusal)?;
-        // The record is gone, so nothing can attach; free the extents that
-        // no snapshot or clone shares. If this fails, the shard drops the
-        // unnamed map when it next starts.
-        if let Err(e) = self
-            .on_owner(&record, StoreOp::Drop { id: record.id })
-            .await
-        {
-            tracing::warn!(volume = %record.name, error = %e, "volume data not dropped yet");
-        }
-        Ok(())
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let (_, kv, record) = self.existing("volume:Delete", &name).await?;
+            self.ops()?;
+            volume::remove(&self.proposer, &kv, &record)
+                .await
+                .map_err(refusal)?;
+            // The record is gone, so nothing can attach; free the extents that
+            // no snapshot or clone shares. If this fails, the shard drops the
+            // unnamed map when it next starts.
+            if let Err(e) = self
+                .on_owner(&record, StoreOp::Drop { id: record.id })
+                .await
+            {
+                tracing::warn!(volume = %record.name, error = %e, "volume data not dropped yet");
+            }
+            Ok(())
+        })
     }
 
     async fn attach(
@@ -348,48 +367,56 @@ impl api::Server for VolumeService {
         params: api::AttachParams,
         mut results: api::AttachResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let name = text(p.get_name()?)?;
-        let ttl_s = match p.get_ttl_seconds() {
-            0 => ATTACH_TTL_DEFAULT_S,
-            t if t > ATTACH_TTL_MAX_S => {
-                return Err(invalid(format!(
-                    "an attach token lives at most {ATTACH_TTL_MAX_S} s"
-                )))
+        answer!(results, {
+            let p = params.get()?;
+            let name = text(p.get_name()?)?;
+            let ttl_s = match p.get_ttl_seconds() {
+                0 => ATTACH_TTL_DEFAULT_S,
+                t if t > ATTACH_TTL_MAX_S => {
+                    return Err(invalid(format!(
+                        "an attach token lives at most {ATTACH_TTL_MAX_S} s"
+                    )))
+                }
+                t => t,
+            };
+            let (identity, _, record) = self.existing("volume:Attach", &name).await?;
+            if record.node != self.settings.node {
+                return Err(ApiError::with_words(
+                    Code::FailedPrecondition,
+                    format!(
+                        "volume {name} is served by node {}; attach through that node",
+                        record.node
+                    ),
+                ));
             }
-            t => t,
-        };
-        let (identity, _, record) = self.existing("volume:Attach", &name).await?;
-        if record.node != self.settings.node {
-            return Err(capnp::Error::failed(format!(
-                "unavailable: volume {name} is served by node {}; attach through that node",
-                record.node
-            )));
-        }
-        let address = self
-            .settings
-            .nbd_address
-            .lock()
-            .ok()
-            .and_then(|a| *a)
-            .ok_or_else(|| {
-                capnp::Error::failed("unavailable: this node serves no NBD endpoint".into())
-            })?;
-        let (token, claims) = self
-            .session
-            .auth
-            .directory
-            .issue_attach_token(
-                &identity,
-                &record.attach_resource(),
-                now_ms(),
-                u64::from(ttl_s) * 1000,
-            )
-            .map_err(|e| capnp::Error::failed(format!("unavailable: {e}")))?;
-        let mut r = results.get();
-        r.set_uri(format!("nbd://{address}/{token}"));
-        r.set_token(&token);
-        r.set_expires_at_ms(claims.exp);
-        Ok(())
+            let address = self
+                .settings
+                .nbd_address
+                .lock()
+                .ok()
+                .and_then(|a| *a)
+                .ok_or_else(|| {
+                    ApiError::with_words(
+                        Code::FailedPrecondition,
+                        "this node serves no NBD endpoint",
+                    )
+                })?;
+            let (token, claims) = self
+                .session
+                .auth
+                .directory
+                .issue_attach_token(
+                    &identity,
+                    &record.attach_resource(),
+                    now_ms(),
+                    u64::from(ttl_s) * 1000,
+                )
+                .map_err(ApiError::internal)?;
+            let mut r = results.get();
+            r.set_uri(format!("nbd://{address}/{token}"));
+            r.set_token(&token);
+            r.set_expires_at_ms(claims.exp);
+            Ok(())
+        })
     }
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use photon_core::link::{Change, ControlEnd, Feed, ShardEnd};
 use photon_core::mailbox::MailboxSender;
-use photon_iam::resources::{VolumeRecord, VOLUME_PREFIX};
+use photon_records::{VolumeRecord, VOLUME_PREFIX};
 
 use crate::command::VolumeCommand;
 

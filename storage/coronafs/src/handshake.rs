@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use photon_iam::resources::{VolumeKind, VolumeRecord};
+use photon_records::{VolumeKind, VolumeRecord};
 use storage_nbd::consts::*;
 use storage_nbd::handshake::{self, ClientOption, OptionError, OptionHeader};
 

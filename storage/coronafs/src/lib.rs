@@ -10,6 +10,7 @@
 
 mod catalog;
 mod command;
+pub mod config;
 pub mod handshake;
 mod metrics;
 mod service;
@@ -20,4 +21,5 @@ pub use catalog::{
     VolumeLink,
 };
 pub use command::{VolumeCommand, VolumeOp};
+pub use config::NbdConfig;
 pub use service::{NbdParams, NbdRequest, NbdService};

@@ -13,8 +13,8 @@ use std::time::Duration;
 use glommio::net::{TcpListener, TcpStream};
 use photon_core::service::{BoxError, ShardContext, ShardService};
 use photon_core::ShardId;
-use photon_iam::resources::attach_resource_id;
 use photon_iam::{Directory, Scope};
+use photon_records::attach_resource_id;
 use photon_volume::{Store, StoreConfig};
 
 use crate::catalog::{VolumeCatalog, VolumeEvent, VolumeLink};
@@ -104,9 +104,9 @@ impl NbdService {
             ));
         }
         // The session may move to the owner shard: it carries its own copy.
-        Ok(Export::new(Arc::new(
-            photon_iam::resources::VolumeRecord::clone(&volume),
-        )))
+        Ok(Export::new(Arc::new(photon_records::VolumeRecord::clone(
+            &volume,
+        ))))
     }
 
     async fn connection(

@@ -5,7 +5,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use http::StatusCode;
-use photon_iam::resources::check_bucket_name;
+use photon_records::check_bucket_name;
 use storage_s3::error::{S3Error, S3ErrorCode};
 use storage_s3::xml::{self, BucketEntry, Owner};
 

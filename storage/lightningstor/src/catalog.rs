@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use photon_core::link::{Change, ControlEnd, Feed, ShardEnd};
 use photon_core::mailbox::MailboxSender;
-pub use photon_iam::resources::{BucketRecord, BUCKET_PREFIX};
+pub use photon_records::{BucketRecord, BUCKET_PREFIX};
 
 /// What the control plane sends one shard's S3 service.
 #[derive(Debug)]

@@ -1,14 +1,66 @@
-//! Settings and limits of the S3 service.
+//! Settings and limits of the S3 service: its `[s3]` section of the node's
+//! config file ([`S3Config`]), and what every shard's service is given.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use photon_core::config::{ConfigError, Section};
 use photon_core::http::HttpLimits;
 use photon_iam::Directory;
 use photon_object::StoreConfig;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::S3Link;
+
+/// LightningStor, the S3 service of a node with the `storage` role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Address of the S3 endpoint (every shard serves it).
+    pub listen: SocketAddr,
+    /// The region clients sign requests for.
+    pub region: String,
+    /// Domains for virtual-host-style requests (`<bucket>.<domain>`).
+    pub domains: Vec<String>,
+    /// Size of each segment file of the object store, in MiB.
+    pub segment_mib: u64,
+    /// Seconds that chunks of a replaced or deleted object stay readable
+    /// for GETs already streaming them.
+    pub garbage_grace_s: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            region: "us-east-1".into(),
+            domains: Vec::new(),
+            segment_mib: 256,
+            garbage_grace_s: 30,
+        }
+    }
+}
+
+impl Section for S3Config {
+    const NAME: &'static str = "s3";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(16..=4096).contains(&self.segment_mib) {
+            return Err(ConfigError::invalid(
+                "s3.segment_mib",
+                "must be between 16 and 4096",
+            ));
+        }
+        if self.region.is_empty() || self.region.len() > 32 {
+            return Err(ConfigError::invalid(
+                "s3.region",
+                "must be 1 to 32 characters",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// S3's limits, and ours, in one place.
 #[derive(Debug, Clone)]

@@ -41,5 +41,5 @@ pub use catalog::{
     bucket_feed, BucketEmptyQuery, BucketFeed, BucketOp, BucketOpError, BucketRequest,
     S3ControlEnd, S3Event, S3Link, ShardCatalog,
 };
-pub use config::{S3Limits, S3Params};
+pub use config::{S3Config, S3Limits, S3Params};
 pub use service::S3Service;

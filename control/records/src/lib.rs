@@ -1,5 +1,9 @@
-//! Tenant-owned resources that data-plane shards check requests against:
-//! S3 buckets. The record lives in the replicated KV under
+//! Records that data-plane shards read and check requests against, in a
+//! leaf crate (no Raft, no RPC, no IAM crypto): S3 buckets and CoronaFS
+//! volumes. The control plane's resource layer (`photon_control::resource`)
+//! writes them; the followers decode them for every shard.
+//!
+//! Buckets: The record lives in the replicated KV under
 //! `s3/bucket/<name>` (bucket names are global, as in S3); the control plane
 //! writes it, every node's shards read a local view of it.
 

@@ -1,0 +1,123 @@
+//! Cluster membership: status, learners, promotion, removal.
+
+use super::{reply, text, Attempt, Client, ClientError};
+use crate::rpc;
+
+/// The membership and progress of the cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader_id: u64,
+    pub state: String,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    #[serde(rename = "id")]
+    pub node_id: u64,
+    pub address: String,
+    pub voter: bool,
+    /// The last log index the leader knows this member holds (leader only).
+    pub matched_index: Option<u64>,
+}
+
+impl Client {
+    /// The membership and progress as the node this client reaches sees
+    /// them (any node answers; a follower's view may lag).
+    pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
+        self.with_session(|caps| async move {
+            let cluster = caps
+                .session()
+                .cluster_request()
+                .send()
+                .pipeline
+                .get_cluster();
+            let reply = cluster.status_request().send().promise.await?;
+            let s = reply!(reply.get()?).get_status()?;
+            let members = s
+                .get_members()?
+                .iter()
+                .map(|m| {
+                    Ok(Member {
+                        node_id: m.get_node_id(),
+                        address: text(m.get_address())?,
+                        voter: m.get_voter(),
+                        matched_index: rpc::read_optional_log_id(m.get_matched()?)?
+                            .map(|l| l.index),
+                    })
+                })
+                .collect::<Attempt<Vec<_>>>()?;
+            Ok(ClusterStatus {
+                node_id: s.get_node_id(),
+                term: s.get_term(),
+                leader_id: s.get_leader_id(),
+                state: text(s.get_state())?,
+                last_log_index: s.get_last_log_index(),
+                applied_index: s.get_applied_index(),
+                members,
+            })
+        })
+        .await
+    }
+
+    /// Adds a node that receives the log but does not vote (yet). Like
+    /// every membership change it runs on the leader: followers answer
+    /// "not the leader" with its address, which the retry loop follows.
+    pub async fn add_learner(&mut self, node_id: u64, address: &str) -> Result<(), ClientError> {
+        self.with_session(|caps| async move {
+            let cluster = caps
+                .session()
+                .cluster_request()
+                .send()
+                .pipeline
+                .get_cluster();
+            let mut call = cluster.add_learner_request();
+            call.get().set_node_id(node_id);
+            call.get().set_address(address);
+            let reply = call.send().promise.await?;
+            reply!(reply.get()?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes a learner a voter.
+    pub async fn promote(&mut self, node_id: u64) -> Result<(), ClientError> {
+        self.with_session(|caps| async move {
+            let cluster = caps
+                .session()
+                .cluster_request()
+                .send()
+                .pipeline
+                .get_cluster();
+            let mut call = cluster.promote_request();
+            call.get().set_node_id(node_id);
+            let reply = call.send().promise.await?;
+            reply!(reply.get()?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes a node from the membership.
+    pub async fn remove(&mut self, node_id: u64) -> Result<(), ClientError> {
+        self.with_session(|caps| async move {
+            let cluster = caps
+                .session()
+                .cluster_request()
+                .send()
+                .pipeline
+                .get_cluster();
+            let mut call = cluster.remove_request();
+            call.get().set_node_id(node_id);
+            let reply = call.send().promise.await?;
+            reply!(reply.get()?);
+            Ok(())
+        })
+        .await
+    }
+}
