@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds FiberLB's XDP programs (ebpf/) with the nightly toolchain and
+# Builds FiberLB's XDP programs (fiberlb/ebpf/) with the nightly toolchain and
 # bpf-linker, installing both when missing (../shared/RECIPES.md, eBPF).
-# The objects land in ebpf/target/bpfel-unknown-none/release/ where
-# lb/build.rs embeds them into the photon binary.
+# The objects land in fiberlb/ebpf/target/bpfel-unknown-none/release/ where
+# fiberlb/build.rs embeds them into the photon binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +29,8 @@ if ! command -v bpf-linker >/dev/null 2>&1 || [ "$(cat "$stamp" 2>/dev/null)" !=
   rustc +nightly -vV | md5sum > "$stamp"
 fi
 
-log "building ebpf/ (bpfel-unknown-none)"
-cd ebpf
+log "building fiberlb/ebpf/ (bpfel-unknown-none)"
+cd fiberlb/ebpf
 RUSTFLAGS='-C debuginfo=2 -C link-arg=--btf' \
   cargo +nightly build -Z build-std=core --target bpfel-unknown-none --release
 ls -l target/bpfel-unknown-none/release/fiberlb-lb target/bpfel-unknown-none/release/fiberlb-decap

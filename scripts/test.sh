@@ -62,12 +62,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# FiberLB's XDP objects (nightly + bpf-linker), embedded by lb/build.rs.
+# FiberLB's XDP objects (nightly + bpf-linker), embedded by fiberlb/build.rs.
 ./scripts/build-ebpf.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
-(cd ebpf && cargo fmt --all -- --check)
+(cd fiberlb/ebpf && cargo fmt --all -- --check)
 
 log "flake.nix syntax (nix-instantiate --parse)"
 nix-instantiate --parse flake.nix >/dev/null

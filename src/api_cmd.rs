@@ -34,7 +34,7 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 pub fn write_schemas(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
 
-    let missing = unresolved_imports(&control_schema::SCHEMA_SOURCES);
+    let missing = unresolved_imports(&photon_schema::SCHEMA_SOURCES);
     if !missing.is_empty() {
         bail!("the built-in schemas import files they do not include: {missing:?}");
     }
@@ -43,7 +43,7 @@ pub fn write_schemas(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut written = Vec::new();
-    for (name, text) in control_schema::SCHEMA_SOURCES {
+    for (name, text) in photon_schema::SCHEMA_SOURCES {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn built_in_schemas_import_only_each_other() {
         assert_eq!(
-            unresolved_imports(&control_schema::SCHEMA_SOURCES),
+            unresolved_imports(&photon_schema::SCHEMA_SOURCES),
             Vec::<(String, String)>::new()
         );
         // The check itself sees a missing file.
@@ -97,8 +97,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let out = root.join("new").join("schemas");
         let written = write_schemas(&out).unwrap();
-        assert_eq!(written.len(), control_schema::SCHEMA_SOURCES.len());
-        for (name, text) in control_schema::SCHEMA_SOURCES {
+        assert_eq!(written.len(), photon_schema::SCHEMA_SOURCES.len());
+        for (name, text) in photon_schema::SCHEMA_SOURCES {
             assert_eq!(std::fs::read_to_string(out.join(name)).unwrap(), text);
         }
         let file = root.join("file");

@@ -34,7 +34,7 @@ fn schemas_command_writes_the_compiled_schemas_and_refuses_a_file() {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("control/schema");
-    let names: Vec<&str> = control_schema::SCHEMA_SOURCES
+    let names: Vec<&str> = photon_schema::SCHEMA_SOURCES
         .iter()
         .map(|(name, _)| *name)
         .collect();

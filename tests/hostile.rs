@@ -227,17 +227,17 @@ fn signed_head(
     for (n, v) in extra {
         headers.push((n, v.as_bytes()));
     }
-    let parts = storage_s3::sigv4::RequestParts {
+    let parts = photon_s3::sigv4::RequestParts {
         method,
         path,
         query: "",
         headers: &headers,
     };
-    let credentials = storage_s3::sigv4::Credentials {
+    let credentials = photon_s3::sigv4::Credentials {
         access_key_id: &env["AWS_ACCESS_KEY_ID"],
         secret_access_key: env["AWS_SECRET_ACCESS_KEY"].as_bytes(),
     };
-    let signed = storage_s3::sigv4::sign_request(
+    let signed = photon_s3::sigv4::sign_request(
         &parts,
         &credentials,
         "us-east-1",

@@ -3,7 +3,7 @@
 //! leader", where the leader is. Servers put it in the reply's `error`
 //! field; the client library reads it back. Nobody parses error text.
 
-use control_schema::error_capnp::error;
+use photon_schema::error_capnp::error;
 
 use crate::kv::KvError;
 use crate::proposer::{LeaderHint, ProposeError};

@@ -3,8 +3,8 @@
 //! return a value or an error, never panic; an accepted request that passes
 //! its checks must lie inside the export.
 
-use storage_nbd::handshake::{parse_client_flags, ClientOption, OptionHeader};
-use storage_nbd::transmission::{Command, Request};
+use photon_nbd::handshake::{parse_client_flags, ClientOption, OptionHeader};
+use photon_nbd::transmission::{Command, Request};
 
 /// One input: panics on a finding.
 pub fn check(data: &[u8]) {

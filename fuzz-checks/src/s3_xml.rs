@@ -4,8 +4,8 @@
 //! return a value or a refusal, never panic, and stay within its limits;
 //! refusals must map to an S3 error that can be written out.
 
-use storage_s3::sigv4::parse_iso8601_seconds;
-use storage_s3::xml::{
+use photon_s3::sigv4::parse_iso8601_seconds;
+use photon_s3::xml::{
     parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete, DeleteResult,
     DeletedObject, ParseXmlBodyError, DELETE_OBJECTS_MAX, ELEMENT_TEXT_BYTES_MAX,
     MULTIPART_PARTS_MAX,

@@ -5,7 +5,7 @@
 //! from the input too. Nothing may panic, and data ranges must stay inside
 //! the slice they describe.
 
-use storage_s3::sigv4::{
+use photon_s3::sigv4::{
     canonical_request, parse_auth, system_time, verify, Auth, ChunkEvent, ChunkVerifier,
     ChunkedDecoder, PayloadMode, RequestParts, Verified,
 };

@@ -1,7 +1,7 @@
 //! A minimal S3 client for the load generator: one keep-alive HTTP/1.1
 //! connection (hyper's client connection on tokio), path-style requests,
 //! each signed with PhotonCloud's own SigV4 signer
-//! (`storage_s3::sigv4::sign_request`, which produces what botocore does).
+//! (`photon_s3::sigv4::sign_request`, which produces what botocore does).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use storage_s3::sigv4::{sign_request, Credentials, RequestParts, EMPTY_SHA256_HEX};
+use photon_s3::sigv4::{sign_request, Credentials, RequestParts, EMPTY_SHA256_HEX};
 use tokio::net::TcpStream;
 
 use super::objects::{ObjectBody, ObjectSet};
@@ -126,7 +126,7 @@ impl S3Connection {
     pub async fn put(&mut self, set: &ObjectSet, n: u64, payload: Payload) -> Result<u64, String> {
         let hash = match payload {
             Payload::Sha256 => set.sha256_hex(n).ok_or("no payload hash for this size")?,
-            Payload::Unsigned => storage_s3::sigv4::UNSIGNED_PAYLOAD.to_owned(),
+            Payload::Unsigned => photon_s3::sigv4::UNSIGNED_PAYLOAD.to_owned(),
         };
         let path = self.endpoint.object_path(&set.key(n));
         let response = self.send(Method::PUT, &path, set.body(n), &hash).await?;
@@ -329,8 +329,8 @@ async fn error_of(response: Response<Incoming>, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use photon_s3::sigv4::{parse_auth, system_time, verify, Verified};
     use sha2::{Digest, Sha256};
-    use storage_s3::sigv4::{parse_auth, system_time, verify, Verified};
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
     /// 2013-05-24T00:00:00Z, the time of the AWS documentation examples.

@@ -1,8 +1,8 @@
 //! The S3 bucket API.
 
-use control_schema::buckets_capnp::bucket_info;
+use photon_schema::buckets_capnp::{bucket_info, buckets};
 
-use super::{reply, text, Attempt, Client, ClientError};
+use super::{reply, text, unit_call, Attempt, Caps, Client, ClientError};
 
 /// A bucket as the control plane keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,17 +24,20 @@ fn read_bucket(b: bucket_info::Reader<'_>) -> Attempt<BucketInfo> {
     })
 }
 
+/// The bucket API of this connection's session (pipelined: no round trip).
+fn api(caps: &Caps) -> buckets::Client {
+    caps.session()
+        .buckets_request()
+        .send()
+        .pipeline
+        .get_buckets()
+}
+
 impl Client {
     /// The project's buckets (every bucket for the cluster administrator).
     pub async fn list_buckets(&mut self) -> Result<Vec<BucketInfo>, ClientError> {
         self.with_session(|caps| async move {
-            let api = caps
-                .session()
-                .buckets_request()
-                .send()
-                .pipeline
-                .get_buckets();
-            let reply = api.list_request().send().promise.await?;
+            let reply = api(&caps).list_request().send().promise.await?;
             reply!(reply.get()?)
                 .get_buckets()?
                 .iter()
@@ -46,13 +49,7 @@ impl Client {
 
     pub async fn create_bucket(&mut self, name: &str) -> Result<BucketInfo, ClientError> {
         self.with_session(|caps| async move {
-            let api = caps
-                .session()
-                .buckets_request()
-                .send()
-                .pipeline
-                .get_buckets();
-            let mut call = api.create_request();
+            let mut call = api(&caps).create_request();
             call.get().set_name(name);
             let reply = call.send().promise.await?;
             read_bucket(reply!(reply.get()?).get_bucket()?)
@@ -62,19 +59,8 @@ impl Client {
 
     /// Deletes an empty bucket.
     pub async fn delete_bucket(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let api = caps
-                .session()
-                .buckets_request()
-                .send()
-                .pipeline
-                .get_buckets();
-            let mut call = api.delete_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, delete_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 }

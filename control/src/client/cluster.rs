@@ -1,6 +1,8 @@
 //! Cluster membership: status, learners, promotion, removal.
 
-use super::{reply, text, Attempt, Client, ClientError};
+use photon_schema::raft_capnp::cluster;
+
+use super::{reply, text, unit_call, Attempt, Caps, Client, ClientError};
 use crate::rpc;
 
 /// The membership and progress of the cluster as one node sees it.
@@ -25,18 +27,21 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// The cluster API of this connection's session (pipelined: no round trip).
+fn api(caps: &Caps) -> cluster::Client {
+    caps.session()
+        .cluster_request()
+        .send()
+        .pipeline
+        .get_cluster()
+}
+
 impl Client {
     /// The membership and progress as the node this client reaches sees
     /// them (any node answers; a follower's view may lag).
     pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
         self.with_session(|caps| async move {
-            let cluster = caps
-                .session()
-                .cluster_request()
-                .send()
-                .pipeline
-                .get_cluster();
-            let reply = cluster.status_request().send().promise.await?;
+            let reply = api(&caps).status_request().send().promise.await?;
             let s = reply!(reply.get()?).get_status()?;
             let members = s
                 .get_members()?
@@ -68,56 +73,23 @@ impl Client {
     /// every membership change it runs on the leader: followers answer
     /// "not the leader" with its address, which the retry loop follows.
     pub async fn add_learner(&mut self, node_id: u64, address: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let cluster = caps
-                .session()
-                .cluster_request()
-                .send()
-                .pipeline
-                .get_cluster();
-            let mut call = cluster.add_learner_request();
-            call.get().set_node_id(node_id);
-            call.get().set_address(address);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, add_learner_request, |p| {
+            p.set_node_id(node_id);
+            p.set_address(address);
         })
-        .await
     }
 
     /// Makes a learner a voter.
     pub async fn promote(&mut self, node_id: u64) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let cluster = caps
-                .session()
-                .cluster_request()
-                .send()
-                .pipeline
-                .get_cluster();
-            let mut call = cluster.promote_request();
-            call.get().set_node_id(node_id);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, promote_request, |p| {
+            p.set_node_id(node_id);
         })
-        .await
     }
 
     /// Removes a node from the membership.
     pub async fn remove(&mut self, node_id: u64) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let cluster = caps
-                .session()
-                .cluster_request()
-                .send()
-                .pipeline
-                .get_cluster();
-            let mut call = cluster.remove_request();
-            call.get().set_node_id(node_id);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, remove_request, |p| {
+            p.set_node_id(node_id);
         })
-        .await
     }
 }

@@ -1,10 +1,10 @@
 //! The IAM API: tenants, projects, principals, roles, bindings, access
 //! keys, signing keys and tokens.
 
-use control_schema::iam_capnp::{access_key_info, binding_info, iam, principal_info, role_info};
-use control_schema::iam_capnp::{identity, signing_key_info};
+use photon_schema::iam_capnp::{access_key_info, binding_info, iam, principal_info, role_info};
+use photon_schema::iam_capnp::{identity, signing_key_info};
 
-use super::{reply, text, Attempt, CallError, Caps, Client, ClientError};
+use super::{reply, text, unit_call, Attempt, CallError, Caps, Client, ClientError};
 
 /// A role binding as the IAM API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -195,26 +195,16 @@ impl Client {
 
     /// Revokes one token (your own, or any of your tenant's as its admin).
     pub async fn revoke_token(&mut self, token: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).revoke_token_request();
-            call.get().set_token(token);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, revoke_token_request, |p| {
+            p.set_token(token);
         })
-        .await
     }
 
     /// Refuses every token `principal` holds now ("": yourself).
     pub async fn sign_out(&mut self, principal: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).sign_out_request();
-            call.get().set_principal(principal);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, sign_out_request, |p| {
+            p.set_principal(principal);
         })
-        .await
     }
 }
 
@@ -227,16 +217,11 @@ impl Client {
         admin_name: &str,
         admin_password: &str,
     ) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).create_tenant_request();
-            call.get().set_name(name);
-            call.get().set_admin_name(admin_name);
-            call.get().set_admin_password(admin_password);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, create_tenant_request, |p| {
+            p.set_name(name);
+            p.set_admin_name(admin_name);
+            p.set_admin_password(admin_password);
         })
-        .await
     }
 
     pub async fn list_tenants(&mut self) -> Result<Vec<String>, ClientError> {
@@ -281,14 +266,9 @@ impl Client {
 /// Projects and principals of the caller's tenant.
 impl Client {
     pub async fn create_project(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).create_project_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, create_project_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 
     pub async fn list_projects(&mut self) -> Result<Vec<String>, ClientError> {
@@ -300,29 +280,19 @@ impl Client {
     }
 
     pub async fn create_user(&mut self, name: &str, password: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).create_user_request();
-            call.get().set_name(name);
-            call.get().set_password(password);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, create_user_request, |p| {
+            p.set_name(name);
+            p.set_password(password);
         })
-        .await
     }
 
     /// Sets the password of `name` ("": yourself; anyone's as tenant
     /// admin). The principal's older tokens are refused from then on.
     pub async fn set_password(&mut self, name: &str, password: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).set_password_request();
-            call.get().set_name(name);
-            call.get().set_password(password);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, set_password_request, |p| {
+            p.set_name(name);
+            p.set_password(password);
         })
-        .await
     }
 
     /// Creates a service account and returns its generated secret (shown
@@ -339,14 +309,9 @@ impl Client {
 
     /// Deletes a user or service account, its bindings and access keys.
     pub async fn delete_principal(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).delete_principal_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, delete_principal_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 
     /// Users and service accounts.
@@ -403,14 +368,9 @@ impl Client {
     }
 
     pub async fn delete_access_key(&mut self, id: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).delete_access_key_request();
-            call.get().set_id(id);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, delete_access_key_request, |p| {
+            p.set_id(id);
         })
-        .await
     }
 }
 
@@ -419,26 +379,16 @@ impl Client {
     /// Creates or replaces a role; `statements` is a JSON list of
     /// `{effect, actions, resources}`.
     pub async fn put_role(&mut self, name: &str, statements: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).put_role_request();
-            call.get().set_name(name);
-            call.get().set_statements(statements);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, put_role_request, |p| {
+            p.set_name(name);
+            p.set_statements(statements);
         })
-        .await
     }
 
     pub async fn delete_role(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).delete_role_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, delete_role_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 
     /// The built-in roles and the tenant's own.

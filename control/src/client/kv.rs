@@ -1,6 +1,6 @@
 //! The KV API: ranges, puts, deletes, txns, compaction, leases, watches.
 
-use control_schema::kv_capnp::watcher;
+use photon_schema::kv_capnp::watcher;
 
 use super::{reply, Client, ClientError};
 use crate::kv::{
@@ -27,7 +27,7 @@ pub struct LeaseTimeToLive {
 }
 
 /// A running watch; dropping it ends the watch.
-pub struct WatchHandle(#[allow(dead_code)] control_schema::kv_capnp::watch_handle::Client);
+pub struct WatchHandle(#[allow(dead_code)] photon_schema::kv_capnp::watch_handle::Client);
 
 impl Client {
     pub async fn range(

@@ -1,10 +1,10 @@
 //! The FiberLB API: VIPs, their backends, and the counters of a node's
 //! load balancer.
 
-use control_schema::lb_capnp::{backend, health_check, lb, vip};
 use fiberlb::spec::StatsSnapshot;
+use photon_schema::lb_capnp::{backend, health_check, lb, vip};
 
-use super::{reply, text, Attempt, CallError, Caps, Client, ClientError};
+use super::{reply, text, unit_call, Attempt, CallError, Caps, Client, ClientError};
 
 /// A VIP's health check as stored: every field set.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -255,14 +255,9 @@ impl Client {
 
     /// Deletes a VIP (refused while it has backends).
     pub async fn delete_vip(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = lb_api(&caps).delete_vip_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, lb_api, delete_vip_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 
     /// Adds a backend to a VIP (`weight` `None`: 100).
@@ -321,15 +316,10 @@ impl Client {
 
     /// Removes a backend from a VIP.
     pub async fn remove_backend(&mut self, vip: &str, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = lb_api(&caps).remove_backend_request();
-            call.get().set_vip(vip);
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, lb_api, remove_backend_request, |p| {
+            p.set_vip(vip);
+            p.set_name(name);
         })
-        .await
     }
 
     /// The counters of the answering node's load balancer, for the caller's

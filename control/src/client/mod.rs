@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use control_schema::raft_capnp::{node, session};
+use photon_schema::raft_capnp::{node, session};
 
 pub use crate::api_error::{ApiError, Code};
 use crate::rpc;
@@ -113,6 +113,26 @@ macro_rules! reply {
 }
 pub(crate) use reply;
 
+/// A call whose reply carries nothing but `error`: `$api(&caps).$request()`
+/// with its params set by `$set` (`$p` is the params builder), sent through
+/// [`Client::with_session`] and checked.
+macro_rules! unit_call {
+    ($client:expr, $api:path, $request:ident, |$p:ident| $set:block) => {
+        $client
+            .with_session(|caps| async move {
+                let mut call = $api(&caps).$request();
+                #[allow(unused_mut)]
+                let mut $p = call.get();
+                $set
+                let reply = call.send().promise.await?;
+                reply!(reply.get()?);
+                Ok(())
+            })
+            .await
+    };
+}
+pub(crate) use unit_call;
+
 /// Reads a Cap'n Proto text field as a `String`.
 pub(crate) fn text(t: capnp::Result<capnp::text::Reader<'_>>) -> Attempt<String> {
     Ok(t?.to_string()?)
@@ -123,7 +143,7 @@ pub(crate) fn text(t: capnp::Result<capnp::text::Reader<'_>>) -> Attempt<String>
 pub(crate) struct Caps {
     node: node::Client,
     session: Option<session::Client>,
-    kv: Option<control_schema::kv_capnp::kv::Client>,
+    kv: Option<photon_schema::kv_capnp::kv::Client>,
 }
 
 impl Caps {
@@ -138,7 +158,7 @@ impl Caps {
             .expect("calls that need a session check for a token first")
     }
 
-    pub(crate) fn kv(&self) -> &control_schema::kv_capnp::kv::Client {
+    pub(crate) fn kv(&self) -> &photon_schema::kv_capnp::kv::Client {
         self.kv
             .as_ref()
             .expect("calls that need a session check for a token first")
@@ -155,7 +175,7 @@ pub struct Client {
     /// The session and KV capabilities of `node`, obtained once per
     /// connection (pipelined: no extra round trip).
     session: Option<session::Client>,
-    kv: Option<control_schema::kv_capnp::kv::Client>,
+    kv: Option<photon_schema::kv_capnp::kv::Client>,
     /// Whether any endpoint ever answered: a client that never reached the
     /// cluster fails at once instead of waiting out an "election".
     reached: bool,
@@ -419,7 +439,7 @@ mod tests {
         let mut message = capnp::message::Builder::new_default();
         e.write(message.init_root());
         let read = message
-            .get_root_as_reader::<control_schema::error_capnp::error::Reader<'_>>()
+            .get_root_as_reader::<photon_schema::error_capnp::error::Reader<'_>>()
             .unwrap();
         CallError::Api(ApiError::read(read).unwrap())
     }

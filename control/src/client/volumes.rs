@@ -1,8 +1,8 @@
 //! The CoronaFS block volume API.
 
-use control_schema::volumes_capnp::{volume_info, volumes};
+use photon_schema::volumes_capnp::{volume_info, volumes};
 
-use super::{reply, text, Attempt, Caps, Client, ClientError};
+use super::{reply, text, unit_call, Attempt, Caps, Client, ClientError};
 
 /// A volume or snapshot as the control plane keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -169,14 +169,9 @@ impl Client {
 
     /// Deletes a volume or snapshot (extents a snapshot or clone shares stay).
     pub async fn delete_volume(&mut self, name: &str) -> Result<(), ClientError> {
-        self.with_session(|caps| async move {
-            let mut call = api(&caps).delete_request();
-            call.get().set_name(name);
-            let reply = call.send().promise.await?;
-            reply!(reply.get()?);
-            Ok(())
+        unit_call!(self, api, delete_request, |p| {
+            p.set_name(name);
         })
-        .await
     }
 
     /// An attach token for the volume, valid `ttl_seconds` (0: the server's

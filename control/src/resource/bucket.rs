@@ -118,21 +118,9 @@ pub async fn delete(
     .await
 }
 
-impl super::Refusal for BucketWriteError {
-    fn commit(&self) -> Option<&CommitError> {
-        match self {
-            Self::Commit(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn code(&self) -> crate::api_error::Code {
-        use crate::api_error::Code;
-        match self {
-            Self::Exists { .. } => Code::AlreadyExists,
-            Self::NoSuchBucket => Code::NotFound,
-            Self::NotEmpty => Code::FailedPrecondition,
-            Self::Commit(_) => Code::Internal,
-        }
-    }
-}
+refusal!(BucketWriteError {
+            Self::Exists { .. } => AlreadyExists,
+            Self::NoSuchBucket => NotFound,
+            Self::NotEmpty => FailedPrecondition,
+            Self::Commit(_) => Internal,
+});

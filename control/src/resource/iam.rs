@@ -43,24 +43,12 @@ impl From<ProposeError> for IamWriteError {
     }
 }
 
-impl super::Refusal for IamWriteError {
-    fn commit(&self) -> Option<&CommitError> {
-        match self {
-            Self::Commit(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn code(&self) -> crate::api_error::Code {
-        use crate::api_error::Code;
-        match self {
-            Self::Invalid(_) => Code::InvalidArgument,
-            Self::NotFound { .. } => Code::NotFound,
-            Self::Exists { .. } => Code::AlreadyExists,
-            Self::Damaged(_) | Self::Commit(_) => Code::Internal,
-        }
-    }
-}
+refusal!(IamWriteError {
+            Self::Invalid(_) => InvalidArgument,
+            Self::NotFound { .. } => NotFound,
+            Self::Exists { .. } => AlreadyExists,
+            Self::Damaged(_) | Self::Commit(_) => Internal,
+});
 
 fn not_found(what: &'static str, name: &str) -> IamWriteError {
     IamWriteError::NotFound {

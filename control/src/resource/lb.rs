@@ -76,31 +76,17 @@ pub enum LbWriteError {
     Commit(#[from] CommitError),
 }
 
-impl super::Refusal for LbWriteError {
-    fn commit(&self) -> Option<&CommitError> {
-        match self {
-            Self::Commit(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn code(&self) -> crate::api_error::Code {
-        use crate::api_error::Code;
-        match self {
+refusal!(LbWriteError {
             Self::VipExists(_)
             | Self::AddressTaken { .. }
             | Self::BackendExists { .. }
-            | Self::BackendAddressTaken { .. } => Code::AlreadyExists,
-            Self::NoSuchVip(_) | Self::NoSuchBackend { .. } => Code::NotFound,
+            | Self::BackendAddressTaken { .. } => AlreadyExists,
+            Self::NoSuchVip(_) | Self::NoSuchBackend { .. } => NotFound,
             // Record-count limits: deleting one makes room.
-            Self::HasBackends { .. } | Self::TooManyVips | Self::TooManyBackends(_) => {
-                Code::FailedPrecondition
-            }
-            Self::Invalid(_) => Code::InvalidArgument,
-            Self::Commit(_) => Code::Internal,
-        }
-    }
-}
+            Self::HasBackends { .. } | Self::TooManyVips | Self::TooManyBackends(_) => FailedPrecondition,
+            Self::Invalid(_) => InvalidArgument,
+            Self::Commit(_) => Internal,
+});
 
 fn local(state: &KvStateMachine, key: &str) -> Option<KeyValue> {
     state.get_local(key.as_bytes())

@@ -6,6 +6,28 @@
 //! Every write goes through [`txn::update`], the one guarded
 //! read-modify-write loop. A new kind follows docs/design/0010-resources.md.
 
+/// Implements [`Refusal`] for a kind's error enum whose `Commit` variant
+/// wraps a [`CommitError`], with the API code of every other variant:
+/// `refusal!(BucketWriteError { Self::NoSuchBucket => NotFound, ... })`.
+macro_rules! refusal {
+    ($error:ty { $($pattern:pat => $code:ident),* $(,)? }) => {
+        impl $crate::resource::Refusal for $error {
+            fn commit(&self) -> Option<&$crate::resource::CommitError> {
+                match self {
+                    Self::Commit(e) => Some(e),
+                    _ => None,
+                }
+            }
+
+            fn code(&self) -> $crate::api_error::Code {
+                match self {
+                    $($pattern => $crate::api_error::Code::$code,)*
+                }
+            }
+        }
+    };
+}
+
 pub mod bucket;
 pub mod iam;
 pub mod lb;

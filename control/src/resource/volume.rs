@@ -187,21 +187,9 @@ pub async fn remove(
     .await
 }
 
-impl super::Refusal for VolumeWriteError {
-    fn commit(&self) -> Option<&CommitError> {
-        match self {
-            Self::Commit(e) => Some(e),
-            _ => None,
-        }
-    }
-
-    fn code(&self) -> crate::api_error::Code {
-        use crate::api_error::Code;
-        match self {
-            Self::Exists(_) => Code::AlreadyExists,
-            Self::NoSuchVolume(_) => Code::NotFound,
-            Self::Invalid(_) => Code::InvalidArgument,
-            Self::Commit(_) => Code::Internal,
-        }
-    }
-}
+refusal!(VolumeWriteError {
+            Self::Exists(_) => AlreadyExists,
+            Self::NoSuchVolume(_) => NotFound,
+            Self::Invalid(_) => InvalidArgument,
+            Self::Commit(_) => Internal,
+});

@@ -4,9 +4,9 @@
 use crate::api_error::{ApiError, Code, Reply};
 use std::rc::Rc as StdRc;
 
-use control_schema::buckets_capnp::{bucket_info, buckets as api};
 use photon_iam::Scope;
 use photon_records::{check_bucket_name, BucketRecord};
+use photon_schema::buckets_capnp::{bucket_info, buckets as api};
 
 use super::convert::refusal;
 use super::session::Session;

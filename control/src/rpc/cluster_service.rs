@@ -5,8 +5,8 @@ use crate::api_error::{ApiError, Code, Reply};
 use std::collections::BTreeSet;
 
 use capnp::capability::Rc;
-use control_schema::raft_capnp::cluster;
 use openraft::{BasicNode, ChangeMembers};
+use photon_schema::raft_capnp::cluster;
 
 use super::raft_transport::write_log_id;
 use crate::raft::Raft;

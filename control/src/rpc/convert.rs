@@ -1,7 +1,7 @@
 //! Conversions between the KV wire structs (kv.capnp) and the state
 //! machine's types, both ways, shared by the server and the client library.
 
-use control_schema::kv_capnp::{
+use photon_schema::kv_capnp::{
     compare, delete_range_request, delete_range_response, event, key_value, put_request,
     put_response, range_request, range_response, request_op, response_op, txn_request,
     txn_response,
@@ -67,7 +67,7 @@ pub(crate) fn read_delete(
 }
 
 fn read_compare(r: compare::Reader<'_>) -> capnp::Result<Compare> {
-    use control_schema::kv_capnp::CompareResult as Wire;
+    use photon_schema::kv_capnp::CompareResult as Wire;
     let result = match r.get_result()? {
         Wire::Equal => CompareResult::Equal,
         Wire::NotEqual => CompareResult::NotEqual,
@@ -231,7 +231,7 @@ pub(crate) fn write_delete_request(
 }
 
 fn write_compare(mut b: compare::Builder<'_>, c: &Compare) {
-    use control_schema::kv_capnp::CompareResult as Wire;
+    use photon_schema::kv_capnp::CompareResult as Wire;
     b.set_key(&c.key);
     b.set_range_end(&c.range_end);
     b.set_result(match c.result {

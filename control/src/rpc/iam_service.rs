@@ -7,11 +7,11 @@
 use std::rc::Rc as StdRc;
 
 use capnp::capability::Rc;
-use control_schema::iam_capnp::{iam, identity};
 use photon_iam::model::{self, keys, Principal, PrincipalKind};
 use photon_iam::password;
 use photon_iam::policy::BUILTIN_ROLES;
 use photon_iam::{records, Identity, Scope};
+use photon_schema::iam_capnp::{iam, identity};
 
 use super::now_ms;
 use super::session::{denied, Session};

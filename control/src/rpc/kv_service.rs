@@ -6,8 +6,8 @@ use crate::api_error::{ApiError, Code, Reply};
 use std::sync::Arc;
 
 use capnp::capability::Rc;
-use control_schema::kv_capnp::{kv, watch_handle, watcher};
 use photon_iam::{Identity, Scope};
+use photon_schema::kv_capnp::{kv, watch_handle, watcher};
 
 use super::convert::wrong_response;
 use super::convert::{

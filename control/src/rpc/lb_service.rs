@@ -6,7 +6,6 @@ use crate::api_error::{ApiError, Code, Reply};
 use std::net::IpAddr;
 use std::rc::Rc as StdRc;
 
-use control_schema::lb_capnp::{backend, health_check, lb as api, vip};
 use fiberlb::spec::{
     backend_resource, check_backend_address, check_name, check_port, check_vip_address,
     check_weight, parse_address, vip_resource, BackendRecord, HealthCheck, HealthKind,
@@ -14,6 +13,7 @@ use fiberlb::spec::{
     THRESHOLD_MIN, TIMEOUT_MS_MIN,
 };
 use photon_iam::{Identity, Scope};
+use photon_schema::lb_capnp::{backend, health_check, lb as api, vip};
 
 use super::convert::refusal;
 use super::session::Session;

@@ -38,8 +38,8 @@ use std::net::SocketAddr;
 
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::{twoparty, RpcSystem};
-use control_schema::raft_capnp::node;
 use futures::AsyncReadExt;
+use photon_schema::raft_capnp::node;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 pub use crate::now_ms;
@@ -303,11 +303,11 @@ pub struct SessionService {
     lb: std::rc::Rc<crate::resource::lb::LbSettings>,
 }
 
-impl control_schema::raft_capnp::session::Server for SessionService {
+impl photon_schema::raft_capnp::session::Server for SessionService {
     async fn lb(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::LbParams,
-        mut results: control_schema::raft_capnp::session::LbResults,
+        _params: photon_schema::raft_capnp::session::LbParams,
+        mut results: photon_schema::raft_capnp::session::LbResults,
     ) -> Result<(), capnp::Error> {
         let service = lb_service::LbService::new(
             self.node_id,
@@ -321,8 +321,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn volumes(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::VolumesParams,
-        mut results: control_schema::raft_capnp::session::VolumesResults,
+        _params: photon_schema::raft_capnp::session::VolumesParams,
+        mut results: photon_schema::raft_capnp::session::VolumesResults,
     ) -> Result<(), capnp::Error> {
         let service = volume_service::VolumeService::new(
             self.proposer.clone(),
@@ -335,8 +335,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn buckets(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::BucketsParams,
-        mut results: control_schema::raft_capnp::session::BucketsResults,
+        _params: photon_schema::raft_capnp::session::BucketsParams,
+        mut results: photon_schema::raft_capnp::session::BucketsResults,
     ) -> Result<(), capnp::Error> {
         let service = bucket_service::BucketService::new(
             self.proposer.clone(),
@@ -349,8 +349,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn whoami(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::WhoamiParams,
-        mut results: control_schema::raft_capnp::session::WhoamiResults,
+        _params: photon_schema::raft_capnp::session::WhoamiParams,
+        mut results: photon_schema::raft_capnp::session::WhoamiResults,
     ) -> Result<(), capnp::Error> {
         answer!(results, {
             iam_service::whoami(
@@ -363,8 +363,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn iam(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::IamParams,
-        mut results: control_schema::raft_capnp::session::IamResults,
+        _params: photon_schema::raft_capnp::session::IamParams,
+        mut results: photon_schema::raft_capnp::session::IamResults,
     ) -> Result<(), capnp::Error> {
         let iam = iam_service::IamService::new(self.proposer.clone(), self.session.clone());
         results.get().set_iam(capnp_rpc::new_client(iam));
@@ -373,8 +373,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn kv(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::KvParams,
-        mut results: control_schema::raft_capnp::session::KvResults,
+        _params: photon_schema::raft_capnp::session::KvParams,
+        mut results: photon_schema::raft_capnp::session::KvResults,
     ) -> Result<(), capnp::Error> {
         let kv = KvService::new(
             self.proposer.clone(),
@@ -387,8 +387,8 @@ impl control_schema::raft_capnp::session::Server for SessionService {
 
     async fn cluster(
         self: capnp::capability::Rc<Self>,
-        _params: control_schema::raft_capnp::session::ClusterParams,
-        mut results: control_schema::raft_capnp::session::ClusterResults,
+        _params: photon_schema::raft_capnp::session::ClusterParams,
+        mut results: photon_schema::raft_capnp::session::ClusterResults,
     ) -> Result<(), capnp::Error> {
         let cluster = ClusterService::new(
             self.node_id,

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 
 use capnp::capability::Rc;
-use control_schema::raft_capnp::{optional_log_id, raft, vote};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -13,6 +12,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, CommittedLeaderId, LeaderId, LogId, Vote};
+use photon_schema::raft_capnp::{optional_log_id, raft, vote};
 
 use super::connect;
 use crate::raft::{codec, Raft, TypeConfig};
@@ -236,7 +236,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let result = async {
             let reply = request.send().promise.await?;
             let r = reply.get()?.get_result()?;
-            use control_schema::raft_capnp::append_result::Which;
+            use photon_schema::raft_capnp::append_result::Which;
             Ok(match r.which()? {
                 Which::Success(()) => AppendEntriesResponse::Success,
                 Which::PartialSuccess(id) => {

@@ -4,9 +4,9 @@
 use crate::api_error::{ApiError, Code, Reply};
 use std::rc::Rc as StdRc;
 
-use control_schema::volumes_capnp::{volume_info, volumes as api};
 use photon_iam::{Identity, Scope};
 use photon_records::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
+use photon_schema::volumes_capnp::{volume_info, volumes as api};
 
 use super::convert::refusal;
 use super::session::Session;

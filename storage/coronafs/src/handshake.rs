@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use photon_nbd::consts::*;
+use photon_nbd::handshake::{self, ClientOption, OptionError, OptionHeader};
 use photon_records::{VolumeKind, VolumeRecord};
-use storage_nbd::consts::*;
-use storage_nbd::handshake::{self, ClientOption, OptionError, OptionHeader};
 
 /// Options a client may send before choosing an export.
 pub const OPTIONS_MAX: usize = 64;

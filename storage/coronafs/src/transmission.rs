@@ -17,9 +17,9 @@ use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::TaskQueueHandle;
 use photon_core::local_sync::Signal;
+use photon_nbd::consts::*;
+use photon_nbd::transmission::{self, Command, Request};
 use photon_volume::{Chunk, Store, StoreError};
-use storage_nbd::consts::*;
-use storage_nbd::transmission::{self, Command, Request};
 
 use crate::handshake::Negotiated;
 use crate::metrics::NbdMetrics;

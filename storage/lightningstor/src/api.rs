@@ -8,8 +8,8 @@ use http::request::Parts;
 use http::{HeaderMap, Response};
 use hyper::body::Incoming;
 use photon_core::ShardContext;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::sigv4::RequestParts;
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::sigv4::RequestParts;
 
 use crate::auth::{self, Caller};
 use crate::catalog::BucketRecord;

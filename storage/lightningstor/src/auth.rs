@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use photon_iam::{Directory, Identity, Scope, Snapshot};
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::sigv4::{self, RequestParts, Verified};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::sigv4::{self, RequestParts, Verified};
 
 /// Access keys a shard keeps opened; the cache is dropped whenever the IAM
 /// view changes, so a deleted key or principal stops working at once.

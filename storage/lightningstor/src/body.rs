@@ -12,9 +12,9 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::sigv4::{ChunkEvent, ChunkedDecoder, PayloadMode};
 use sha2::Sha256;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::sigv4::{ChunkEvent, ChunkedDecoder, PayloadMode};
 
 use crate::api::S3Request;
 use crate::auth::sigv4_error;

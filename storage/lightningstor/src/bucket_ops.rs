@@ -6,8 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::StatusCode;
 use photon_records::check_bucket_name;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::xml::{self, BucketEntry, Owner};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::xml::{self, BucketEntry, Owner};
 
 use crate::api::{internal, Api, S3Request, S3Result};
 use crate::body::{read_small, BodyReader};

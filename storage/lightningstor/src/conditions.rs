@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use storage_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::error::{S3Error, S3ErrorCode};
 
 /// What the preconditions decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use hyper::body::Frame;
-use storage_s3::error::S3Error;
+use photon_s3::error::S3Error;
 
 use crate::api::{internal, Api};
 use crate::meta::{chunk_shard, random_u64, BlobRef, Layout, ObjectMeta};
@@ -175,7 +175,7 @@ pub fn require_length(r: &crate::api::S3Request) -> Result<(), S3Error> {
         && r.header("x-amz-decoded-content-length").is_none()
     {
         return Err(S3Error::new(
-            storage_s3::error::S3ErrorCode::MissingContentLength,
+            photon_s3::error::S3ErrorCode::MissingContentLength,
         ));
     }
     Ok(())

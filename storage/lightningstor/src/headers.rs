@@ -13,7 +13,7 @@
 //! ones.
 
 use http::HeaderMap;
-use storage_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::error::{S3Error, S3ErrorCode};
 
 use crate::checksum::{self, Algorithm};
 use crate::request::Operation::{self, *};

@@ -15,7 +15,7 @@
 //! control-plane thread as [`catalog::BucketRequest`] messages on the
 //! service's typed link and come back as [`catalog::S3Event`]s that update
 //! each shard's [`catalog::ShardCatalog`]. The
-//! protocol pieces (SigV4, XML, error codes) are in `storage-s3`, the disk
+//! protocol pieces (SigV4, XML, error codes) are in `photon-s3`, the disk
 //! format in `photon-object`.
 
 pub mod api;

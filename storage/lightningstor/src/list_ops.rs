@@ -3,8 +3,8 @@
 //! into common prefixes.
 
 use base64::Engine as _;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::xml::{self, KeyEncoding, ObjectEntry, Owner};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::xml::{self, KeyEncoding, ObjectEntry, Owner};
 
 use crate::api::{Api, S3Request, S3Result};
 use crate::conditions::last_modified;

@@ -11,8 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::StatusCode;
 use md5::Digest;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::xml::{self, Owner, PartEntry, UploadEntry};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::xml::{self, Owner, PartEntry, UploadEntry};
 
 use crate::api::{internal, Api, S3Request, S3Result};
 use crate::body::{read_small, BodyDigests, BodyReader};

@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::StatusCode;
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::xml::{self, DeleteObjectError, DeleteResult, DeletedObject};
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::xml::{self, DeleteObjectError, DeleteResult, DeletedObject};
 
 use crate::api::{internal, Api, S3Request, S3Result};
 use crate::body::{read_small, BodyReader};
@@ -501,10 +501,10 @@ pub async fn delete_objects(api: &Api, r: &mut S3Request) -> S3Result {
 
 /// The conditions of one `<Object>` of DeleteObjects (`ETag`,
 /// `LastModifiedTime` in ISO 8601, `Size`).
-fn delete_condition(o: &storage_s3::xml::ObjectToDelete) -> Result<DeleteCondition, S3Error> {
+fn delete_condition(o: &photon_s3::xml::ObjectToDelete) -> Result<DeleteCondition, S3Error> {
     let last_modified_s = match &o.last_modified_time {
         Some(text) => Some(
-            storage_s3::sigv4::parse_iso8601_seconds(text)
+            photon_s3::sigv4::parse_iso8601_seconds(text)
                 .ok_or_else(|| invalid_argument("LastModifiedTime", "an ISO 8601 timestamp"))?,
         ),
         None => None,

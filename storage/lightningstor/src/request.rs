@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use storage_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::error::{S3Error, S3ErrorCode};
 
 /// Query parameters that name a bucket or object sub-resource this server
 /// does not implement; a request carrying one answers `NotImplemented`

@@ -8,7 +8,7 @@ use http::{HeaderValue, Response, StatusCode};
 use std::pin::Pin;
 
 use http_body_util::{BodyExt, Empty, Full};
-use storage_s3::error::S3Error;
+use photon_s3::error::S3Error;
 
 /// Errors a streamed body can end with (the connection is then cut, which
 /// is how HTTP/1.1 tells a client a body is incomplete).
@@ -66,7 +66,7 @@ pub fn error(e: &S3Error, ids: &RequestIds, head: bool) -> Response<Body> {
         );
         r
     };
-    if e.code == storage_s3::error::S3ErrorCode::MethodNotAllowed {
+    if e.code == photon_s3::error::S3ErrorCode::MethodNotAllowed {
         response.headers_mut().insert(
             http::header::ALLOW,
             HeaderValue::from_static("GET, PUT, HEAD, DELETE, POST"),

@@ -1,4 +1,4 @@
-//! `storage-nbd`: the NBD protocol as CoronaFS speaks it, free of I/O so it
+//! `photon-nbd`: the NBD protocol as CoronaFS speaks it, free of I/O so it
 //! can be tested against real clients' bytes and fuzzed: the fixed-newstyle
 //! handshake ([`handshake`]: options, option replies, export info), the
 //! transmission phase ([`transmission`]: request headers, simple and

@@ -8,9 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command as Process;
 use std::sync::{Arc, Mutex};
 
-use storage_nbd::consts::*;
-use storage_nbd::handshake::{self, ClientOption, OptionError, OptionHeader};
-use storage_nbd::transmission::{self, Command, Request};
+use photon_nbd::consts::*;
+use photon_nbd::handshake::{self, ClientOption, OptionError, OptionHeader};
+use photon_nbd::transmission::{self, Command, Request};
 
 const SIZE: u64 = 4 << 20;
 const BLOCK: u64 = 4096;

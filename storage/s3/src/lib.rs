@@ -1,4 +1,4 @@
-//! `storage-s3`: the S3 protocol as LightningStor speaks it, free of I/O so
+//! `photon-s3`: the S3 protocol as LightningStor speaks it, free of I/O so
 //! it can be tested against real clients' bytes and fuzzed: AWS Signature V4
 //! ([`sigv4`]: Authorization header, presigned URLs, streaming chunk
 //! signatures), the S3 error codes with their XML ([`error`]), and the XML

@@ -6,11 +6,11 @@
 
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-use storage_s3::sigv4::{
+use photon_s3::sigv4::{
     self, parse_auth, presign, sign_request, system_time, verify, Auth, ChunkEvent, ChunkedDecoder,
     Credentials, PayloadMode, RequestParts, SigV4Error,
 };
+use sha2::{Digest, Sha256};
 
 /// Just enough JSON for the script's output.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,5 +1,5 @@
 """Signs a set of S3 requests with botocore and prints them as JSON, for
-tests/sigv4_botocore.rs to verify with storage_s3::sigv4::verify.
+tests/sigv4_botocore.rs to verify with photon_s3::sigv4::verify.
 
 Each run draws a fresh secret, access key and signing time. The requests are
 built the way botocore's S3 client builds them: the key quoted with

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use storage_s3::error::{S3Error, S3ErrorCode};
-use storage_s3::xml::{
+use photon_s3::error::{S3Error, S3ErrorCode};
+use photon_s3::xml::{
     complete_multipart_upload_result, copy_object_result, copy_part_result,
     initiate_multipart_upload_result, list_all_my_buckets_result, location_constraint,
     parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete,
@@ -28,7 +28,7 @@ struct ScratchDirectory(PathBuf);
 impl ScratchDirectory {
     fn new(label: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
-            "storage-s3-xml-botocore-{}-{label}",
+            "photon-s3-xml-botocore-{}-{label}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&path);

@@ -1,6 +1,15 @@
 //! `photon ctl`: the control plane's command line, over the Cap'n Proto
 //! client library. Output is a table, or JSON with `--json`.
 
+mod auth;
+mod bucket;
+mod cluster;
+mod iam;
+mod kv;
+mod lb;
+mod output;
+mod volume;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +18,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use photon_control::client::Client;
 
-use crate::ctl_cluster::ClusterCommand;
-use crate::ctl_kv::{KvCommand, LeaseCommand};
+use crate::ctl::cluster::ClusterCommand;
+use crate::ctl::kv::{KvCommand, LeaseCommand};
 
 #[derive(Debug, Args)]
 pub struct CtlArgs {
@@ -57,16 +66,16 @@ enum CtlCommand {
     Whoami,
     /// Identity and access management.
     #[command(subcommand)]
-    Iam(crate::ctl_iam::IamCommand),
+    Iam(crate::ctl::iam::IamCommand),
     /// S3 buckets of the token's project.
     #[command(subcommand)]
-    Bucket(crate::ctl_bucket::BucketCommand),
+    Bucket(crate::ctl::bucket::BucketCommand),
     /// CoronaFS block volumes of the token's project (NBD).
     #[command(subcommand)]
-    Volume(crate::ctl_volume::VolumeCommand),
+    Volume(crate::ctl::volume::VolumeCommand),
     /// FiberLB load balancers of the token's project: VIPs, backends, counters.
     #[command(subcommand)]
-    Lb(crate::ctl_lb::LbCommand),
+    Lb(crate::ctl::lb::LbCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -94,7 +103,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            crate::ctl_output::exit_code(&e)
+            crate::ctl::output::exit_code(&e)
         }
     }
 }
@@ -105,7 +114,7 @@ fn endpoints(args: &CtlArgs) -> anyhow::Result<Vec<SocketAddr>> {
     }
     let from_data_dir = args.data_dir.join(crate::node::ENDPOINTS_FILE).exists();
     if !from_data_dir && !matches!(args.command, CtlCommand::Login { .. }) {
-        if let Some(stored) = crate::ctl_auth::stored_endpoints() {
+        if let Some(stored) = crate::ctl::auth::stored_endpoints() {
             return Ok(stored);
         }
     }
@@ -122,7 +131,7 @@ fn endpoints(args: &CtlArgs) -> anyhow::Result<Vec<SocketAddr>> {
 
 async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
     let endpoints = endpoints(&args)?;
-    let out = crate::ctl_output::Output::new(args.json);
+    let out = crate::ctl::output::Output::new(args.json);
     if let CtlCommand::Login {
         tenant,
         user,
@@ -131,7 +140,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         ttl,
     } = args.command
     {
-        let request = crate::ctl_auth::LoginRequest {
+        let request = crate::ctl::auth::LoginRequest {
             endpoints,
             data_dir: args.data_dir,
             tenant,
@@ -140,21 +149,21 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
             password_stdin,
             ttl_seconds: ttl,
         };
-        return crate::ctl_auth::login(request, out).await;
+        return crate::ctl::auth::login(request, out).await;
     }
-    let token = crate::ctl_auth::token_for(args.token.clone(), &endpoints).await?;
+    let token = crate::ctl::auth::token_for(args.token.clone(), &endpoints).await?;
     let mut client = Client::with_token(endpoints, token)?;
     match args.command {
         CtlCommand::Login { .. } => unreachable!("handled above"),
-        CtlCommand::Logout => crate::ctl_auth::logout(&mut client, out).await,
-        CtlCommand::Whoami => crate::ctl_auth::whoami(&mut client, out).await,
-        CtlCommand::Iam(cmd) => crate::ctl_iam::run(&mut client, cmd, out).await,
-        CtlCommand::Bucket(cmd) => crate::ctl_bucket::run(&mut client, cmd, out).await,
-        CtlCommand::Volume(cmd) => crate::ctl_volume::run(&mut client, cmd, out).await,
-        CtlCommand::Lb(cmd) => crate::ctl_lb::run(&mut client, cmd, out).await,
-        CtlCommand::Kv(cmd) => crate::ctl_kv::kv(&mut client, cmd, out).await,
-        CtlCommand::Lease(cmd) => crate::ctl_kv::lease(&mut client, cmd, out).await,
-        CtlCommand::Cluster(cmd) => crate::ctl_cluster::run(&mut client, cmd, out).await,
+        CtlCommand::Logout => crate::ctl::auth::logout(&mut client, out).await,
+        CtlCommand::Whoami => crate::ctl::auth::whoami(&mut client, out).await,
+        CtlCommand::Iam(cmd) => crate::ctl::iam::run(&mut client, cmd, out).await,
+        CtlCommand::Bucket(cmd) => crate::ctl::bucket::run(&mut client, cmd, out).await,
+        CtlCommand::Volume(cmd) => crate::ctl::volume::run(&mut client, cmd, out).await,
+        CtlCommand::Lb(cmd) => crate::ctl::lb::run(&mut client, cmd, out).await,
+        CtlCommand::Kv(cmd) => crate::ctl::kv::kv(&mut client, cmd, out).await,
+        CtlCommand::Lease(cmd) => crate::ctl::kv::lease(&mut client, cmd, out).await,
+        CtlCommand::Cluster(cmd) => crate::ctl::cluster::run(&mut client, cmd, out).await,
     }
 }
 
@@ -163,7 +172,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
 /// without its milliseconds.
 pub fn utc_time(ms: u64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let stamp = storage_s3::xml::format_timestamp(time);
+    let stamp = photon_s3::xml::format_timestamp(time);
     // `YYYY-MM-DDTHH:MM:SS.mmmZ`: drop `.mmm`.
     format!("{}Z", &stamp[..19])
 }

@@ -9,8 +9,8 @@ use photon_control::client::{Client, Code, VolumeInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::ctl::output::Output;
 use crate::ctl::utc_time;
-use crate::ctl_output::Output;
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {

@@ -13,7 +13,7 @@ use photon_control::kv::{
 };
 use serde::Serialize;
 
-use crate::ctl_output::Output;
+use crate::ctl::output::Output;
 
 /// Queued watch deliveries the CLI holds before it slows the stream down.
 const WATCH_QUEUE_DEPTH: usize = 64;

@@ -4,8 +4,8 @@ use clap::Subcommand;
 use photon_control::client::Client;
 use serde_json::json;
 
+use crate::ctl::output::Output;
 use crate::ctl::utc_time;
-use crate::ctl_output::Output;
 
 #[derive(Debug, Subcommand)]
 pub enum BucketCommand {

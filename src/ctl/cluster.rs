@@ -4,7 +4,7 @@ use clap::Subcommand;
 use photon_control::client::{Client, ClusterStatus};
 use serde_json::json;
 
-use crate::ctl_output::{Output, Table};
+use crate::ctl::output::{Output, Table};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {

@@ -3,7 +3,7 @@
 //! the node's `[lb]` settings ([`config`]), and with feature `dataplane` the XDP loader and map programming
 //! (`dataplane`), the backends' decapsulation program (`decap`), health
 //! checks (`health`) and the edge agent (`agent`). The control plane uses
-//! the records only. The kernel side lives in ebpf/
+//! the records only. The kernel side lives in fiberlb/ebpf/
 //! (docs/design/0008-fiberlb.md).
 
 #[cfg(feature = "dataplane")]

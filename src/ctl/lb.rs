@@ -8,8 +8,8 @@ use fiberlb::spec::StatsSnapshot;
 use photon_control::client::{Backend, Client, HealthChange, HealthCheck, LbStats, Vip, VipInfo};
 use serde_json::json;
 
+use crate::ctl::output::{Output, Table};
 use crate::ctl::utc_time;
-use crate::ctl_output::{Output, Table};
 
 #[derive(Debug, Subcommand)]
 pub enum LbCommand {

@@ -18,7 +18,7 @@ use photon_control::client::{Client, IdentityInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::ctl_output::Output;
+use crate::ctl::output::Output;
 
 /// What `photon ctl login` stores.
 #[derive(Debug, Clone, Serialize, Deserialize)]

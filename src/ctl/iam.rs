@@ -7,9 +7,9 @@ use photon_control::client::{BindingInfo, Client};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::ctl::auth::read_secret;
+use crate::ctl::output::Output;
 use crate::ctl::utc_time;
-use crate::ctl_auth::read_secret;
-use crate::ctl_output::Output;
 
 #[derive(Debug, Subcommand)]
 pub enum IamCommand {

@@ -10,7 +10,7 @@ fn main() {
     let dir = match std::env::var_os("FIBERLB_BPF_DIR") {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
-            .join("../ebpf/target/bpfel-unknown-none/release"),
+            .join("ebpf/target/bpfel-unknown-none/release"),
     };
     let lb = dir.join("fiberlb-lb");
     let decap = dir.join("fiberlb-decap");
