@@ -322,6 +322,37 @@ fn boto3() {
         ),
     );
     login_as(&hank, dev.control, "globex", "hank", hank_password);
+
+    // `photon ctl bucket info`: the owner sees its bucket, another tenant's
+    // administrator gets "not found" (exit status 5), as for S3's HEAD.
+    must(
+        "bucket create ctl-info-probe",
+        ctl_as(
+            &dev.admin_config,
+            dev.control,
+            &["bucket", "create", "ctl-info-probe"],
+        ),
+    );
+    let info = ctl_json_as(
+        &dev.admin_config,
+        dev.control,
+        &["bucket", "info", "ctl-info-probe"],
+    );
+    assert_eq!(info["name"], "ctl-info-probe", "{info}");
+    let hidden = ctl_as(&hank, dev.control, &["bucket", "info", "ctl-info-probe"]);
+    assert_eq!(hidden.status.code(), Some(5), "{hidden:?}");
+    assert!(
+        String::from_utf8_lossy(&hidden.stderr).contains("not found: no such bucket"),
+        "{hidden:?}"
+    );
+    must(
+        "bucket rm ctl-info-probe",
+        ctl_as(
+            &dev.admin_config,
+            dev.control,
+            &["bucket", "rm", "ctl-info-probe"],
+        ),
+    );
     must(
         "globex: user create ed",
         ctl_stdin_as(

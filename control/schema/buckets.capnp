@@ -20,4 +20,6 @@ interface Buckets {
   create @1 (name :Text) -> (bucket :BucketInfo, error :E.Error);
   # Refused while the bucket holds objects or uploads.
   delete @2 (name :Text) -> (error :E.Error);
+  # One bucket of the caller's project (s3:HeadBucket on bucket/<name>).
+  info @3 (name :Text) -> (bucket :BucketInfo, error :E.Error);
 }

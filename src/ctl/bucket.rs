@@ -13,6 +13,8 @@ pub enum BucketCommand {
     Create { name: String },
     /// List the project's buckets.
     Ls,
+    /// Show one bucket.
+    Info { name: String },
     /// Delete an empty bucket.
     Rm { name: String },
 }
@@ -37,6 +39,19 @@ pub async fn run(client: &mut Client, cmd: BucketCommand, out: Output) -> anyhow
                     ]
                 },
             );
+        }
+        BucketCommand::Info { name } => {
+            let bucket = client.bucket_info(&name).await?;
+            out.show(&bucket, |b| {
+                format!(
+                    "name     {}\nowner    {}/{}\nregion   {}\ncreated  {}",
+                    b.name,
+                    b.tenant,
+                    b.project,
+                    b.region,
+                    utc_time(b.created_ms)
+                )
+            });
         }
         BucketCommand::Rm { name } => {
             client.delete_bucket(&name).await?;

@@ -73,17 +73,21 @@ pub enum TenantCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the tenants.
     Ls,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
+    /// Create a project in your tenant.
     Create { name: String },
+    /// List your tenant's projects.
     Ls,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// Create a user (the password is read from stdin or asked for).
     Create {
         name: String,
         #[arg(long)]
@@ -104,12 +108,9 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum ServiceAccountCommand {
     /// Create one; prints its secret once.
-    Create {
-        name: String,
-    },
-    Rm {
-        name: String,
-    },
+    Create { name: String },
+    /// Delete a service account, its bindings and access keys.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +120,7 @@ pub enum AccessKeyCommand {
         #[arg(long)]
         principal: Option<String>,
     },
+    /// List your keys (or --principal's, or --all of the tenant's).
     Ls {
         #[arg(long)]
         principal: Option<String>,
@@ -126,9 +128,8 @@ pub enum AccessKeyCommand {
         #[arg(long, conflicts_with = "principal")]
         all: bool,
     },
-    Rm {
-        id: String,
-    },
+    /// Delete a key.
+    Rm { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,9 +141,9 @@ pub enum RoleCommand {
         /// The statements (JSON), or @FILE.
         statements: String,
     },
-    Rm {
-        name: String,
-    },
+    /// Delete a custom role.
+    Rm { name: String },
+    /// List the built-in and custom roles with their statements.
     Ls,
 }
 
@@ -150,6 +151,7 @@ pub enum RoleCommand {
 pub enum SigningKeyCommand {
     /// Make a new key sign; the old one verifies until its tokens expire.
     Rotate,
+    /// List the signing keys (the active one, and retired ones still verifying).
     Ls,
 }
 

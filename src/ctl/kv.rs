@@ -32,27 +32,7 @@ pub enum KvCommand {
         prev_kv: bool,
     },
     /// Read a key, a prefix or a range.
-    Get {
-        key: String,
-        /// Every key that starts with KEY.
-        #[arg(long)]
-        prefix: bool,
-        /// Range end (exclusive), instead of a single key.
-        #[arg(long, conflicts_with = "prefix")]
-        range_end: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        limit: u64,
-        /// Read at this past revision.
-        #[arg(long, default_value_t = 0)]
-        rev: i64,
-        #[arg(long)]
-        keys_only: bool,
-        #[arg(long)]
-        count_only: bool,
-        /// Read this node's copy without asking the leader (may be stale).
-        #[arg(long)]
-        serializable: bool,
-    },
+    Get(GetArgs),
     /// Delete a key or a prefix.
     Del {
         key: String,
@@ -88,6 +68,30 @@ pub enum KvCommand {
     },
     /// Discard history before REVISION.
     Compact { revision: i64 },
+}
+
+/// `kv get`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    key: String,
+    /// Every key that starts with KEY.
+    #[arg(long)]
+    prefix: bool,
+    /// Range end (exclusive), instead of a single key.
+    #[arg(long, conflicts_with = "prefix")]
+    range_end: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    limit: u64,
+    /// Read at this past revision.
+    #[arg(long, default_value_t = 0)]
+    rev: i64,
+    #[arg(long)]
+    keys_only: bool,
+    #[arg(long)]
+    count_only: bool,
+    /// Read this node's copy without asking the leader (may be stale).
+    #[arg(long)]
+    serializable: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,31 +318,7 @@ pub async fn kv(client: &mut Client, cmd: KvCommand, out: Output) -> anyhow::Res
                 None => format!("OK (revision {})", v.revision),
             });
         }
-        KvCommand::Get {
-            key,
-            prefix,
-            range_end,
-            limit,
-            rev,
-            keys_only,
-            count_only,
-            serializable,
-        } => {
-            let (key, mut end) = range_of(&key, prefix);
-            if let Some(e) = range_end {
-                end = e.into_bytes();
-            }
-            let request = RangeRequest {
-                key,
-                range_end: end,
-                limit,
-                keys_only,
-                count_only,
-                revision: rev,
-            };
-            let r = client.range(request, serializable).await?;
-            show_range(out, &r, keys_only, count_only);
-        }
+        KvCommand::Get(args) => get(client, args, out).await?,
         KvCommand::Del {
             key,
             prefix,
@@ -375,6 +355,35 @@ pub async fn kv(client: &mut Client, cmd: KvCommand, out: Output) -> anyhow::Res
             );
         }
     }
+    Ok(())
+}
+
+/// `kv get`: a key, a prefix or a range.
+async fn get(client: &mut Client, args: GetArgs, out: Output) -> anyhow::Result<()> {
+    let GetArgs {
+        key,
+        prefix,
+        range_end,
+        limit,
+        rev,
+        keys_only,
+        count_only,
+        serializable,
+    } = args;
+    let (key, mut end) = range_of(&key, prefix);
+    if let Some(e) = range_end {
+        end = e.into_bytes();
+    }
+    let request = RangeRequest {
+        key,
+        range_end: end,
+        limit,
+        keys_only,
+        count_only,
+        revision: rev,
+    };
+    let r = client.range(request, serializable).await?;
+    show_range(out, &r, keys_only, count_only);
     Ok(())
 }
 

@@ -57,6 +57,17 @@ impl Client {
         .await
     }
 
+    /// One bucket of the project.
+    pub async fn bucket_info(&mut self, name: &str) -> Result<BucketInfo, ClientError> {
+        self.with_session(|caps| async move {
+            let mut call = api(&caps).info_request();
+            call.get().set_name(name);
+            let reply = call.send().promise.await?;
+            read_bucket(reply!(reply.get()?).get_bucket()?)
+        })
+        .await
+    }
+
     /// Deletes an empty bucket.
     pub async fn delete_bucket(&mut self, name: &str) -> Result<(), ClientError> {
         unit_call!(self, api, delete_request, |p| {

@@ -100,6 +100,29 @@ impl api::Server for BucketService {
         })
     }
 
+    async fn info(
+        self: capnp::capability::Rc<Self>,
+        params: api::InfoParams,
+        mut results: api::InfoResults,
+    ) -> Result<(), capnp::Error> {
+        answer!(results, {
+            let name = text(params.get()?.get_name()?)?;
+            let identity =
+                self.session
+                    .check(Scope::Project, "s3:HeadBucket", &format!("bucket/{name}"))?;
+            self.proposer.linearizable().await?;
+            // Another project's bucket is not there for this caller.
+            let record = bucket::get(&self.proposer.state_machine, &name)
+                .map(|(_, record)| record)
+                .filter(|r| {
+                    identity.cluster_admin || r.owned_by(identity.tenant(), identity.project())
+                })
+                .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
+            write_info(results.get().init_bucket(), &record);
+            Ok(())
+        })
+    }
+
     async fn delete(
         self: capnp::capability::Rc<Self>,
         params: api::DeleteParams,

@@ -129,6 +129,32 @@ const LOGIN_FAILED: &str =
     "unauthenticated: login failed (unknown tenant or principal, or wrong password)";
 
 impl NodeService {
+    /// Whether `secret` is the password or secret of `tenant`/`principal`;
+    /// as slow for an unknown principal as for a known one.
+    async fn check_secret(&self, tenant: &str, principal: &str, secret: String) -> Reply<bool> {
+        let valid_names = photon_iam::model::check_name("tenant", tenant).is_ok()
+            && photon_iam::model::check_name("principal", principal).is_ok();
+        let record: Option<photon_iam::model::Principal> = if valid_names {
+            let key = photon_iam::model::keys::principal(tenant, principal);
+            self.proposer
+                .state_machine
+                .get_local(key.as_bytes())
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        } else {
+            None
+        };
+        let hash = record.map(|p| p.secret_hash);
+        self.auth
+            .hash_work(move || match hash {
+                Some(hash) => photon_iam::password::verify_secret(&secret, &hash),
+                None => {
+                    photon_iam::password::verify_dummy(&secret);
+                    false
+                }
+            })
+            .await
+    }
+
     async fn login_inner(
         &self,
         tenant: String,
@@ -148,34 +174,13 @@ impl NodeService {
             std::time::Instant::now(),
         );
         if let Err(retry) = limited {
-            // `failed`, not `overloaded`: clients must not retry this on their own.
+            // Final (not `unavailable`): clients must not retry this on their own.
             return Err(ApiError::new(
                 Code::Unauthenticated,
                 format!("unauthenticated: {retry}"),
             ));
         }
-        let valid_names = photon_iam::model::check_name("tenant", &tenant).is_ok()
-            && photon_iam::model::check_name("principal", &principal).is_ok();
-        let record: Option<photon_iam::model::Principal> = if valid_names {
-            let key = photon_iam::model::keys::principal(&tenant, &principal);
-            self.proposer
-                .state_machine
-                .get_local(key.as_bytes())
-                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        } else {
-            None
-        };
-        let hash = record.as_ref().map(|p| p.secret_hash.clone());
-        let matches = self
-            .auth
-            .hash_work(move || match hash {
-                Some(hash) => photon_iam::password::verify_secret(&secret, &hash),
-                None => {
-                    photon_iam::password::verify_dummy(&secret);
-                    false
-                }
-            })
-            .await?;
+        let matches = self.check_secret(&tenant, &principal, secret).await?;
         if !matches {
             tracing::info!(%tenant, %principal, source = %self.source, "login refused");
             return Err(ApiError::new(Code::Unauthenticated, LOGIN_FAILED));
