@@ -39,6 +39,20 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# PlasmaVMC's agent (vmm/) drives QEMU over QMP (vmm/tests/qmp_qemu.rs). The
+# system emulator comes from bookworm-backports, like qemu-utils 10: bookworm's
+# own qemu-system-x86 (7.2) would replace qemu-utils (../shared/RECIPES.md).
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+  log "installing qemu-system-x86 from bookworm-backports"
+  src=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$src" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list "$src" /etc/apt/sources.list.d/; then
+    $SUDO sed -i -E '0,/^Suites: bookworm( |$)/s/^(Suites: bookworm.*)$/\1 bookworm-backports/' "$src"
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports \
+    --no-install-recommends qemu-system-x86 >/dev/null
+fi
+
 # The S3 client tests (tests/s3_clients.rs) drive photon with boto3 under
 # pytest and with the aws CLI.
 py_need=()
