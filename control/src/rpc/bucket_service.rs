@@ -33,6 +33,21 @@ impl BucketService {
     }
 }
 
+impl BucketService {
+    /// Bucket `name`, read linearizably, if the caller may do `action` on
+    /// it; another project's bucket is not there for the caller.
+    async fn existing(&self, action: &str, name: &str) -> Reply<BucketRecord> {
+        let identity = self
+            .session
+            .check(Scope::Project, action, &format!("bucket/{name}"))?;
+        self.proposer.linearizable().await?;
+        bucket::get(&self.proposer.state_machine, name)
+            .map(|(_, record)| record)
+            .filter(|r| identity.cluster_admin || r.owned_by(identity.tenant(), identity.project()))
+            .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))
+    }
+}
+
 fn write_info(mut info: bucket_info::Builder<'_>, record: &BucketRecord) {
     info.set_name(&record.name);
     info.set_tenant(&record.tenant);
@@ -107,17 +122,7 @@ impl api::Server for BucketService {
     ) -> Result<(), capnp::Error> {
         answer!(results, {
             let name = text(params.get()?.get_name()?)?;
-            let identity =
-                self.session
-                    .check(Scope::Project, "s3:HeadBucket", &format!("bucket/{name}"))?;
-            self.proposer.linearizable().await?;
-            // Another project's bucket is not there for this caller.
-            let record = bucket::get(&self.proposer.state_machine, &name)
-                .map(|(_, record)| record)
-                .filter(|r| {
-                    identity.cluster_admin || r.owned_by(identity.tenant(), identity.project())
-                })
-                .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
+            let record = self.existing("s3:HeadBucket", &name).await?;
             write_info(results.get().init_bucket(), &record);
             Ok(())
         })
@@ -130,16 +135,7 @@ impl api::Server for BucketService {
     ) -> Result<(), capnp::Error> {
         answer!(results, {
             let name = text(params.get()?.get_name()?)?;
-            let identity =
-                self.session
-                    .check(Scope::Project, "s3:DeleteBucket", &format!("bucket/{name}"))?;
-            self.proposer.linearizable().await?;
-            let (_, record) = bucket::get(&self.proposer.state_machine, &name)
-                .ok_or_else(|| refusal(BucketWriteError::NoSuchBucket))?;
-            if !identity.cluster_admin && !record.owned_by(identity.tenant(), identity.project()) {
-                // Another project's bucket is not there for this caller.
-                return Err(refusal(BucketWriteError::NoSuchBucket));
-            }
+            let record = self.existing("s3:DeleteBucket", &name).await?;
             let Some(probe) = &self.settings.empty_probe else {
                 return Err(ApiError::with_words(
                     Code::FailedPrecondition,

@@ -94,6 +94,21 @@ impl IamService {
             .map_err(refusal)
     }
 
+    /// The principal a self-service call names ("" = the caller); naming
+    /// another needs `action` on it at tenant level.
+    fn subject_allowed<'a>(
+        &self,
+        identity: &'a Identity,
+        named: &'a str,
+        action: &str,
+    ) -> Reply<&'a str> {
+        let (subject, is_self) = Self::subject(identity, named);
+        if !is_self {
+            self.check(Scope::Tenant, action, &format!("iam/principal/{subject}"))?;
+        }
+        Ok(subject)
+    }
+
     /// The principal a self-service call names ("" = the caller), and
     /// whether it is the caller.
     fn subject<'a>(identity: &'a Identity, named: &'a str) -> (&'a str, bool) {
@@ -232,14 +247,7 @@ impl iam::Server for IamService {
         answer!(results, {
             let identity = self.session.identity()?;
             let named = text(params.get()?.get_principal()?)?;
-            let (subject, is_self) = Self::subject(&identity, &named);
-            if !is_self {
-                self.check(
-                    Scope::Tenant,
-                    "iam:SignOut",
-                    &format!("iam/principal/{subject}"),
-                )?;
-            }
+            let subject = self.subject_allowed(&identity, &named, "iam:SignOut")?;
             kind::update_principal(&self.proposer, identity.tenant(), subject, |principal| {
                 principal.tokens_not_before_ms = now_ms() + 1;
                 Ok(())
@@ -400,14 +408,7 @@ impl iam::Server for IamService {
             let identity = self.session.identity()?;
             let p = params.get()?;
             let named = text(p.get_name()?)?;
-            let (subject, is_self) = Self::subject(&identity, &named);
-            if !is_self {
-                self.check(
-                    Scope::Tenant,
-                    "iam:SetPassword",
-                    &format!("iam/principal/{subject}"),
-                )?;
-            }
+            let subject = self.subject_allowed(&identity, &named, "iam:SetPassword")?;
             // Refuse before the costly hash; the update checks again.
             let key = keys::principal(identity.tenant(), subject);
             self.proposer.linearizable().await?;
@@ -516,14 +517,7 @@ impl iam::Server for IamService {
         answer!(results, {
             let identity = self.session.identity()?;
             let named = text(params.get()?.get_principal()?)?;
-            let (subject, is_self) = Self::subject(&identity, &named);
-            if !is_self {
-                self.check(
-                    Scope::Tenant,
-                    "iam:CreateAccessKey",
-                    &format!("iam/principal/{subject}"),
-                )?;
-            }
+            let subject = self.subject_allowed(&identity, &named, "iam:CreateAccessKey")?;
             let id = password::generate_id("PK", 9);
             let secret = password::generate_secret();
             let record = records::access_key(
