@@ -179,6 +179,25 @@ pub mod crash {
             self.unsynced_events().len()
         }
 
+        /// Waits (polling, at most `limit`) until some traced write is not
+        /// yet covered by a sync, so a crash image taken next has something
+        /// a power loss can undo. Where syncs are nearly free (tmpfs, a
+        /// fast disk) a crash taken at a random instant mostly finds every
+        /// write covered, and such a test would not look at what it is
+        /// about. Returns whether there was one.
+        pub async fn until_unsynced(&self, limit: std::time::Duration) -> bool {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                if self.unsynced() > 0 {
+                    return true;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                glommio::timer::sleep(std::time::Duration::from_micros(20)).await;
+            }
+        }
+
         fn unsynced_events(&self) -> Vec<(PathBuf, u64, Vec<u8>)> {
             let events = self.events.lock().unwrap();
             let mut covered: HashMap<&Path, usize> = HashMap::new();
