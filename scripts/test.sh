@@ -53,6 +53,12 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     --no-install-recommends qemu-system-x86 >/dev/null
 fi
 
+# The VM tests (tests/vm_qemu.rs) boot a Debian kernel with a busybox
+# initramfs, built once and cached (scripts/build-test-guest.sh).
+log "test guest"
+PHOTON_TEST_GUEST="$(./scripts/build-test-guest.sh | tail -1)"
+export PHOTON_TEST_GUEST
+
 # The S3 client tests (tests/s3_clients.rs) drive photon with boto3 under
 # pytest and with the aws CLI.
 py_need=()

@@ -2,7 +2,8 @@
 //! into one [`Config`]. The loader, the error and the engine's sections are
 //! `photon_core::config`; `[control]` and `[iam]` are
 //! `photon_control::config`, `[s3]` `lightningstor::config`, `[nbd]`
-//! `coronafs::config`, `[lb]` `fiberlb::config`. A new service adds its
+//! `coronafs::config`, `[lb]` `fiberlb::config`, `[compute]`
+//! `photon_vmm::config`. A new service adds its
 //! section here: a field, its name in `NAMES`, its check in `validate`.
 
 use coronafs::config::NbdConfig;
@@ -13,6 +14,7 @@ use photon_core::config::{
     AdminConfig, ConfigError, CoreConfig, EngineConfig, LimitsConfig, LogConfig, NodeConfig,
     Section, Sections, ShutdownConfig,
 };
+use photon_vmm::config::ComputeConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole node configuration.
@@ -27,6 +29,7 @@ pub struct Config {
     pub s3: S3Config,
     pub nbd: NbdConfig,
     pub lb: LbConfig,
+    pub compute: ComputeConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub limits: LimitsConfig,
@@ -42,6 +45,7 @@ impl Sections for Config {
         S3Config::NAME,
         NbdConfig::NAME,
         LbConfig::NAME,
+        ComputeConfig::NAME,
         LogConfig::NAME,
         ShutdownConfig::NAME,
         LimitsConfig::NAME,
@@ -59,6 +63,9 @@ impl Sections for Config {
         self.s3.validate()?;
         self.nbd.validate()?;
         self.lb
+            .validate()
+            .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
+        self.compute
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
         // Checks that span sections go here. None today: every limit
@@ -179,7 +186,7 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown section `vm`"), "{err}");
         assert!(
-            err.contains("node, engine, admin, control, iam, s3, nbd, lb, log"),
+            err.contains("node, engine, admin, control, iam, s3, nbd, lb, compute, log"),
             "{err}"
         );
     }

@@ -78,6 +78,7 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
         },
         volumes: photon_control::resource::volume::VolumeSettings::default(),
         lb: photon_control::resource::lb::LbSettings::default(),
+        vms: photon_control::resource::vm::VmSettings::default(),
         tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
@@ -103,6 +104,7 @@ pub fn main(
     mut node_config: ControlNodeConfig,
     storage: Option<StorageLink>,
     lb: Option<crate::lb::LbLink>,
+    vms: Option<crate::vms::VmLink>,
 ) -> ControlPlaneMain {
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
@@ -123,6 +125,13 @@ pub fn main(
                         link.volumes.control.to_shards.clone(),
                     )),
                     nbd_address: link.volumes.nbd_address.clone(),
+                };
+            }
+            let node_id = node_config.node_id;
+            if let Some(link) = &vms {
+                node_config.vms = photon_control::resource::vm::VmSettings {
+                    node: node_config.node_id,
+                    host: Some(std::sync::Arc::new(crate::vms::Host(link.board.clone()))),
                 };
             }
             let node = match ControlNode::start(node_config).await {
@@ -177,6 +186,16 @@ pub fn main(
                 tasks.push(tokio::task::spawn_local(crate::lb::follow_lb(
                     node.state_machine.clone(),
                     link.agent,
+                )));
+            }
+            if let Some(link) = vms {
+                let (raft, start) = (node.raft.clone(), node.start_log_index);
+                tasks.push(tokio::task::spawn_local(crate::vms::run_agent(
+                    link,
+                    node_id,
+                    node.directory.clone(),
+                    node.state_machine.clone(),
+                    move || photon_control::node::caught_up(&raft, start),
                 )));
             }
             let shutdown = ctx.shutdown.clone();

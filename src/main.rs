@@ -10,6 +10,7 @@ mod descriptors;
 mod lb;
 mod node;
 mod storage;
+mod vms;
 mod volumes;
 
 use std::process::ExitCode;

@@ -238,6 +238,9 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     if has_role("edge") && !has_role("control") {
         bail!("the edge role needs the control role on the same node (node.roles); edge-only nodes are not supported yet");
     }
+    if has_role("compute") && !has_role("control") {
+        bail!("the compute role needs the control role on the same node (node.roles); compute-only nodes are not supported yet");
+    }
     // The load balancer's agent (edge role): XDP data plane, health checks.
     let lb = if has_role("edge") {
         Some(crate::lb::start(&config)?)
@@ -283,7 +286,12 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        builder = builder.control_plane(crate::control_plane::main(node_config, storage, lb));
+        let vms = has_role("compute").then(|| crate::vms::VmLink {
+            config: crate::vms::agent_config(&config),
+            board: photon_vmm::agent::Board::default(),
+            nbd_address: nbd_address.clone(),
+        });
+        builder = builder.control_plane(crate::control_plane::main(node_config, storage, lb, vms));
     }
     let engine = builder.start().context("node failed to start")?;
 
@@ -393,7 +401,7 @@ fn print_endpoints(
             "admin" => (format!("http://{}", e.addr), "/metrics /healthz /readyz"),
             "control" => (
                 e.addr.to_string(),
-                "Cap'n Proto API: photon ctl login|kv|lease|iam|bucket|volume|cluster",
+                "Cap'n Proto API: photon ctl login|kv|lease|iam|bucket|volume|vm|image|lb|cluster",
             ),
             "s3" => (
                 format!("http://{}", e.addr),

@@ -69,6 +69,10 @@ const PAGES: &[(&str, &[&str])] = &[
         &["qemu-img", "qemu-io", "nbdinfo", "nbdcopy", "fio", "jq"],
     ),
     ("docs/loadbalancer.md", &[]),
+    (
+        "docs/vms.md",
+        &["qemu-system-x86_64", "qemu-img", "jq", "timeout"],
+    ),
 ];
 
 #[test]
@@ -104,6 +108,30 @@ fn volumes() {
 #[test]
 fn loadbalancer() {
     walk("docs/loadbalancer.md");
+}
+
+#[test]
+fn vms() {
+    walk("docs/vms.md");
+}
+
+/// The test guest of docs/vms.md: `$PHOTON_TEST_GUEST` (scripts/test.sh
+/// builds it), else built now (cached).
+fn test_guest() -> String {
+    if let Ok(dir) = std::env::var("PHOTON_TEST_GUEST") {
+        return dir;
+    }
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/build-test-guest.sh"
+        ))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/build-test-guest.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().last().unwrap_or_default().trim().to_owned()
 }
 
 /// Every page with a runnable shell block is walked above, and every no-run
@@ -418,6 +446,9 @@ fn walk(page: &str) {
         if key_text.starts_with("PHOTON_") || key_text.starts_with("AWS_") {
             command.env_remove(&key);
         }
+    }
+    if page == "docs/vms.md" {
+        command.env("PHOTON_TEST_GUEST", test_guest());
     }
     command
         .env("PATH", path)

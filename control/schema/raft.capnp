@@ -80,6 +80,8 @@ interface Session {
   buckets @4 () -> (buckets :import "buckets.capnp".Buckets);
   volumes @5 () -> (volumes :import "volumes.capnp".Volumes);
   lb @6 () -> (lb :import "lb.capnp".Lb);
+  vms @7 () -> (vms :import "vm.capnp".Vms);
+  images @8 () -> (images :import "vm.capnp".Images);
 }
 
 # The bootstrap capability of every node. Nothing is reachable without

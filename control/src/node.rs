@@ -55,6 +55,8 @@ pub struct ControlNodeConfig {
     pub volumes: crate::resource::volume::VolumeSettings,
     /// The load-balancer API's view of this node's FiberLB agent.
     pub lb: crate::resource::lb::LbSettings,
+    /// This node's VM agent (compute role).
+    pub vms: crate::resource::vm::VmSettings,
     /// Print notices for a person on stderr (off when stderr carries JSON logs).
     pub tell_stderr: bool,
 }
@@ -85,6 +87,7 @@ impl ControlNodeConfig {
             buckets: crate::resource::bucket::BucketSettings::default(),
             volumes: crate::resource::volume::VolumeSettings::default(),
             lb: crate::resource::lb::LbSettings::default(),
+            vms: crate::resource::vm::VmSettings::default(),
             tell_stderr: true,
         }
     }
@@ -127,8 +130,23 @@ pub struct ControlNode {
     /// This node's IAM view (fed by applied `iam/` records).
     pub directory: Arc<photon_iam::Directory>,
     pub address: SocketAddr,
+    /// The last log index this node held when it started (see [`caught_up`]).
+    pub start_log_index: u64,
     writer: LogWriter,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether a node that held log index `start_log_index` when it started
+/// has applied that far, or as far as a leader has sent it since: only
+/// then does its applied state hold everything it had applied before the
+/// restart (a restarted node replays only up to the commit index it
+/// persisted, lazily). Once true it stays true.
+pub fn caught_up(raft: &Raft, start_log_index: u64) -> bool {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let applied = m.last_applied.map_or(0, |id| id.index);
+    applied >= start_log_index
+        || (m.current_leader.is_some() && applied >= m.last_log_index.unwrap_or(0))
 }
 
 impl ControlNode {
@@ -231,6 +249,7 @@ impl ControlNode {
             config.buckets.clone(),
             config.volumes.clone(),
             config.lb.clone(),
+            config.vms.clone(),
         );
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service, config.connections.clone())),
@@ -277,6 +296,7 @@ impl ControlNode {
             state_machine,
             directory,
             address,
+            start_log_index,
             writer,
             tasks,
         })

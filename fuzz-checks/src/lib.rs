@@ -10,6 +10,7 @@
 pub mod log_record;
 pub mod nbd;
 pub mod object_record;
+pub mod qmp;
 pub mod s3_headers;
 pub mod s3_xml;
 pub mod sigv4;
@@ -23,6 +24,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("log_record", log_record::check),
     ("nbd", nbd::check),
     ("object_record", object_record::check),
+    ("qmp", qmp::check),
     ("s3_headers", s3_headers::check),
     ("s3_xml", s3_xml::check),
     ("sigv4", sigv4::check),

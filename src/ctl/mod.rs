@@ -8,6 +8,7 @@ mod iam;
 mod kv;
 mod lb;
 mod output;
+mod vm;
 mod volume;
 
 use std::net::SocketAddr;
@@ -73,6 +74,12 @@ enum CtlCommand {
     /// CoronaFS block volumes of the token's project (NBD).
     #[command(subcommand)]
     Volume(crate::ctl::volume::VolumeCommand),
+    /// PlasmaVMC virtual machines of the token's project.
+    #[command(subcommand)]
+    Vm(crate::ctl::vm::VmCommand),
+    /// Images VMs start from (imported into CoronaFS volumes).
+    #[command(subcommand)]
+    Image(crate::ctl::vm::ImageCommand),
     /// FiberLB load balancers of the token's project: VIPs, backends, counters.
     #[command(subcommand)]
     Lb(crate::ctl::lb::LbCommand),
@@ -161,6 +168,8 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Bucket(cmd) => crate::ctl::bucket::run(&mut client, cmd, out).await,
         CtlCommand::Volume(cmd) => crate::ctl::volume::run(&mut client, cmd, out).await,
         CtlCommand::Lb(cmd) => crate::ctl::lb::run(&mut client, cmd, out).await,
+        CtlCommand::Vm(cmd) => crate::ctl::vm::run(&mut client, cmd, out).await,
+        CtlCommand::Image(cmd) => crate::ctl::vm::run_image(&mut client, cmd, out).await,
         CtlCommand::Kv(cmd) => crate::ctl::kv::kv(&mut client, cmd, out).await,
         CtlCommand::Lease(cmd) => crate::ctl::kv::lease(&mut client, cmd, out).await,
         CtlCommand::Cluster(cmd) => crate::ctl::cluster::run(&mut client, cmd, out).await,

@@ -245,14 +245,14 @@ fn tool(program: &str, args: &[&str]) -> anyhow::Result<String> {
 
 /// What `qemu-img info --output=json` says of an image (the fields used).
 #[derive(Debug, Deserialize)]
-struct ImageInfo {
-    format: String,
+pub struct QemuImageInfo {
+    pub format: String,
     #[serde(rename = "virtual-size")]
-    virtual_size: u64,
+    pub virtual_size: u64,
 }
 
 /// The image's format and virtual size, as qemu-img sees them.
-fn image_info(path: &Path, format: Option<&str>) -> anyhow::Result<ImageInfo> {
+pub fn qemu_image_info(path: &Path, format: Option<&str>) -> anyhow::Result<QemuImageInfo> {
     let path_text = path.display().to_string();
     let mut args = vec!["info", "--output=json"];
     if let Some(f) = format {
@@ -340,7 +340,7 @@ async fn import_file(
     format: Option<&str>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let image = image_info(source, format)?;
+    let image = qemu_image_info(source, format)?;
     let (volume, fresh) = import_target(client, name, image.virtual_size).await?;
     let attachment = client.attach_volume(name, 3600).await?;
     let source_text = source.display().to_string();
@@ -410,7 +410,7 @@ mod tests {
     fn qemu_img_info_reads_format_and_virtual_size() {
         let text = r#"{"virtual-size": 268435456, "filename": "image.qcow2",
                        "format": "qcow2", "dirty-flag": false}"#;
-        let info: ImageInfo = serde_json::from_str(text).unwrap();
+        let info: QemuImageInfo = serde_json::from_str(text).unwrap();
         assert_eq!(info.format, "qcow2");
         assert_eq!(info.virtual_size, 256 << 20);
     }

@@ -1,5 +1,10 @@
 //! `photon-vmm`: PlasmaVMC's per-node agent, which runs each VM as a QEMU
 //! process and drives it over QMP (docs/design, issue 17). So far: the QMP
-//! client ([`qmp`]).
+//! client ([`qmp`]) and the cloud-init NoCloud seed disk ([`seed`]).
 
+pub mod agent;
+pub mod config;
+pub mod console;
+pub mod qemu;
 pub mod qmp;
+pub mod seed;

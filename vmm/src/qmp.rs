@@ -39,8 +39,8 @@ pub enum QmpError {
     Closed,
     #[error("QMP: no answer within {0:?}")]
     Timeout(Duration),
-    #[error("QMP: a line longer than {LINE_BYTES_MAX} bytes")]
-    LineTooLong,
+    #[error("QMP: a line longer than {0} bytes")]
+    LineTooLong(usize),
     #[error("QMP: malformed message: {0}")]
     Malformed(String),
     /// QEMU refused the command (`{"error": {"class", "desc"}}`).
@@ -129,6 +129,9 @@ pub fn parse_message(line: &[u8]) -> Result<Message, QmpError> {
             .as_str()
             .ok_or_else(|| QmpError::Malformed("event name is not a string".into()))?
             .to_owned();
+        if name.is_empty() {
+            return Err(QmpError::Malformed("event with an empty name".into()));
+        }
         let stamp = object.remove("timestamp").unwrap_or(Value::Null);
         let seconds = stamp.get("seconds").and_then(Value::as_u64).unwrap_or(0);
         let micros = stamp
@@ -146,9 +149,19 @@ pub fn parse_message(line: &[u8]) -> Result<Message, QmpError> {
     ))
 }
 
-/// Reads one line (without its `\r\n`), at most [`LINE_BYTES_MAX`] bytes.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, QmpError> {
-    let mut line = Vec::new();
+/// Reads one line and returns it without its line end (`\n`, and any `\r`
+/// before it); a line of more than `bytes_max` bytes, counting its `\n`, is
+/// refused as soon as that many have come.
+///
+/// Cancel-safe: the bytes of a line not yet complete wait in `line`, which
+/// the caller keeps between calls, so a read dropped at its deadline (as
+/// [`Qmp::next_event`] does when no event comes) loses nothing and the next
+/// call goes on where it stopped. After an error the connection is unusable.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    bytes_max: usize,
+) -> Result<Vec<u8>, QmpError> {
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
@@ -158,8 +171,8 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, Q
             Some(at) => (at + 1, true),
             None => (available.len(), false),
         };
-        if line.len() + take > LINE_BYTES_MAX {
-            return Err(QmpError::LineTooLong);
+        if line.len() + take > bytes_max {
+            return Err(QmpError::LineTooLong(bytes_max));
         }
         line.extend_from_slice(&available[..take]);
         reader.consume(take);
@@ -167,7 +180,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, Q
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();
             }
-            return Ok(line);
+            return Ok(std::mem::take(line));
         }
     }
 }
@@ -175,6 +188,8 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, Q
 /// A connection to one QEMU's QMP socket, in command mode.
 pub struct Qmp {
     reader: BufReader<OwnedReadHalf>,
+    /// The start of a line whose end has not come yet (see [`read_line`]).
+    partial_line: Vec<u8>,
     writer: OwnedWriteHalf,
     events: VecDeque<Event>,
     dropped: u64,
@@ -195,6 +210,7 @@ impl Qmp {
         let (read, writer) = stream.into_split();
         let mut qmp = Self {
             reader: BufReader::new(read),
+            partial_line: Vec::new(),
             writer,
             events: VecDeque::new(),
             dropped: 0,
@@ -214,7 +230,8 @@ impl Qmp {
     }
 
     async fn read_message(&mut self) -> Result<Message, QmpError> {
-        let line = tokio::time::timeout(self.timeout, read_line(&mut self.reader))
+        let read = read_line(&mut self.reader, &mut self.partial_line, LINE_BYTES_MAX);
+        let line = tokio::time::timeout(self.timeout, read)
             .await
             .map_err(|_| QmpError::Timeout(self.timeout))??;
         parse_message(&line)
@@ -279,7 +296,8 @@ impl Qmp {
         if let Some(event) = self.events.pop_front() {
             return Ok(Some(event));
         }
-        let read = tokio::time::timeout(wait, read_line(&mut self.reader)).await;
+        let read = read_line(&mut self.reader, &mut self.partial_line, LINE_BYTES_MAX);
+        let read = tokio::time::timeout(wait, read).await;
         let Ok(line) = read else {
             return Ok(None);
         };
@@ -344,6 +362,7 @@ mod tests {
             b"{}",
             b"{\"error\": {}}",
             b"{\"event\": 7}",
+            b"{\"event\": \"\"}",
             b"{\"return\"",
         ] {
             assert!(
@@ -355,18 +374,54 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_bounded() {
-        let long = vec![b'x'; LINE_BYTES_MAX + 1];
+        let mut line = Vec::new();
+        // The limit counts the `\n`: LINE_BYTES_MAX bytes in all pass, one more does not.
+        let mut exact = vec![b'x'; LINE_BYTES_MAX - 1];
+        exact.push(b'\n');
+        let mut reader = BufReader::new(&exact[..]);
+        let read = read_line(&mut reader, &mut line, LINE_BYTES_MAX).await;
+        assert_eq!(read.unwrap().len(), LINE_BYTES_MAX - 1);
+        let mut long = vec![b'x'; LINE_BYTES_MAX];
+        long.push(b'\n');
         let mut reader = BufReader::new(&long[..]);
         assert!(matches!(
-            read_line(&mut reader).await,
-            Err(QmpError::LineTooLong)
+            read_line(&mut reader, &mut line, LINE_BYTES_MAX).await,
+            Err(QmpError::LineTooLong(LINE_BYTES_MAX))
         ));
+        line.clear();
         let mut reader = BufReader::new(&b"{\"return\": {}}\r\n"[..]);
-        assert_eq!(read_line(&mut reader).await.unwrap(), b"{\"return\": {}}");
+        let read = read_line(&mut reader, &mut line, LINE_BYTES_MAX).await;
+        assert_eq!(read.unwrap(), b"{\"return\": {}}");
         let mut reader = BufReader::new(&b"no newline"[..]);
         assert!(matches!(
-            read_line(&mut reader).await,
+            read_line(&mut reader, &mut line, LINE_BYTES_MAX).await,
             Err(QmpError::Closed)
         ));
+    }
+
+    /// A read dropped at its deadline in the middle of a line (what
+    /// `next_event` does when it waits in vain) must not lose that line's
+    /// start: the next read returns the whole line.
+    #[tokio::test]
+    async fn a_read_dropped_mid_line_loses_nothing() {
+        let (mut qemu, ours) = tokio::io::duplex(64);
+        let mut reader = BufReader::new(ours);
+        let mut line = Vec::new();
+        qemu.write_all(br#"{"event": "STOP", "#).await.unwrap();
+        let wait = Duration::from_millis(20);
+        let read = read_line(&mut reader, &mut line, LINE_BYTES_MAX);
+        assert!(tokio::time::timeout(wait, read).await.is_err());
+        qemu.write_all(b"\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n")
+            .await
+            .unwrap();
+        let read = read_line(&mut reader, &mut line, LINE_BYTES_MAX).await;
+        assert_eq!(
+            parse_message(&read.unwrap()).unwrap(),
+            Message::Event(Event {
+                name: "STOP".into(),
+                data: Value::Null,
+                timestamp_us: 1_000_002
+            })
+        );
     }
 }

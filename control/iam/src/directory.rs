@@ -490,11 +490,32 @@ impl Directory {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<(String, Claims), IssueTokenError> {
+        self.issue_attach_token_for(
+            identity.tenant(),
+            identity.principal(),
+            identity.project(),
+            resource,
+            now_ms,
+            ttl_ms,
+        )
+    }
+
+    /// [`Directory::issue_attach_token`] for a principal that is not the
+    /// caller: a node's VM agent opens a VM's volumes as the VM's owner.
+    pub fn issue_attach_token_for(
+        &self,
+        tenant: &str,
+        principal: &str,
+        project: &str,
+        resource: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(String, Claims), IssueTokenError> {
         let pair = self.signing_pair()?;
         let claims = Claims {
-            sub: identity.principal().to_owned(),
-            ten: identity.tenant().to_owned(),
-            prj: identity.project().to_owned(),
+            sub: principal.to_owned(),
+            ten: tenant.to_owned(),
+            prj: project.to_owned(),
             iat: now_ms,
             exp: now_ms.saturating_add(ttl_ms),
             jti: crate::token::new_token_id(),

@@ -125,11 +125,12 @@ pub fn evaluate<'a, I: IntoIterator<Item = &'a Statement>>(
 pub const BUILTIN_ROLES: [&str; 3] = ["admin", "editor", "viewer"];
 
 /// Actions of the `editor` role (see [`builtin_role`]).
-const EDITOR_ACTIONS: [&str; 9] = [
+const EDITOR_ACTIONS: [&str; 10] = [
     "kv:*",
     "s3:*",
     "volume:*",
     "vm:*",
+    "image:*",
     "dns:*",
     "lb:*",
     "metrics:*",
@@ -159,7 +160,7 @@ fn allow_everywhere(actions: &[&str]) -> Vec<Statement> {
 /// | role | effect | actions | resources |
 /// |---|---|---|---|
 /// | `admin` | Allow | `*` | `*` |
-/// | `editor` | Allow | `kv:*`, `s3:*`, `volume:*`, `vm:*`, `dns:*`, `lb:*`, `metrics:*`, `iam:Get*`, `iam:List*` | `*` |
+/// | `editor` | Allow | `kv:*`, `s3:*`, `volume:*`, `vm:*`, `image:*`, `dns:*`, `lb:*`, `metrics:*`, `iam:Get*`, `iam:List*` | `*` |
 /// | `viewer` | Allow | `*:Get*`, `*:List*`, `*:Head*`, `*:Watch*`, `*:Describe*` | `*` |
 ///
 /// `editor` may change every resource but not IAM (it can only read it) nor

@@ -9,6 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod vm;
+pub use vm::*;
+
 /// Prefix of every bucket record in the KV.
 pub const BUCKET_PREFIX: &str = "s3/bucket/";
 

@@ -17,6 +17,7 @@ mod cluster;
 mod iam;
 mod kv;
 mod lb;
+mod vms;
 mod volumes;
 
 pub use buckets::BucketInfo;
@@ -27,6 +28,9 @@ pub use iam::{
 };
 pub use kv::{Lease, LeaseTimeToLive, WatchHandle, WatchMessage};
 pub use lb::{Backend, HealthChange, HealthCheck, LbStats, Vip, VipInfo};
+pub use vms::{
+    Console, ConsoleEvent, ImageInfo, ImagePartInfo, ImageSpec, VmDiskInfo, VmInfo, VmSpec,
+};
 pub use volumes::{Attachment, VolumeInfo};
 
 /// How long one call keeps retrying across redirects, dead endpoints and

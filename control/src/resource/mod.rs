@@ -32,6 +32,7 @@ pub mod bucket;
 pub mod iam;
 pub mod lb;
 pub mod txn;
+pub mod vm;
 pub mod volume;
 
 pub use txn::{CommitError, Plan};

@@ -26,11 +26,13 @@ mod bucket_service;
 mod cluster_service;
 pub(crate) mod convert;
 mod iam_service;
+mod image_service;
 pub mod kv_scope;
 mod kv_service;
 mod lb_service;
 mod raft_transport;
 pub mod session;
+mod vm_service;
 mod volume_service;
 
 use crate::api_error::{ApiError, Code, Reply};
@@ -99,6 +101,7 @@ pub struct NodeService {
     buckets: std::rc::Rc<crate::resource::bucket::BucketSettings>,
     volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
     lb: std::rc::Rc<crate::resource::lb::LbSettings>,
+    vms: std::rc::Rc<crate::resource::vm::VmSettings>,
 }
 
 impl NodeService {
@@ -109,6 +112,7 @@ impl NodeService {
         buckets: crate::resource::bucket::BucketSettings,
         volumes: crate::resource::volume::VolumeSettings,
         lb: crate::resource::lb::LbSettings,
+        vms: crate::resource::vm::VmSettings,
     ) -> Self {
         Self {
             node_id,
@@ -120,6 +124,7 @@ impl NodeService {
             buckets: std::rc::Rc::new(buckets),
             volumes: std::rc::Rc::new(volumes),
             lb: std::rc::Rc::new(lb),
+            vms: std::rc::Rc::new(vms),
         }
     }
 }
@@ -265,6 +270,7 @@ impl node::Server for NodeService {
                 buckets: self.buckets.clone(),
                 volumes: self.volumes.clone(),
                 lb: self.lb.clone(),
+                vms: self.vms.clone(),
             };
             results.get().set_session(capnp_rpc::new_client(session));
             verified?;
@@ -306,9 +312,49 @@ pub struct SessionService {
     buckets: std::rc::Rc<crate::resource::bucket::BucketSettings>,
     volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
     lb: std::rc::Rc<crate::resource::lb::LbSettings>,
+    vms: std::rc::Rc<crate::resource::vm::VmSettings>,
+}
+
+impl SessionService {
+    fn volume_service(&self) -> volume_service::VolumeService {
+        volume_service::VolumeService::new(
+            self.proposer.clone(),
+            self.session.clone(),
+            self.volumes.clone(),
+        )
+    }
 }
 
 impl photon_schema::raft_capnp::session::Server for SessionService {
+    async fn vms(
+        self: capnp::capability::Rc<Self>,
+        _params: photon_schema::raft_capnp::session::VmsParams,
+        mut results: photon_schema::raft_capnp::session::VmsResults,
+    ) -> Result<(), capnp::Error> {
+        let service = vm_service::VmService::new(
+            self.proposer.clone(),
+            self.session.clone(),
+            self.vms.clone(),
+            self.volume_service(),
+        );
+        results.get().set_vms(capnp_rpc::new_client(service));
+        Ok(())
+    }
+
+    async fn images(
+        self: capnp::capability::Rc<Self>,
+        _params: photon_schema::raft_capnp::session::ImagesParams,
+        mut results: photon_schema::raft_capnp::session::ImagesResults,
+    ) -> Result<(), capnp::Error> {
+        let service = image_service::ImageService::new(
+            self.proposer.clone(),
+            self.session.clone(),
+            self.volume_service(),
+        );
+        results.get().set_images(capnp_rpc::new_client(service));
+        Ok(())
+    }
+
     async fn lb(
         self: capnp::capability::Rc<Self>,
         _params: photon_schema::raft_capnp::session::LbParams,
@@ -329,11 +375,7 @@ impl photon_schema::raft_capnp::session::Server for SessionService {
         _params: photon_schema::raft_capnp::session::VolumesParams,
         mut results: photon_schema::raft_capnp::session::VolumesResults,
     ) -> Result<(), capnp::Error> {
-        let service = volume_service::VolumeService::new(
-            self.proposer.clone(),
-            self.session.clone(),
-            self.volumes.clone(),
-        );
+        let service = self.volume_service();
         results.get().set_volumes(capnp_rpc::new_client(service));
         Ok(())
     }

@@ -108,13 +108,7 @@ impl Auth {
         if self.caught_up.get() {
             return true;
         }
-        let done = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            let applied = m.last_applied.map_or(0, |id| id.index);
-            applied >= self.start_log_index
-                || (m.current_leader.is_some() && applied >= m.last_log_index.unwrap_or(0))
-        };
+        let done = crate::node::caught_up(&self.raft, self.start_log_index);
         self.caught_up.set(done);
         done
     }

@@ -68,7 +68,7 @@ impl VolumeService {
     }
 
     /// The caller (allowed `action` on `name`) and its record of `name`.
-    async fn existing(
+    pub(crate) async fn existing(
         &self,
         action: &str,
         name: &str,
@@ -89,7 +89,7 @@ impl VolumeService {
     }
 
     /// Copies `source`'s extent map into a new record `name` of `kind`.
-    async fn derive(
+    pub(crate) async fn derive(
         &self,
         source: &VolumeRecord,
         name: String,
@@ -129,6 +129,96 @@ impl VolumeService {
             return Err(refusal(e));
         }
         Ok(record)
+    }
+}
+
+impl VolumeService {
+    /// Makes a new empty volume `name` on this node for `identity`'s
+    /// project (the caller checked the name and the caller's rights).
+    pub(crate) async fn create_volume(
+        &self,
+        identity: &Identity,
+        name: String,
+        size: u64,
+        block_size: u32,
+    ) -> Reply<VolumeRecord> {
+        self.ops()?;
+        let id = new_bucket_id();
+        let record = VolumeRecord {
+            name,
+            id,
+            tenant: identity.tenant().to_owned(),
+            project: identity.project().to_owned(),
+            kind: VolumeKind::Volume,
+            size,
+            block_size,
+            parent: None,
+            node: self.settings.node,
+            shard: (id % u64::from(self.settings.shards.max(1))) as u32,
+            created_ms: now_ms(),
+        };
+        volume::insert(&self.proposer, &record)
+            .await
+            .map_err(refusal)?;
+        Ok(record)
+    }
+
+    /// Deletes the volume record read as `kv`, then frees the extents no
+    /// snapshot or clone shares.
+    pub(crate) async fn remove_volume(
+        &self,
+        kv: &crate::kv::KeyValue,
+        record: &VolumeRecord,
+    ) -> Reply<()> {
+        self.ops()?;
+        volume::remove(&self.proposer, kv, record)
+            .await
+            .map_err(refusal)?;
+        // The record is gone, so nothing can attach. If this fails, the
+        // shard drops the unnamed map when it next starts.
+        if let Err(e) = self.on_owner(record, StoreOp::Drop { id: record.id }).await {
+            tracing::warn!(volume = %record.name, error = %e, "volume data not dropped yet");
+        }
+        Ok(())
+    }
+
+    /// An attach URI for `record` (on this node), for `identity`.
+    pub(crate) fn attach_uri(
+        &self,
+        identity: &Identity,
+        record: &VolumeRecord,
+        ttl_s: u32,
+    ) -> Reply<(String, String, u64)> {
+        if record.node != self.settings.node {
+            return Err(ApiError::with_words(
+                Code::FailedPrecondition,
+                format!(
+                    "volume {} is served by node {}; attach through that node",
+                    record.name, record.node
+                ),
+            ));
+        }
+        let address = self
+            .settings
+            .nbd_address
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or_else(|| {
+                ApiError::with_words(Code::FailedPrecondition, "this node serves no NBD endpoint")
+            })?;
+        let (token, claims) = self
+            .session
+            .auth
+            .directory
+            .issue_attach_token(
+                identity,
+                &record.attach_resource(),
+                now_ms(),
+                u64::from(ttl_s) * 1000,
+            )
+            .map_err(ApiError::internal)?;
+        Ok((format!("nbd://{address}/{token}"), token, claims.exp))
     }
 }
 
@@ -224,24 +314,9 @@ impl api::Server for VolumeService {
             let identity =
                 self.session
                     .check(Scope::Project, "volume:Create", &format!("volume/{name}"))?;
-            self.ops()?;
-            let id = new_bucket_id();
-            let record = VolumeRecord {
-                name,
-                id,
-                tenant: identity.tenant().to_owned(),
-                project: identity.project().to_owned(),
-                kind: VolumeKind::Volume,
-                size,
-                block_size,
-                parent: None,
-                node: self.settings.node,
-                shard: (id % u64::from(self.settings.shards.max(1))) as u32,
-                created_ms: now_ms(),
-            };
-            volume::insert(&self.proposer, &record)
-                .await
-                .map_err(refusal)?;
+            let record = self
+                .create_volume(&identity, name, size, block_size)
+                .await?;
             write_info(results.get().init_volume(), &record, Some(0));
             Ok(())
         })
@@ -344,21 +419,19 @@ impl api::Server for VolumeService {
     ) -> Result<(), capnp::Error> {
         answer!(results, {
             let name = text(params.get()?.get_name()?)?;
-            let (_, kv, record) = self.existing("volume:Delete", &name).await?;
-            self.ops()?;
-            volume::remove(&self.proposer, &kv, &record)
-                .await
-                .map_err(refusal)?;
-            // The record is gone, so nothing can attach; free the extents that
-            // no snapshot or clone shares. If this fails, the shard drops the
-            // unnamed map when it next starts.
-            if let Err(e) = self
-                .on_owner(&record, StoreOp::Drop { id: record.id })
-                .await
-            {
-                tracing::warn!(volume = %record.name, error = %e, "volume data not dropped yet");
+            let (identity, kv, record) = self.existing("volume:Delete", &name).await?;
+            if let Some(user) = crate::resource::vm::volume_user(
+                &self.proposer.state_machine,
+                identity.tenant(),
+                identity.project(),
+                record.id,
+            ) {
+                return Err(ApiError::with_words(
+                    Code::FailedPrecondition,
+                    format!("volume {name} is in use by {user}"),
+                ));
             }
-            Ok(())
+            self.remove_volume(&kv, &record).await
         })
     }
 
@@ -380,42 +453,11 @@ impl api::Server for VolumeService {
                 t => t,
             };
             let (identity, _, record) = self.existing("volume:Attach", &name).await?;
-            if record.node != self.settings.node {
-                return Err(ApiError::with_words(
-                    Code::FailedPrecondition,
-                    format!(
-                        "volume {name} is served by node {}; attach through that node",
-                        record.node
-                    ),
-                ));
-            }
-            let address = self
-                .settings
-                .nbd_address
-                .lock()
-                .ok()
-                .and_then(|a| *a)
-                .ok_or_else(|| {
-                    ApiError::with_words(
-                        Code::FailedPrecondition,
-                        "this node serves no NBD endpoint",
-                    )
-                })?;
-            let (token, claims) = self
-                .session
-                .auth
-                .directory
-                .issue_attach_token(
-                    &identity,
-                    &record.attach_resource(),
-                    now_ms(),
-                    u64::from(ttl_s) * 1000,
-                )
-                .map_err(ApiError::internal)?;
+            let (uri, token, expires) = self.attach_uri(&identity, &record, ttl_s)?;
             let mut r = results.get();
-            r.set_uri(format!("nbd://{address}/{token}"));
+            r.set_uri(&uri);
             r.set_token(&token);
-            r.set_expires_at_ms(claims.exp);
+            r.set_expires_at_ms(expires);
             Ok(())
         })
     }

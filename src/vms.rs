@@ -1,0 +1,189 @@
+//! PlasmaVMC on a node with the `compute` role: the VM agent
+//! (`photon_vmm::agent`) fed with this node's `vm/` records from the
+//! applied KV, its volumes opened with attach tokens of each VM's owner on
+//! this node's NBD endpoint, and the [`VmHost`] the VM API reads it through.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use photon_control::raft::KvStateMachine;
+use photon_control::resource::vm::{ConsoleChunk, ConsoleStream, VmHost, VmStatus};
+use photon_iam::Directory;
+use photon_records::{VmRecord, VM_PREFIX};
+use photon_vmm::agent::{Agent, AgentConfig, Board, Volumes};
+use photon_vmm::console::Output;
+
+use crate::config::Config;
+
+/// How long the agent's attach tokens live: a VM's NBD connection is
+/// opened once per QEMU start, so this bounds only how long a stopped
+/// VM's last command line stays usable.
+const ATTACH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The agent's settings from the node's config.
+pub fn agent_config(config: &Config) -> AgentConfig {
+    let c = &config.compute;
+    AgentConfig {
+        dir: config.node.data_dir.join("vms"),
+        qemu: c.qemu.clone().into(),
+        qemu_img: c.qemu_img.clone().into(),
+        stop_timeout: Duration::from_millis(c.stop_timeout_ms),
+        log_bytes_max: c.console_log_kib << 10,
+        accel: c.forced_accel(),
+    }
+}
+
+/// Opens VM volumes on this node's NBD endpoint as the VM's owner.
+struct NodeVolumes {
+    directory: Arc<Directory>,
+    nbd_address: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+impl Volumes for NodeVolumes {
+    fn uri(&self, vm: &VmRecord, volume_id: u64) -> Result<String, String> {
+        let address = self
+            .nbd_address
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or("this node serves no NBD endpoint (it needs the storage role)")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (token, _) = self
+            .directory
+            .issue_attach_token_for(
+                &vm.tenant,
+                &vm.owner,
+                &vm.project,
+                &format!("volume-id/{volume_id}"),
+                now,
+                ATTACH_TTL.as_millis() as u64,
+            )
+            .map_err(|e| format!("attach token: {e}"))?;
+        Ok(format!("nbd://{address}/{token}"))
+    }
+}
+
+/// The agent's board as the VM API sees it.
+pub struct Host(pub Board);
+
+impl VmHost for Host {
+    fn status(&self, id: u64) -> Option<VmStatus> {
+        self.0.status(id).map(|s| VmStatus {
+            state: s.state,
+            detail: s.detail,
+            accel: s.accel,
+            pid: s.pid,
+            restarts: s.restarts,
+        })
+    }
+
+    fn logs(&self, id: u64, tail: usize) -> Result<Vec<u8>, String> {
+        self.0.logs(id, tail)
+    }
+
+    fn console(&self, id: u64) -> Result<ConsoleStream, String> {
+        let mut viewer = self.0.console(id)?;
+        let (tx, output) = tokio::sync::mpsc::channel(64);
+        // Called on the control-plane thread, inside its LocalSet.
+        tokio::task::spawn_local(async move {
+            while let Some(out) = viewer.output.recv().await {
+                let chunk = match out {
+                    Output::Data(d) => ConsoleChunk::Data(d),
+                    Output::Closed(r) => ConsoleChunk::Closed(r),
+                };
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ConsoleStream {
+            output,
+            input: viewer.input,
+        })
+    }
+
+    fn unusable(&self) -> Option<String> {
+        self.0.unusable()
+    }
+}
+
+/// What the control plane needs to run this node's VMs.
+pub struct VmLink {
+    pub config: AgentConfig,
+    pub board: Board,
+    pub nbd_address: Arc<Mutex<Option<std::net::SocketAddr>>>,
+}
+
+/// Runs the agent (on the control-plane thread) with this node's VM
+/// records, until the node stops; QEMU processes outlive it.
+pub async fn run_agent(
+    link: VmLink,
+    node: u64,
+    directory: Arc<Directory>,
+    state_machine: KvStateMachine,
+    caught_up: impl Fn() -> bool + 'static,
+) {
+    let volumes = NodeVolumes {
+        directory,
+        nbd_address: link.nbd_address,
+    };
+    let agent = std::rc::Rc::new(Agent::new(link.config, Box::new(volumes), link.board));
+    let ours = move |value: &[u8]| VmRecord::from_json(value).filter(|vm| vm.node == node);
+    let ours = std::rc::Rc::new(ours);
+    let keys: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<Vec<u8>, u64>>> =
+        std::rc::Rc::default();
+    let (reload_agent, change_agent) = (agent.clone(), agent.clone());
+    let (reload_keys, change_keys) = (keys.clone(), keys.clone());
+    let (reload_ours, change_ours) = (ours.clone(), ours.clone());
+    // VMs whose record is gone are destroyed only once this node's state
+    // holds everything it held before it restarted: a record not replayed
+    // yet is not a deleted one.
+    let (sweeper, sweep_state) = (agent.clone(), state_machine.clone());
+    tokio::task::spawn_local(async move {
+        while !caught_up() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let records = sweep_state.scan_prefix_local(VM_PREFIX.as_bytes());
+        let ids: std::collections::HashSet<u64> = records
+            .iter()
+            .filter_map(|kv| ours(&kv.value))
+            .map(|vm| vm.id)
+            .collect();
+        sweeper.sweep_orphans(|id| ids.contains(&id));
+    });
+    photon_control::raft::follow_prefix(
+        state_machine,
+        VM_PREFIX.as_bytes(),
+        move |state_machine| {
+            let mut keys = reload_keys.borrow_mut();
+            keys.clear();
+            let mut records = Vec::new();
+            for kv in state_machine.scan_prefix_local(VM_PREFIX.as_bytes()) {
+                if let Some(vm) = reload_ours(&kv.value) {
+                    keys.insert(kv.key.clone(), vm.id);
+                    records.push(vm);
+                }
+            }
+            reload_agent.replace_all(records);
+        },
+        move |events| {
+            let mut keys = change_keys.borrow_mut();
+            for (key, value) in events {
+                match value.and_then(|v| change_ours(v)) {
+                    Some(vm) => {
+                        keys.insert(key.to_vec(), vm.id);
+                        change_agent.upsert(vm);
+                    }
+                    None => {
+                        if let Some(id) = keys.remove(key) {
+                            change_agent.remove(id);
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}

@@ -1,0 +1,530 @@
+//! PlasmaVMC against a real QEMU (TCG here) and the test guest of
+//! `scripts/build-test-guest.sh` (a Debian kernel and a busybox initramfs
+//! that prints `PHOTON-GUEST-READY` on its serial console and runs
+//! cloud-init user data that is a script), all through `photon ctl`:
+//!
+//! * `vm_life_cycle`: an image imported with a kernel and initrd; two VMs
+//!   cloned from it boot from their NBD disks, run their user data, and are
+//!   independent (read back with qemu-io from snapshots); the console shows
+//!   output and takes input; data written by the guest survives stop and
+//!   start; photon killed with SIGKILL leaves the VMs running, and the
+//!   restarted agent adopts them (same QEMU pid, `vm stop` works); a killed
+//!   QEMU is restarted per its policy; `vm rm` removes the clone,
+//!   `--keep-volumes` keeps it.
+//! * bad input in the same run: zero CPUs, an unknown image, a duplicate
+//!   name, a volume another VM holds, user data over the limit, each with
+//!   its exit code and nothing left behind; another tenant sees none of it.
+//!
+//! QEMU runs detached from photon by design, so the test kills every QEMU
+//! of its data directory when it ends, passed or not.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    ctl_as, ctl_stdin_as, dev_command, endpoints, login_as, login_dev_admin, photon, temp_dir, Proc,
+};
+use serde_json::Value;
+
+/// A TCG boot takes ~5 s alone; two tests share two cores.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The cached test guest: `$PHOTON_TEST_GUEST`, or what the script builds.
+fn guest() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PHOTON_TEST_GUEST") {
+        return dir.into();
+    }
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/build-test-guest.sh"
+        ))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "scripts/build-test-guest.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(
+        text.lines()
+            .last()
+            .expect("the script prints the guest dir")
+            .trim(),
+    )
+}
+
+/// Kills every QEMU whose command line names `dir` (detached from photon,
+/// they would outlive the test).
+struct QemuSweeper(PathBuf);
+
+impl Drop for QemuSweeper {
+    fn drop(&mut self) {
+        for pid in qemu_pids(&self.0) {
+            // SAFETY: kill(2) on a process this test started (through photon).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("data and logs kept in {}", self.0.display());
+        }
+    }
+}
+
+fn qemu_pids(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie, which a reaper may not have collected in
+/// a container, has ended).
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+struct Node {
+    dir: PathBuf,
+    config: PathBuf,
+    control: SocketAddr,
+    proc_: Option<Proc>,
+}
+
+impl Node {
+    fn start(dir: &Path) -> Self {
+        let data = dir.join("data");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("photon.log"))
+            .unwrap();
+        let mut child = dev_command(&data)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let control = endpoints(&data, &mut child)["control"];
+        common::wait_for(&data.join("control").join("admin.credentials"));
+        let config = dir.join("admin-config");
+        login_dev_admin(&config, &data);
+        Self {
+            dir: dir.to_path_buf(),
+            config,
+            control,
+            proc_: Some(Proc(child)),
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut p) = self.proc_.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(p.0.id() as i32, libc::SIGKILL) };
+            let _ = p.0.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("data").join("endpoints.json"));
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        ctl_as(&self.config, self.control, args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "photon ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Refused with exit code `code`, the message containing `words`.
+    fn refused(&self, args: &[&str], code: i32, words: &str) {
+        let out = self.ctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+
+    fn logs(&self, vm: &str) -> String {
+        self.ok(&["vm", "logs", vm, "--tail", "1M"])
+    }
+
+    /// Waits until `vm`'s log holds `marker` `count` times.
+    fn wait_log(&self, vm: &str, marker: &str, count: usize) {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            let log = self.logs(vm);
+            if log.matches(marker).count() >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vm {vm}: no {marker} (x{count}) in {BOOT_TIMEOUT:?}; log:\n{log}\ninfo: {}",
+                self.ok(&["vm", "info", vm])
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until `vm info` says `state`.
+    fn wait_state(&self, vm: &str, state: &str) -> Value {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            let info = self.json(&["vm", "info", vm]);
+            if info["state"] == state {
+                return info;
+            }
+            assert!(Instant::now() < deadline, "vm {vm} never {state}: {info}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The first `len` bytes of volume `name`, read with qemu-io.
+    fn read_volume(&self, name: &str, len: usize) -> Vec<u8> {
+        let uri = self.ok(&["volume", "attach", name]).trim().to_owned();
+        let out = std::process::Command::new("qemu-io")
+            .args(["-r", "-f", "raw", "-c"])
+            .arg(format!("read -v 0 {len}"))
+            .arg(&uri)
+            .output()
+            .expect("qemu-io runs (scripts/test.sh installs qemu-utils)");
+        assert!(
+            out.status.success(),
+            "qemu-io: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `read -v` dumps lines of `offset:  hex bytes  ascii`.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(":  ").map(|(_, rest)| rest.to_owned()))
+            .flat_map(|rest| {
+                rest.split_whitespace()
+                    .take_while(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                    .map(|w| u8::from_str_radix(w, 16).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .take(len)
+            .collect()
+    }
+}
+
+/// A console attached with `photon ctl vm console` on pipes.
+struct Console(Child);
+
+impl Console {
+    fn attach(node: &Node, vm: &str) -> Self {
+        let child = photon()
+            .env("PHOTON_CONFIG_DIR", &node.config)
+            .args([
+                "ctl",
+                "--endpoints",
+                &node.control.to_string(),
+                "vm",
+                "console",
+                vm,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    /// Types `line` and waits until the output holds `expect`.
+    fn expect(&mut self, line: &str, expect: &str) {
+        self.0
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+        let stdout = self.0.stdout.as_mut().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut reader = unsafe_clone_stdout(stdout);
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if tx
+                    .send(String::from_utf8_lossy(&seen).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(seen) = rx.recv_timeout(Duration::from_millis(200)) {
+                if seen.contains(expect) {
+                    return;
+                }
+                last = seen;
+            }
+        }
+        panic!("console: no {expect:?} after typing {line:?}; saw {last:?}");
+    }
+}
+
+/// A second handle on the console's stdout pipe for the reader thread.
+fn unsafe_clone_stdout(stdout: &std::process::ChildStdout) -> std::fs::File {
+    use std::os::fd::AsFd;
+    std::fs::File::from(stdout.as_fd().try_clone_to_owned().unwrap())
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn vm_life_cycle() {
+    let guest = guest();
+    let dir = temp_dir("vm");
+    let _sweeper = QemuSweeper(dir.clone());
+    let mut node = Node::start(&dir);
+
+    // An image: a 64 MiB empty root disk, the guest's kernel and initrd.
+    let disk = dir.join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let kernel = guest.join("vmlinuz").display().to_string();
+    let initrd = guest.join("initrd.gz").display().to_string();
+    let image = node.json(&[
+        "image",
+        "import",
+        "tiny",
+        "--from",
+        &disk.display().to_string(),
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &initrd,
+        "--cmdline",
+        "console=ttyS0 quiet",
+    ]);
+    assert_eq!(image["state"], "ready", "{image}");
+
+    // Two VMs from it, each writing its name at the start of its disk,
+    // after printing what was there.
+    for name in ["a", "b"] {
+        let script = dir.join(format!("{name}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"before: $(head -c 7 /dev/vda | tr -d '\\0')\"\necho data-{name} | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null\n"
+            ),
+        )
+        .unwrap();
+        let vm = node.json(&[
+            "vm",
+            "create",
+            name,
+            "--image",
+            "tiny",
+            "--memory",
+            "256M",
+            "--user-data",
+            &script.display().to_string(),
+        ]);
+        assert_eq!(vm["power"], "running", "{vm}");
+        assert_eq!(vm["disks"][0]["volume"], format!("{name}.boot"));
+    }
+    for name in ["a", "b"] {
+        node.wait_log(name, "PHOTON-GUEST-READY", 1);
+        let log = node.logs(name);
+        assert!(log.contains(&format!("hostname={name}")), "{log}");
+        assert!(log.contains("PHOTON-GUEST-USERDATA rc=0"), "{log}");
+    }
+    let info = node.json(&["vm", "info", "a"]);
+    assert_eq!(info["state"], "running");
+    assert!(
+        ["tcg", "kvm"].contains(&info["accel"].as_str().unwrap()),
+        "{info}"
+    );
+    assert!(info["user_data"].as_bool().unwrap());
+
+    // The console shows output and takes input.
+    {
+        let mut console = Console::attach(&node, "a");
+        console.expect("echo con$((40+2))sole", "con42sole");
+    }
+
+    // Bad input: a clear error, exit code, nothing left behind.
+    node.refused(
+        &["vm", "create", "c", "--image", "tiny", "--cpus", "0"],
+        3,
+        "cpus",
+    );
+    node.refused(
+        &["vm", "create", "c", "--image", "nope"],
+        5,
+        "no image nope",
+    );
+    node.refused(
+        &["vm", "create", "a", "--image", "tiny"],
+        6,
+        "already exists",
+    );
+    node.refused(
+        &["vm", "create", "c", "--volume", "a.boot"],
+        6,
+        "attached to vm a",
+    );
+    let big = dir.join("big.sh");
+    std::fs::write(&big, vec![b'#'; 64 * 1024 + 1]).unwrap();
+    node.refused(
+        &[
+            "vm",
+            "create",
+            "c",
+            "--image",
+            "tiny",
+            "--user-data",
+            &big.display().to_string(),
+        ],
+        3,
+        "user data",
+    );
+    node.refused(&["volume", "rm", "a.boot"], 6, "in use by vm a");
+    let volumes = node.ok(&["volume", "ls"]);
+    assert!(!volumes.contains("c.boot"), "{volumes}");
+    assert!(node.ctl(&["vm", "info", "c"]).status.code() == Some(5));
+
+    // Another tenant sees none of it.
+    let other = dir.join("globex-config");
+    let out = ctl_stdin_as(
+        &node.config,
+        node.control,
+        &[
+            "iam",
+            "tenant",
+            "create",
+            "globex",
+            "--admin",
+            "hank",
+            "--password-stdin",
+        ],
+        "Globex-hank-pw-7Qz",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    login_as(&other, node.control, "globex", "hank", "Globex-hank-pw-7Qz");
+    let theirs = ctl_as(&other, node.control, &["--json", "vm", "ls"]);
+    assert_eq!(String::from_utf8_lossy(&theirs.stdout).trim(), "[]");
+    for args in [
+        &["vm", "info", "a"][..],
+        &["vm", "logs", "a"],
+        &["vm", "console", "a"],
+        &["vm", "stop", "a"],
+        &["image", "info", "tiny"],
+    ] {
+        let out = ctl_as(&other, node.control, args);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // photon dies; the VMs do not; the restarted agent adopts them.
+    let pid_a = node.json(&["vm", "info", "a"])["pid"].as_u64().unwrap();
+    node.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        Path::new(&format!("/proc/{pid_a}")).exists(),
+        "QEMU died with photon"
+    );
+    node = Node::start(&dir);
+    let info = node.wait_state("a", "running");
+    assert_eq!(info["pid"].as_u64(), Some(pid_a), "{info}");
+
+    // A killed QEMU is restarted (policy on-failure): its user data runs
+    // again and finds what the first boot wrote.
+    let pid_b = node.json(&["vm", "info", "b"])["pid"].as_u64().unwrap();
+    // SAFETY: kill(2) on the QEMU this test made.
+    unsafe { libc::kill(pid_b as i32, libc::SIGKILL) };
+    node.wait_log("b", "PHOTON-GUEST-READY", 2);
+    let info = node.json(&["vm", "info", "b"]);
+    assert_eq!(info["restarts"], 1, "{info}");
+    assert_ne!(info["pid"].as_u64(), Some(pid_b));
+    assert!(
+        node.logs("b").contains("before: data-b"),
+        "{}",
+        node.logs("b")
+    );
+
+    // ACPI stop works on the adopted VM; its data survives stop and start.
+    node.ok(&["vm", "stop", "a"]);
+    let info = node.wait_state("a", "stopped");
+    assert_eq!(info["pid"], 0, "{info}");
+    assert!(!alive(pid_a));
+    node.ok(&["vm", "start", "a"]);
+    node.wait_log("a", "PHOTON-GUEST-READY", 2);
+    assert!(
+        node.logs("a").contains("before: data-a"),
+        "{}",
+        node.logs("a")
+    );
+
+    // The clones are independent, and the image is untouched (read from
+    // snapshots with qemu-io).
+    node.ok(&["vm", "stop", "--force", "a"]);
+    node.ok(&["vm", "stop", "--force", "b"]);
+    node.wait_state("a", "stopped");
+    node.wait_state("b", "stopped");
+    node.ok(&["volume", "snapshot", "a.boot", "s"]);
+    node.ok(&["volume", "snapshot", "b.boot", "s"]);
+    assert_eq!(node.read_volume("a.boot@s", 6), b"data-a");
+    assert_eq!(node.read_volume("b.boot@s", 6), b"data-b");
+    assert_eq!(node.read_volume("tiny.disk@image", 6), vec![0u8; 6]);
+
+    // rm removes the clone; --keep-volumes keeps it.
+    node.ok(&["volume", "rm", "a.boot@s"]);
+    node.ok(&["vm", "rm", "a"]);
+    node.ok(&["vm", "rm", "b", "--keep-volumes"]);
+    let volumes = node.ok(&["volume", "ls"]);
+    assert!(!volumes.contains("a.boot "), "{volumes}");
+    assert!(volumes.contains("b.boot "), "{volumes}");
+    assert!(qemu_pids(&dir).is_empty());
+    node.refused(&["image", "rm", "nope"], 5, "no image nope");
+    node.ok(&["image", "rm", "tiny"]);
+}

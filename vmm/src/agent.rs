@@ -1,0 +1,713 @@
+//! The agent: one controller per VM record of this node, which makes the
+//! QEMU process match the record. Desired state is the record (power,
+//! start and reboot counters, restart policy); actual state is what the
+//! process and QMP say. QEMU runs detached (see [`crate::qemu`]), so when
+//! photon restarts, a controller finds the running QEMU by its pid file and
+//! adopts it over its QMP socket.
+//!
+//! Each VM has a directory `<dir>/<id>/` (mode 0700): QMP and console
+//! sockets, pid file, console log, seed image, and `applied.json` (the
+//! start and reboot numbers acted on, so a restarted agent neither starts
+//! a VM twice for one `vm start` nor reboots it again).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use photon_records::{Power, RestartPolicy, VmRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::console::{self, ConsoleLog, Hub};
+use crate::qemu::{self, Accel, Drive, Kernel, Launch};
+use crate::qmp::{Qmp, QmpError};
+
+/// How long a QMP command may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a controller looks at its process when nothing happens.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// Wait after a failed start before the next try.
+const START_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The agent's settings (`[compute]` of the node's config).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where the VMs' directories and the boot file cache live.
+    pub dir: PathBuf,
+    pub qemu: PathBuf,
+    pub qemu_img: PathBuf,
+    /// How long a guest has to power off after the ACPI request.
+    pub stop_timeout: Duration,
+    /// Console log kept per VM.
+    pub log_bytes_max: u64,
+    /// Use this accelerator instead of probing.
+    pub accel: Option<Accel>,
+}
+
+/// Where the agent gets its VMs' volumes: attach URIs (tokens of the VM's
+/// owner) for volume ids of the VM's project.
+pub trait Volumes {
+    fn uri(&self, vm: &VmRecord, volume_id: u64) -> Result<String, String>;
+}
+
+/// What the agent tells the API about one VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub state: String,
+    pub detail: String,
+    pub accel: String,
+    pub pid: u32,
+    pub restarts: u32,
+}
+
+/// What the agent shares with the API thread-safely.
+#[derive(Debug, Clone, Default)]
+pub struct Board {
+    status: Arc<Mutex<HashMap<u64, Status>>>,
+    consoles: Arc<Mutex<HashMap<u64, Arc<Hub>>>>,
+    logs: Arc<Mutex<HashMap<u64, ConsoleLog>>>,
+    unusable: Arc<Mutex<Option<String>>>,
+}
+
+impl Board {
+    pub fn status(&self, id: u64) -> Option<Status> {
+        self.status.lock().ok()?.get(&id).cloned()
+    }
+
+    pub fn logs(&self, id: u64, tail: usize) -> Result<Vec<u8>, String> {
+        let log = self
+            .logs
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&id).cloned())
+            .ok_or_else(|| "the VM has no console log on this node yet".to_owned())?;
+        log.tail(tail).map_err(|e| format!("console log: {e}"))
+    }
+
+    pub fn console(&self, id: u64) -> Result<console::Viewer, String> {
+        let hub = self
+            .consoles
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&id).cloned())
+            .ok_or_else(|| "the VM is not running".to_owned())?;
+        Ok(hub.attach())
+    }
+
+    /// Why VMs cannot run on this node, if they cannot.
+    pub fn unusable(&self) -> Option<String> {
+        self.unusable.lock().ok()?.clone()
+    }
+
+    fn set(&self, id: u64, status: Status) {
+        if let Ok(mut s) = self.status.lock() {
+            s.insert(id, status);
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        for map in [&self.consoles] {
+            if let Ok(mut m) = map.lock() {
+                m.remove(&id);
+            }
+        }
+        if let Ok(mut l) = self.logs.lock() {
+            l.remove(&id);
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.remove(&id);
+        }
+    }
+}
+
+/// The numbers a controller acted on, kept in the VM's directory.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Applied {
+    starts: u64,
+    reboots: u64,
+}
+
+impl Applied {
+    fn load(dir: &Path) -> Self {
+        std::fs::read(dir.join("applied.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, dir: &Path) {
+        let tmp = dir.join("applied.json.tmp");
+        let ok = std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())
+            .and_then(|()| std::fs::rename(&tmp, dir.join("applied.json")));
+        if let Err(e) = ok {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot save the VM's applied state");
+        }
+    }
+}
+
+/// How the VM's last run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// It has not run under this agent (or is running).
+    None,
+    /// The guest powered itself off.
+    Guest,
+    /// The agent stopped it.
+    Stopped,
+    /// QEMU died (or was killed) without a power-off.
+    Crashed,
+}
+
+/// The per-node agent.
+pub struct Agent {
+    inner: Rc<Inner>,
+    controllers: RefCell<HashMap<u64, watch::Sender<Option<VmRecord>>>>,
+}
+
+struct Inner {
+    config: AgentConfig,
+    volumes: Box<dyn Volumes>,
+    board: Board,
+    accel: tokio::sync::OnceCell<(Accel, String)>,
+}
+
+impl Agent {
+    /// An agent; `unusable` says why VMs cannot run here (QEMU missing),
+    /// and the API refuses to create or start VMs while it is set.
+    pub fn new(config: AgentConfig, volumes: Box<dyn Volumes>, board: Board) -> Self {
+        if let Err(e) = std::fs::create_dir_all(&config.dir) {
+            tracing::warn!(dir = %config.dir.display(), error = %e, "cannot make the VM directory");
+        }
+        let missing = [&config.qemu, &config.qemu_img]
+            .into_iter()
+            .find(|p| which(p).is_none());
+        if let (Some(p), Ok(mut u)) = (missing, board.unusable.lock()) {
+            *u = Some(format!(
+                "{} is not installed on this node: install QEMU (Debian: apt-get install qemu-system-x86 qemu-utils)",
+                p.display()
+            ));
+        }
+        Self {
+            inner: Rc::new(Inner {
+                config,
+                volumes,
+                board,
+                accel: tokio::sync::OnceCell::new(),
+            }),
+            controllers: RefCell::default(),
+        }
+    }
+
+    /// Makes the set of VMs this node runs equal `records` (the VM records
+    /// of this node).
+    pub fn replace_all(&self, records: Vec<VmRecord>) {
+        let ids: std::collections::HashSet<u64> = records.iter().map(|r| r.id).collect();
+        let gone: Vec<u64> = self
+            .controllers
+            .borrow()
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove(id);
+        }
+        for record in records {
+            self.upsert(record);
+        }
+    }
+
+    /// A VM record of this node was created or changed.
+    pub fn upsert(&self, record: VmRecord) {
+        let mut controllers = self.controllers.borrow_mut();
+        if let Some(tx) = controllers.get(&record.id) {
+            tx.send_replace(Some(record));
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(record.clone()));
+        controllers.insert(record.id, tx);
+        tokio::task::spawn_local(control(self.inner.clone(), record.id, rx));
+    }
+
+    /// VM `id` was deleted (or moved away): its controller stops QEMU and
+    /// removes its directory.
+    pub fn remove(&self, id: u64) {
+        if let Some(tx) = self.controllers.borrow_mut().remove(&id) {
+            tx.send_replace(None);
+        }
+    }
+
+    /// VMs of this node that ran before and have no record any more (their
+    /// record was deleted while photon was down): stopped and removed.
+    /// `exists(id)` says whether VM `id` has a record (ask the applied
+    /// state, once it holds what it held before a restart).
+    pub fn sweep_orphans(&self, exists: impl Fn(u64) -> bool) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.config.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if exists(id) || self.controllers.borrow().contains_key(&id) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            drop(tx);
+            tokio::task::spawn_local(control(self.inner.clone(), id, rx));
+        }
+    }
+}
+
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.exists().then(|| program.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// One VM's controller: see the module documentation.
+struct Controller {
+    inner: Rc<Inner>,
+    id: u64,
+    dir: PathBuf,
+    applied: Applied,
+    pid: Option<u32>,
+    qmp: Option<Qmp>,
+    accel: String,
+    exit: Exit,
+    restarts: u32,
+    /// When the ACPI power-off was asked for (a stop in progress).
+    powerdown_at: Option<Instant>,
+    /// Why the last start failed, and when to try again.
+    failure: Option<(String, Instant)>,
+    relay: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<VmRecord>>) {
+    let dir = inner.config.dir.join(id.to_string());
+    if let Err(e) = make_private_dir(&dir) {
+        tracing::error!(vm = id, error = %e, "cannot make the VM's directory");
+        return;
+    }
+    if let Ok(mut logs) = inner.board.logs.lock() {
+        logs.insert(id, ConsoleLog::new(&dir, inner.config.log_bytes_max));
+    }
+    let mut c = Controller {
+        applied: Applied::load(&dir),
+        pid: qemu::running_pid(&dir),
+        inner,
+        id,
+        dir,
+        qmp: None,
+        accel: String::new(),
+        exit: Exit::None,
+        restarts: 0,
+        powerdown_at: None,
+        failure: None,
+        relay: None,
+    };
+    if c.pid.is_some() {
+        c.adopt().await;
+    } else if c.dir.join(qemu::PID_FILE).exists() {
+        // It ran, and died while the agent was away.
+        c.exit = Exit::Crashed;
+    }
+    loop {
+        let record = desired.borrow_and_update().clone();
+        let Some(vm) = record else {
+            c.destroy().await;
+            return;
+        };
+        c.look();
+        let detail = c.act(&vm).await;
+        c.report(&vm, detail);
+        c.wait(&mut desired).await;
+    }
+}
+
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+impl Controller {
+    /// Takes over a QEMU that runs already (started before photon restarted).
+    async fn adopt(&mut self) {
+        match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
+            Ok((qmp, _)) => {
+                self.qmp = Some(qmp);
+                self.accel = self.query_accel().await;
+                self.start_relay();
+                tracing::info!(vm = self.id, pid = ?self.pid, "adopted a running VM");
+            }
+            Err(e) => {
+                tracing::warn!(vm = self.id, error = %e, "a running VM's QMP does not answer; killing it");
+                if let Some(pid) = self.pid.take() {
+                    qemu::kill(pid);
+                }
+                self.exit = Exit::Crashed;
+            }
+        }
+    }
+
+    async fn query_accel(&mut self) -> String {
+        let Some(qmp) = self.qmp.as_mut() else {
+            return String::new();
+        };
+        match qmp.execute("query-kvm", None).await {
+            Ok(v) if v["enabled"] == serde_json::json!(true) => "kvm".into(),
+            Ok(_) => "tcg".into(),
+            Err(_) => String::new(),
+        }
+    }
+
+    fn start_relay(&mut self) {
+        let log = ConsoleLog::new(&self.dir, self.inner.config.log_bytes_max);
+        let (hub, run) = console::relay(self.dir.clone(), log);
+        if let Ok(mut consoles) = self.inner.board.consoles.lock() {
+            consoles.insert(self.id, hub);
+        }
+        self.relay = Some(tokio::task::spawn_local(run));
+    }
+
+    /// Notices a QEMU that went away.
+    fn look(&mut self) {
+        if self.pid.is_some() && qemu::running_pid(&self.dir).is_none() {
+            self.pid = None;
+            self.qmp = None;
+            self.powerdown_at = None;
+            if self.exit == Exit::None {
+                self.exit = Exit::Crashed;
+            }
+            if let Ok(mut consoles) = self.inner.board.consoles.lock() {
+                consoles.remove(&self.id);
+            }
+        }
+    }
+
+    /// Moves toward `vm`; returns what to say about it.
+    async fn act(&mut self, vm: &VmRecord) -> String {
+        match (vm.power, self.pid) {
+            (Power::Running, None) => {
+                let asked = self.applied.starts < vm.starts;
+                let restart = match vm.restart {
+                    RestartPolicy::Always => self.exit != Exit::None,
+                    RestartPolicy::OnFailure => self.exit == Exit::Crashed,
+                    RestartPolicy::Never => false,
+                };
+                if let Some((why, retry_at)) = &self.failure {
+                    if Instant::now() < *retry_at {
+                        return why.clone();
+                    }
+                }
+                if !asked && !restart {
+                    return self.exit_detail();
+                }
+                match self.launch(vm).await {
+                    Ok(pid) => {
+                        if !asked {
+                            self.restarts += 1;
+                        }
+                        self.pid = Some(pid);
+                        self.exit = Exit::None;
+                        self.failure = None;
+                        self.applied = Applied {
+                            starts: vm.starts,
+                            reboots: vm.reboots,
+                        };
+                        self.applied.save(&self.dir);
+                        match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
+                            Ok((qmp, _)) => self.qmp = Some(qmp),
+                            Err(e) => tracing::warn!(vm = self.id, error = %e, "no QMP"),
+                        }
+                        self.start_relay();
+                        String::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!(vm = %vm.name, error = %e, "the VM did not start");
+                        self.failure = Some((e.clone(), Instant::now() + START_BACKOFF));
+                        e
+                    }
+                }
+            }
+            (Power::Running, Some(_)) => {
+                if vm.reboots > self.applied.reboots {
+                    if let Err(e) = self.command("system_reset").await {
+                        return format!("reboot: {e}");
+                    }
+                    self.applied.reboots = vm.reboots;
+                    self.applied.save(&self.dir);
+                }
+                String::new()
+            }
+            (Power::Stopped, Some(pid)) => {
+                self.failure = None;
+                let overdue = self
+                    .powerdown_at
+                    .is_some_and(|t| t.elapsed() >= self.inner.config.stop_timeout);
+                if vm.force_stop || overdue {
+                    self.pull_plug(pid).await;
+                    "stopping (forced)".into()
+                } else if self.powerdown_at.is_none() {
+                    self.powerdown_at = Some(Instant::now());
+                    if let Err(e) = self.command("system_powerdown").await {
+                        return format!("stopping: {e}");
+                    }
+                    "stopping (ACPI power-off asked)".into()
+                } else {
+                    "stopping (ACPI power-off asked)".into()
+                }
+            }
+            (Power::Stopped, None) => {
+                self.failure = None;
+                self.applied.starts = vm.starts;
+                self.exit_detail()
+            }
+        }
+    }
+
+    fn exit_detail(&self) -> String {
+        match self.exit {
+            Exit::None => String::new(),
+            Exit::Guest => "the guest powered off".into(),
+            Exit::Stopped => "stopped".into(),
+            Exit::Crashed => "QEMU exited without a power-off".into(),
+        }
+    }
+
+    async fn command(&mut self, command: &str) -> Result<(), QmpError> {
+        match self.qmp.as_mut() {
+            Some(qmp) => qmp.execute(command, None).await.map(drop),
+            None => Err(QmpError::Closed),
+        }
+    }
+
+    /// Ends QEMU now: `quit` over QMP, SIGKILL if that fails.
+    async fn pull_plug(&mut self, pid: u32) {
+        self.exit = Exit::Stopped;
+        if self.command("quit").await.is_err() {
+            qemu::kill(pid);
+        }
+        for _ in 0..100 {
+            if qemu::running_pid(&self.dir).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if qemu::running_pid(&self.dir).is_some() {
+            qemu::kill(pid);
+        }
+        self.look();
+    }
+
+    fn report(&self, vm: &VmRecord, detail: String) {
+        let state = match (self.pid, vm.power) {
+            (Some(_), Power::Stopped) => "stopping",
+            (Some(_), Power::Running) => "running",
+            (None, _) if self.failure.is_some() => "failed",
+            (None, _) => "stopped",
+        };
+        self.inner.board.set(
+            self.id,
+            Status {
+                state: state.into(),
+                detail,
+                accel: if self.pid.is_some() {
+                    self.accel.clone()
+                } else {
+                    String::new()
+                },
+                pid: self.pid.unwrap_or(0),
+                restarts: self.restarts,
+            },
+        );
+    }
+
+    /// Until the record changes, QEMU says something, or it is time to look.
+    async fn wait(&mut self, desired: &mut watch::Receiver<Option<VmRecord>>) {
+        let event = async {
+            match self.qmp.as_mut() {
+                Some(qmp) => qmp.next_event(LOOK_EVERY).await,
+                None => {
+                    tokio::time::sleep(LOOK_EVERY).await;
+                    Ok(None)
+                }
+            }
+        };
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    // The agent went (the node stops): QEMU keeps running.
+                    std::future::pending::<()>().await;
+                }
+            }
+            event = event => match event {
+                Ok(Some(event)) if event.name == "SHUTDOWN" => {
+                    if event.data["guest"] == serde_json::json!(true) && self.exit == Exit::None {
+                        // A power-off the agent asked for is a stop.
+                        self.exit = if self.powerdown_at.is_some() {
+                            Exit::Stopped
+                        } else {
+                            Exit::Guest
+                        };
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    // QEMU closed QMP: it exits; `look` notices.
+                    self.qmp = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn launch(&mut self, vm: &VmRecord) -> Result<u32, String> {
+        let inner = self.inner.clone();
+        let config = &inner.config;
+        let accel = match config.accel {
+            Some(a) => a,
+            None => {
+                inner
+                    .accel
+                    .get_or_init(|| async {
+                        let probed = qemu::probe_accel(&config.qemu).await;
+                        tracing::info!(accel = probed.0.as_str(), reason = %probed.1, "VM acceleration");
+                        probed
+                    })
+                    .await
+                    .0
+            }
+        };
+        let drives = vm
+            .disks
+            .iter()
+            .map(|d| {
+                Ok(Drive {
+                    uri: inner.volumes.uri(vm, d.id)?,
+                    read_only: d.read_only,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let kernel = match &vm.boot {
+            Some(boot) => Some(Kernel {
+                kernel: self
+                    .boot_file(vm, boot.kernel_id, boot.kernel_bytes)
+                    .await?,
+                initrd: match boot.initrd_id {
+                    0 => None,
+                    id => Some(self.boot_file(vm, id, boot.initrd_bytes).await?),
+                },
+                cmdline: boot.cmdline.clone(),
+            }),
+            None => None,
+        };
+        let seed = if vm.needs_seed() {
+            Some(self.write_seed(vm)?)
+        } else {
+            let _ = std::fs::remove_file(self.dir.join(qemu::SEED_FILE));
+            None
+        };
+        let launch = Launch {
+            dir: self.dir.clone(),
+            name: vm.name.clone(),
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            accel,
+            drives,
+            kernel,
+            seed,
+            mac: vm.mac.clone(),
+        };
+        let pid = qemu::start(&config.qemu, &launch).await?;
+        self.accel = accel.as_str().into();
+        Ok(pid)
+    }
+
+    /// The kernel or initrd in snapshot volume `id`, `bytes` long, copied
+    /// once into the node's cache (snapshots never change).
+    async fn boot_file(&self, vm: &VmRecord, id: u64, bytes: u64) -> Result<PathBuf, String> {
+        let cache = self.inner.config.dir.join("cache");
+        make_private_dir(&cache).map_err(|e| format!("boot file cache: {e}"))?;
+        let path = cache.join(id.to_string());
+        if path.exists() {
+            return Ok(path);
+        }
+        let uri = self.inner.volumes.uri(vm, id)?;
+        let tmp = cache.join(format!("{id}.tmp"));
+        let out = tokio::process::Command::new(&self.inner.config.qemu_img)
+            .args(["convert", "-f", "raw", "-O", "raw", &uri])
+            .arg(&tmp)
+            .output()
+            .await
+            .map_err(|e| format!("qemu-img: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot read boot file {id}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_len(bytes).map(|()| f))
+            .map_err(|e| format!("boot file {id}: {e}"))?;
+        file.sync_all()
+            .map_err(|e| format!("boot file {id}: {e}"))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("boot file {id}: {e}"))?;
+        Ok(path)
+    }
+
+    fn write_seed(&self, vm: &VmRecord) -> Result<PathBuf, String> {
+        let seed = crate::seed::Seed {
+            instance_id: format!("vm-{:x}", vm.id),
+            hostname: vm.name.clone(),
+            user_data: vm.user_data.as_ref().map(|d| d.as_bytes().to_vec()),
+            ssh_keys: vm.ssh_keys.clone(),
+            network: None,
+        };
+        let image = crate::seed::build(&seed).map_err(|e| format!("cloud-init seed: {e}"))?;
+        let path = self.dir.join(qemu::SEED_FILE);
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&image))
+            .map_err(|e| format!("cloud-init seed: {e}"))?;
+        Ok(path)
+    }
+
+    /// The record is gone: stop QEMU, forget the VM.
+    async fn destroy(&mut self) {
+        self.look();
+        if let Some(pid) = self.pid {
+            self.pull_plug(pid).await;
+        }
+        if let Some(relay) = self.relay.take() {
+            relay.abort();
+        }
+        self.inner.board.forget(self.id);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(vm = self.id, error = %e, "cannot remove the VM's directory");
+        }
+    }
+}
