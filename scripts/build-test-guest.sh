@@ -7,7 +7,8 @@
 #
 # The guest's /init loads the virtio/vfat/ACPI-button modules, prints
 # PHOTON-GUEST-BOOTED, mounts the disk labelled `cidata` at /cidata, sets the
-# hostname from meta-data, brings lo/eth0 up, runs user-data when it starts
+# hostname from meta-data, brings lo/eth0 up (with network-config's static
+# address), runs user-data when it starts
 # with `#!` (printing PHOTON-GUEST-USERDATA rc=N), prints PHOTON-GUEST-READY,
 # then keeps a shell on the serial console. The ACPI power button (QMP
 # system_powerdown) powers it off through busybox acpid.
@@ -21,7 +22,7 @@
 #     -kernel DIR/vmlinuz -initrd DIR/initrd.gz -append 'console=ttyS0 quiet'
 set -euo pipefail
 
-GUEST_VERSION=1
+GUEST_VERSION=2
 out=${PHOTON_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/photon/test-guest}
 # Loaded in this order by modprobe (dependencies come from modules.dep);
 # any that this kernel builds in are skipped.
@@ -106,6 +107,15 @@ fi
 
 ip link set lo up
 [ ! -e /sys/class/net/eth0 ] || ip link set eth0 up
+# A static address from network-config (v2: the first `- "A.B.C.D/N"` and
+# the first `via:`), as cloud-init would apply it.
+if [ -f /cidata/network-config ]; then
+  addr=$(sed -n 's|^ *- "\([0-9.]*/[0-9]*\)"$|\1|p' /cidata/network-config | head -n1)
+  via=$(sed -n 's|^ *via: "\([0-9.]*\)"$|\1|p' /cidata/network-config | head -n1)
+  [ -z "$addr" ] || ip addr add "$addr" dev eth0
+  [ -z "$via" ] || ip route add default via "$via"
+  echo "PHOTON-GUEST-NET address=$addr via=$via"
+fi
 
 if [ "$(head -c2 /cidata/user-data 2>/dev/null)" = '#!' ]; then
   sh /cidata/user-data

@@ -30,6 +30,7 @@ pub fn agent_config(config: &Config) -> AgentConfig {
         stop_timeout: Duration::from_millis(c.stop_timeout_ms),
         log_bytes_max: c.console_log_kib << 10,
         accel: c.forced_accel(),
+        network: (!c.bridge.is_empty()).then(|| (c.bridge.clone(), c.network.clone())),
     }
 }
 
@@ -76,6 +77,7 @@ impl VmHost for Host {
             accel: s.accel,
             pid: s.pid,
             restarts: s.restarts,
+            address: s.address,
         })
     }
 
@@ -106,6 +108,10 @@ impl VmHost for Host {
 
     fn unusable(&self) -> Option<String> {
         self.0.unusable()
+    }
+
+    fn memory_mib(&self) -> u64 {
+        photon_vmm::qemu::host_memory_mib()
     }
 }
 

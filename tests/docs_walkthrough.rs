@@ -423,6 +423,9 @@ fn walk(page: &str) {
     let script_path = root.join("page.sh");
     std::fs::write(&script_path, &text).unwrap();
     let dev_log = root.join("dev.log");
+    // Declared before the node, so dropped after it: VMs a page started
+    // (docs/vms.md) run detached from photon.
+    let _qemus = common::QemuGuard(root.clone());
     let dev = start_dev(&walk, &dev_log);
 
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_photon"));

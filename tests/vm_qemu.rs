@@ -15,6 +15,10 @@
 //!   name, a volume another VM holds, user data over the limit, each with
 //!   its exit code and nothing left behind; another tenant sees none of it.
 //!
+//! * `vm_tap_network`: with `compute.bridge`, a VM gets a tap NIC on the
+//!   node's bridge and a static address through cloud-init's
+//!   network-config, and pings the bridge (root, as CI runs).
+//!
 //! QEMU runs detached from photon by design, so the test kills every QEMU
 //! of its data directory when it ends, passed or not.
 
@@ -27,7 +31,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    ctl_as, ctl_stdin_as, dev_command, endpoints, login_as, login_dev_admin, photon, temp_dir, Proc,
+    ctl_as, ctl_stdin_as, dev_command, endpoints, login_as, login_dev_admin, photon, qemu_pids,
+    temp_dir, Proc, QemuGuard,
 };
 use serde_json::Value;
 
@@ -57,38 +62,18 @@ fn guest() -> PathBuf {
     )
 }
 
-/// Kills every QEMU whose command line names `dir` (detached from photon,
-/// they would outlive the test).
+/// Kills the test's QEMUs, then removes its directory if it passed.
 struct QemuSweeper(PathBuf);
 
 impl Drop for QemuSweeper {
     fn drop(&mut self) {
-        for pid in qemu_pids(&self.0) {
-            // SAFETY: kill(2) on a process this test started (through photon).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
+        drop(QemuGuard(self.0.clone()));
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.0);
         } else {
             eprintln!("data and logs kept in {}", self.0.display());
         }
     }
-}
-
-fn qemu_pids(dir: &Path) -> Vec<u32> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.contains("qemu-system") && c.contains(&needle)
-            })
-        })
-        .collect()
 }
 
 /// Whether `pid` runs (a zombie, which a reaper may not have collected in
@@ -109,13 +94,22 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// A `photon dev` with `--set` options `sets` (KEY=VALUE).
+    fn start_with(dir: &Path, sets: &[String]) -> Self {
         let data = dir.join("data");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("photon.log"))
             .unwrap();
-        let mut child = dev_command(&data)
+        let mut command = dev_command(&data);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let mut child = command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -527,4 +521,82 @@ fn vm_life_cycle() {
     assert!(qemu_pids(&dir).is_empty());
     node.refused(&["image", "rm", "nope"], 5, "no image nope");
     node.ok(&["image", "rm", "tiny"]);
+}
+
+/// Removes the test's bridge when it ends.
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn vm_tap_network() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "tap NICs need root (CAP_NET_ADMIN); scripts/test.sh runs as root on CI machines"
+    );
+    let guest = guest();
+    let dir = temp_dir("vm-net");
+    let _sweeper = QemuSweeper(dir.clone());
+    let bridge = format!("pbr{}", std::process::id() % 100_000);
+    let _bridge = Bridge(bridge.clone());
+    let node = Node::start_with(
+        &dir,
+        &[
+            format!("compute.bridge={bridge}"),
+            "compute.network=10.213.9.0/24".into(),
+        ],
+    );
+    let disk = dir.join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    node.ok(&[
+        "image",
+        "import",
+        "tiny",
+        "--from",
+        &disk.display().to_string(),
+        "--kernel",
+        &guest.join("vmlinuz").display().to_string(),
+        "--initrd",
+        &guest.join("initrd.gz").display().to_string(),
+        "--cmdline",
+        "console=ttyS0 quiet",
+    ]);
+    // No user data: the seed is there for the address alone.
+    node.ok(&["vm", "create", "n1", "--image", "tiny", "--memory", "256M"]);
+    node.wait_log("n1", "PHOTON-GUEST-READY", 1);
+    let info = node.json(&["vm", "info", "n1"]);
+    assert_eq!(info["address"], "10.213.9.2", "{info}");
+    assert!(
+        node.logs("n1")
+            .contains("PHOTON-GUEST-NET address=10.213.9.2/24 via=10.213.9.1"),
+        "{}",
+        node.logs("n1")
+    );
+    let tap = format!("/sys/class/net/{bridge}/brif");
+    assert_eq!(
+        std::fs::read_dir(&tap).unwrap().count(),
+        1,
+        "one tap on the bridge"
+    );
+    {
+        let mut console = Console::attach(&node, "n1");
+        console.expect("ping -c 1 -W 5 10.213.9.1", "1 packets received");
+    }
+    node.ok(&["vm", "rm", "n1"]);
+    assert_eq!(
+        std::fs::read_dir(&tap).unwrap().count(),
+        0,
+        "the tap went with the VM"
+    );
 }

@@ -14,6 +14,7 @@ pub mod loadgen;
 pub mod report;
 pub mod s3;
 pub mod tokio_baseline;
+pub mod vm;
 pub mod volume;
 
 /// Pins the calling thread to one CPU.

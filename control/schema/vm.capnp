@@ -37,6 +37,7 @@ struct Vm {
   pid @14 :UInt32;          # QEMU's process id, 0 when not running
   restarts @15 :UInt32;     # restarts the agent made per the restart policy
   userData @16 :Bool;       # carries user data or SSH keys (a cloud-init seed)
+  address @17 :Text;        # its static address on the node's VM bridge, "" without one
 }
 
 struct VmCreate {

@@ -270,6 +270,7 @@ fn info_text(v: &VmInfo) -> String {
         ("image", v.image.clone().unwrap_or_else(|| "-".into())),
         ("disks", disks.join(", ")),
         ("mac", v.mac.clone()),
+        ("address", v.address.clone().unwrap_or_else(|| "-".into())),
         ("user_data", v.user_data.to_string()),
         ("created", utc_time(v.created_ms)),
     ];

@@ -400,3 +400,33 @@ pub fn login_dev_admin(config_dir: &Path, data: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The pids of the QEMUs whose command line names `dir` (PlasmaVMC runs
+/// QEMU detached from photon, so a test's VMs outlive its photon).
+pub fn qemu_pids(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("qemu-system") && c.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+/// Kills the QEMUs of `dir` when dropped, whether the test passed or not.
+pub struct QemuGuard(pub PathBuf);
+
+impl Drop for QemuGuard {
+    fn drop(&mut self) {
+        for pid in qemu_pids(&self.0) {
+            // SAFETY: kill(2) on a QEMU this test started (through photon).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}

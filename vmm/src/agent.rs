@@ -45,6 +45,9 @@ pub struct AgentConfig {
     pub log_bytes_max: u64,
     /// Use this accelerator instead of probing.
     pub accel: Option<Accel>,
+    /// Tap NICs on this bridge with addresses from this network
+    /// (`compute.bridge`, `compute.network`); `None`: user-mode NICs.
+    pub network: Option<(String, String)>,
 }
 
 /// Where the agent gets its VMs' volumes: attach URIs (tokens of the VM's
@@ -61,6 +64,8 @@ pub struct Status {
     pub accel: String,
     pub pid: u32,
     pub restarts: u32,
+    /// Its static address on the node's bridge, "" without one.
+    pub address: String,
 }
 
 /// What the agent shares with the API thread-safely.
@@ -172,6 +177,7 @@ struct Inner {
     volumes: Box<dyn Volumes>,
     board: Board,
     accel: tokio::sync::OnceCell<(Accel, String)>,
+    network: Option<crate::network::NodeNetwork>,
 }
 
 impl Agent {
@@ -190,12 +196,28 @@ impl Agent {
                 p.display()
             ));
         }
+        let network = config.network.as_ref().and_then(|(bridge, cidr)| {
+            let made = crate::network::NodeNetwork::new(bridge, cidr, &config.dir)
+                .and_then(|n| n.ensure_bridge().map(|()| n));
+            match made {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    if let Ok(mut u) = board.unusable.lock() {
+                        *u = Some(format!(
+                            "the VM network (compute.bridge) is not usable: {e}"
+                        ));
+                    }
+                    None
+                }
+            }
+        });
         Self {
             inner: Rc::new(Inner {
                 config,
                 volumes,
                 board,
                 accel: tokio::sync::OnceCell::new(),
+                network,
             }),
             controllers: RefCell::default(),
         }
@@ -293,6 +315,8 @@ struct Controller {
     /// Why the last start failed, and when to try again.
     failure: Option<(String, Instant)>,
     relay: Option<tokio::task::JoinHandle<()>>,
+    /// The VM's address on the node's bridge, once known.
+    address: String,
 }
 
 async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<VmRecord>>) {
@@ -317,6 +341,7 @@ async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<
         powerdown_at: None,
         failure: None,
         relay: None,
+        address: String::new(),
     };
     if c.pid.is_some() {
         c.adopt().await;
@@ -337,6 +362,18 @@ async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<
     }
 }
 
+/// `52:54:00:12:34:56` as bytes.
+fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("MAC {text:?} is malformed"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("MAC {text:?} is not 6 bytes"))
+}
+
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -348,6 +385,12 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 impl Controller {
     /// Takes over a QEMU that runs already (started before photon restarted).
     async fn adopt(&mut self) {
+        if let Some(net) = &self.inner.network {
+            self.address = net
+                .known(self.id)
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+        }
         match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
             Ok((qmp, _)) => {
                 self.qmp = Some(qmp);
@@ -534,6 +577,7 @@ impl Controller {
                 },
                 pid: self.pid.unwrap_or(0),
                 restarts: self.restarts,
+                address: self.address.clone(),
             },
         );
     }
@@ -617,8 +661,23 @@ impl Controller {
             }),
             None => None,
         };
-        let seed = if vm.needs_seed() {
-            Some(self.write_seed(vm)?)
+        let nic = match &inner.network {
+            Some(net) => Some((net.create_tap(vm.id)?, net.address_of(vm.id)?)),
+            None => None,
+        };
+        let static_address = match (&inner.network, &nic) {
+            (Some(net), Some((_, address))) => Some(crate::seed::StaticAddress {
+                mac: parse_mac(&vm.mac)?,
+                address: (*address).into(),
+                prefix_len: net.prefix_len,
+                gateway: net.gateway.into(),
+                dns: Vec::new(),
+            }),
+            _ => None,
+        };
+        self.address = nic.as_ref().map(|(_, a)| a.to_string()).unwrap_or_default();
+        let seed = if vm.needs_seed() || static_address.is_some() {
+            Some(self.write_seed(vm, static_address)?)
         } else {
             let _ = std::fs::remove_file(self.dir.join(qemu::SEED_FILE));
             None
@@ -633,6 +692,7 @@ impl Controller {
             kernel,
             seed,
             mac: vm.mac.clone(),
+            tap: nic.map(|(tap, _)| tap),
         };
         let pid = qemu::start(&config.qemu, &launch).await?;
         self.accel = accel.as_str().into();
@@ -673,13 +733,17 @@ impl Controller {
         Ok(path)
     }
 
-    fn write_seed(&self, vm: &VmRecord) -> Result<PathBuf, String> {
+    fn write_seed(
+        &self,
+        vm: &VmRecord,
+        network: Option<crate::seed::StaticAddress>,
+    ) -> Result<PathBuf, String> {
         let seed = crate::seed::Seed {
             instance_id: format!("vm-{:x}", vm.id),
             hostname: vm.name.clone(),
             user_data: vm.user_data.as_ref().map(|d| d.as_bytes().to_vec()),
             ssh_keys: vm.ssh_keys.clone(),
-            network: None,
+            network,
         };
         let image = crate::seed::build(&seed).map_err(|e| format!("cloud-init seed: {e}"))?;
         let path = self.dir.join(qemu::SEED_FILE);
@@ -704,6 +768,9 @@ impl Controller {
         }
         if let Some(relay) = self.relay.take() {
             relay.abort();
+        }
+        if let Some(net) = &self.inner.network {
+            net.release(self.id);
         }
         self.inner.board.forget(self.id);
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {

@@ -20,6 +20,12 @@ pub struct ComputeConfig {
     pub stop_timeout_ms: u64,
     /// Serial console log kept per VM, KiB.
     pub console_log_kib: u64,
+    /// A Linux bridge for the VMs' tap NICs (made if missing; needs
+    /// CAP_NET_ADMIN). "" = QEMU's user-mode network (no inbound traffic).
+    pub bridge: String,
+    /// The VMs' addresses on the bridge: the first is the bridge's (their
+    /// gateway), the others go to VMs (static, through cloud-init).
+    pub network: String,
 }
 
 impl Default for ComputeConfig {
@@ -30,6 +36,8 @@ impl Default for ComputeConfig {
             accel: "auto".into(),
             stop_timeout_ms: 30_000,
             console_log_kib: 1024,
+            bridge: String::new(),
+            network: "10.213.0.0/24".into(),
         }
     }
 }
@@ -62,6 +70,12 @@ impl ComputeConfig {
         }
         if !(4..=1 << 20).contains(&self.console_log_kib) {
             return refuse("compute.console_log_kib", "must be 4 to 1048576");
+        }
+        if let Err(reason) = crate::network::parse_cidr(&self.network) {
+            return Err(InvalidKey {
+                key: "compute.network",
+                reason,
+            });
         }
         if self.qemu.is_empty() || self.qemu_img.is_empty() {
             return refuse("compute.qemu", "names a program");

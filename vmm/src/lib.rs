@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod config;
 pub mod console;
+pub mod network;
 pub mod qemu;
 pub mod qmp;
 pub mod seed;

@@ -56,6 +56,8 @@ pub struct Launch {
     pub kernel: Option<Kernel>,
     pub seed: Option<PathBuf>,
     pub mac: String,
+    /// The tap device of the NIC; `None`: QEMU's user-mode network.
+    pub tap: Option<String>,
 }
 
 impl Launch {
@@ -95,7 +97,10 @@ impl Launch {
             "-serial".into(),
             "chardev:console".into(),
             "-netdev".into(),
-            "user,id=net0".into(),
+            match &self.tap {
+                Some(tap) => format!("tap,id=net0,ifname={tap},script=no,downscript=no"),
+                None => "user,id=net0".into(),
+            },
             "-device".into(),
             format!("virtio-net-pci,netdev=net0,mac={},romfile=", self.mac),
             "-daemonize".into(),
@@ -241,6 +246,18 @@ pub async fn probe_accel(qemu: &Path) -> (Accel, String) {
     outcome
 }
 
+/// The host's memory (`MemTotal`), MiB; 0 if unknown.
+pub fn host_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
 /// Whether the CPU flags offer VT-x or AMD-V (hardware KVM needs one).
 fn hardware_virtualization() -> bool {
     std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
@@ -273,6 +290,7 @@ mod tests {
             }),
             seed: Some("/data/vms/7/seed.img".into()),
             mac: "52:54:00:01:02:03".into(),
+            tap: Some("pvm0".into()),
         };
         let a = launch.args().join(" ");
         assert!(a.contains("-accel tcg -cpu max -smp 2 -m 512M"));
@@ -282,5 +300,6 @@ mod tests {
         assert!(a.contains("mac=52:54:00:01:02:03"));
         assert!(a.contains("-kernel /c/k -append console=ttyS0"));
         assert!(a.contains("read-only=on,id=seed"));
+        assert!(a.contains("tap,id=net0,ifname=pvm0,script=no,downscript=no"));
     }
 }

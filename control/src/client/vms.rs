@@ -37,6 +37,8 @@ pub struct VmInfo {
     pub pid: u32,
     pub restarts: u32,
     pub user_data: bool,
+    /// Its static address on the node's VM bridge (with `compute.bridge`).
+    pub address: Option<String>,
 }
 
 /// What a new VM is made of.
@@ -192,6 +194,7 @@ fn read_vm(v: vm::Reader<'_>) -> Attempt<VmInfo> {
         pid: v.get_pid(),
         restarts: v.get_restarts(),
         user_data: v.get_user_data(),
+        address: Some(text(v.get_address())?).filter(|a| !a.is_empty()),
     })
 }
 

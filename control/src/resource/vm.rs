@@ -33,6 +33,8 @@ pub struct VmStatus {
     pub accel: String,
     pub pid: u32,
     pub restarts: u32,
+    /// Its address on the node's VM network, "" without one.
+    pub address: String,
 }
 
 /// A console attachment: the console's output, and where keystrokes go.
@@ -60,6 +62,8 @@ pub trait VmHost: Send + Sync {
     fn console(&self, id: u64) -> Result<ConsoleStream, String>;
     /// Why VMs cannot run here (QEMU missing, ...), if they cannot.
     fn unusable(&self) -> Option<String>;
+    /// The node's memory, MiB: no VM may have more.
+    fn memory_mib(&self) -> u64;
 }
 
 /// What the VM API needs besides the KV.

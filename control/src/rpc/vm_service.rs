@@ -240,7 +240,13 @@ impl VmService {
         let identity = self
             .session
             .check(Scope::Project, "vm:Create", &format!("vm/{name}"))?;
-        self.host()?;
+        let node_mib = self.host()?.memory_mib();
+        if node_mib > 0 && u64::from(memory_mib) > node_mib {
+            return Err(ApiError::with_words(
+                Code::ResourceExhausted,
+                format!("{memory_mib} MiB of memory is more than this node has ({node_mib} MiB)"),
+            ));
+        }
         self.proposer.linearizable().await?;
         let state = &self.proposer.state_machine;
         if vm::get(state, identity.tenant(), identity.project(), &name).is_some() {
@@ -336,6 +342,7 @@ fn write_vm(mut out: vm_reply::Builder<'_>, r: &VmRecord, status: &VmStatus) {
     out.set_pid(status.pid);
     out.set_restarts(status.restarts);
     out.set_user_data(r.needs_seed());
+    out.set_address(&status.address);
 }
 
 impl api::Server for VmService {
