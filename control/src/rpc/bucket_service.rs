@@ -8,7 +8,7 @@ use photon_iam::Scope;
 use photon_records::{check_bucket_name, BucketRecord};
 use photon_schema::buckets_capnp::{bucket_info, buckets as api};
 
-use super::convert::refusal;
+use super::convert::{refusal, text};
 use super::session::Session;
 use super::{now_ms, Proposer};
 use crate::resource::bucket::{self, BucketSettings, BucketWriteError};
@@ -54,12 +54,6 @@ fn write_info(mut info: bucket_info::Builder<'_>, record: &BucketRecord) {
     info.set_project(&record.project);
     info.set_region(&record.region);
     info.set_created_ms(record.created_ms);
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
-    reader
-        .to_string()
-        .map_err(|_| ApiError::new(Code::InvalidArgument, "invalid argument: text is not UTF-8"))
 }
 
 impl api::Server for BucketService {

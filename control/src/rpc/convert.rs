@@ -20,6 +20,19 @@ const TXN_DEPTH_MAX: usize = limits::TXN_DEPTH_MAX;
 pub(crate) use crate::api_error::refusal;
 use crate::api_error::{ApiError, Reply};
 
+/// An `invalidArgument` refusal: "invalid argument: {reason}".
+pub(crate) fn invalid(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        crate::api_error::Code::InvalidArgument,
+        format!("invalid argument: {reason}"),
+    )
+}
+
+/// A text parameter, refused unless it is UTF-8.
+pub(crate) fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
+    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
+}
+
 pub(crate) fn kv_error(e: KvError) -> ApiError {
     e.into()
 }

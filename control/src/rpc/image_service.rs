@@ -5,7 +5,7 @@
 //! `seal` snapshots each one (`<volume>@image`). VMs clone the disk's
 //! snapshot, so an image never changes under them.
 
-use crate::api_error::{ApiError, Code, Reply};
+use crate::api_error::Reply;
 use std::rc::Rc as StdRc;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use photon_records::{
 };
 use photon_schema::vm_capnp::{image, image_part, images as api};
 
-use super::convert::refusal;
+use super::convert::{invalid, refusal, text};
 use super::session::Session;
 use super::volume_service::VolumeService;
 use super::{now_ms, Proposer};
@@ -50,17 +50,16 @@ impl ImageService {
         name: &str,
     ) -> Reply<(Arc<Identity>, crate::kv::KeyValue, ImageRecord)> {
         check_vm_name(name).map_err(invalid)?;
-        let identity = self
+        let (identity, (kv, record)) = self
             .session
-            .check(Scope::Project, action, &format!("image/{name}"))?;
-        self.proposer.linearizable().await?;
-        let (kv, record) = vm::get_image(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-            name,
-        )
-        .ok_or_else(|| refusal(VmWriteError::NoSuchImage(name.to_owned())))?;
+            .project_record(
+                &self.proposer,
+                action,
+                &format!("image/{name}"),
+                |state, tenant, project| vm::get_image(state, tenant, project, name),
+                || refusal(VmWriteError::NoSuchImage(name.to_owned())),
+            )
+            .await?;
         Ok((identity, kv, record))
     }
 
@@ -225,14 +224,6 @@ impl ImageService {
         }
         Ok(())
     }
-}
-
-fn invalid(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
-    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
 fn write_part(mut out: image_part::Builder<'_>, part: Option<&ImagePart>, uri: &str) {

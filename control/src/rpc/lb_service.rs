@@ -15,7 +15,7 @@ use fiberlb::spec::{
 use photon_iam::{Identity, Scope};
 use photon_schema::lb_capnp::{backend, health_check, lb as api, vip};
 
-use super::convert::refusal;
+use super::convert::{invalid, refusal, text};
 use super::session::Session;
 use super::{now_ms, Proposer};
 use crate::kv::KeyValue;
@@ -90,14 +90,6 @@ impl LbService {
             })
         })
     }
-}
-
-fn invalid(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
-    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
 /// A wire number that must fit `T`: `None` when unset (-1), refused when it

@@ -203,6 +203,29 @@ impl Session {
         Ok(identity)
     }
 
+    /// The caller, allowed `action` on `resource` in its project, and the
+    /// project's record that `get` reads from the applied state once this
+    /// node has caught up with the leader (a caller sees its own writes);
+    /// `missing` is the refusal when there is none.
+    pub async fn project_record<R>(
+        &self,
+        proposer: &crate::proposer::Proposer,
+        action: &str,
+        resource: &str,
+        get: impl FnOnce(&crate::raft::KvStateMachine, &str, &str) -> Option<R>,
+        missing: impl FnOnce() -> crate::api_error::ApiError,
+    ) -> Reply<(Arc<Identity>, R)> {
+        let identity = self.check(Scope::Project, action, resource)?;
+        proposer.linearizable().await?;
+        let record = get(
+            &proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+        )
+        .ok_or_else(missing)?;
+        Ok((identity, record))
+    }
+
     /// Whether `identity` may do `action` on `resource` (for filtering
     /// results key by key).
     pub fn allows(&self, identity: &Identity, action: &str, resource: &str) -> bool {

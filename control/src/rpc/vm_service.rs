@@ -13,7 +13,7 @@ use photon_records::{
 };
 use photon_schema::vm_capnp::{console_input, console_output, vm as vm_reply, vms as api};
 
-use super::convert::refusal;
+use super::convert::{invalid, refusal, text};
 use super::session::Session;
 use super::volume_service::VolumeService;
 use super::{now_ms, Proposer};
@@ -71,17 +71,16 @@ impl VmService {
         name: &str,
     ) -> Reply<(Arc<Identity>, crate::kv::KeyValue, VmRecord)> {
         check_vm_name(name).map_err(invalid)?;
-        let identity = self
+        let (identity, (kv, record)) = self
             .session
-            .check(Scope::Project, action, &format!("vm/{name}"))?;
-        self.proposer.linearizable().await?;
-        let (kv, record) = vm::get(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-            name,
-        )
-        .ok_or_else(|| refusal(VmWriteError::NoSuchVm(name.to_owned())))?;
+            .project_record(
+                &self.proposer,
+                action,
+                &format!("vm/{name}"),
+                |state, tenant, project| vm::get(state, tenant, project, name),
+                || refusal(VmWriteError::NoSuchVm(name.to_owned())),
+            )
+            .await?;
         Ok((identity, kv, record))
     }
 
@@ -305,14 +304,6 @@ impl VmService {
         }
         Ok(record)
     }
-}
-
-fn invalid(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
-    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
 fn write_vm(mut out: vm_reply::Builder<'_>, r: &VmRecord, status: &VmStatus) {

@@ -8,7 +8,7 @@ use photon_iam::{Identity, Scope};
 use photon_records::{check_volume_name, new_bucket_id, VolumeKind, VolumeRecord};
 use photon_schema::volumes_capnp::{volume_info, volumes as api};
 
-use super::convert::refusal;
+use super::convert::{invalid, refusal, text};
 use super::session::Session;
 use super::{now_ms, Proposer};
 use crate::resource::volume::{
@@ -74,17 +74,16 @@ impl VolumeService {
         name: &str,
     ) -> Reply<(std::sync::Arc<Identity>, crate::kv::KeyValue, VolumeRecord)> {
         check_volume_name(name).map_err(invalid)?;
-        let identity = self
+        let (identity, (kv, record)) = self
             .session
-            .check(Scope::Project, action, &format!("volume/{name}"))?;
-        self.proposer.linearizable().await?;
-        let (kv, record) = volume::get(
-            &self.proposer.state_machine,
-            identity.tenant(),
-            identity.project(),
-            name,
-        )
-        .ok_or_else(|| refusal(VolumeWriteError::NoSuchVolume(name.to_owned())))?;
+            .project_record(
+                &self.proposer,
+                action,
+                &format!("volume/{name}"),
+                |state, tenant, project| volume::get(state, tenant, project, name),
+                || refusal(VolumeWriteError::NoSuchVolume(name.to_owned())),
+            )
+            .await?;
         Ok((identity, kv, record))
     }
 
@@ -220,14 +219,6 @@ impl VolumeService {
             .map_err(ApiError::internal)?;
         Ok((format!("nbd://{address}/{token}"), token, claims.exp))
     }
-}
-
-fn invalid(reason: impl std::fmt::Display) -> ApiError {
-    ApiError::new(Code::InvalidArgument, format!("invalid argument: {reason}"))
-}
-
-fn text(reader: capnp::text::Reader<'_>) -> Reply<String> {
-    reader.to_string().map_err(|_| invalid("text is not UTF-8"))
 }
 
 /// Writes `r`; `allocated` is the data its extents hold, `None` when the
