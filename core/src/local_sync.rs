@@ -161,9 +161,13 @@ impl<K: Eq + Hash + Clone> KeyLocks<K> {
         self.slots.borrow().is_empty()
     }
 
-    /// Whether `key` is held (or waited for) right now.
+    /// Whether `key` is held right now. A waiter that was woken by a
+    /// release but has not run yet does not hold it: counting it made a
+    /// writer that re-checks in a loop (the volume store's copy-on-write)
+    /// spin on a lock it could take at once, never yielding to the waiter,
+    /// and starve its shard.
     pub fn is_locked(&self, key: &K) -> bool {
-        self.slots.borrow().contains_key(key)
+        self.slots.borrow().get(key).is_some_and(|s| s.locked.get())
     }
 }
 
@@ -232,6 +236,39 @@ mod tests {
                         "critical sections interleaved: {order:?}"
                     );
                 }
+                assert_eq!(locks.len(), 0);
+            });
+    }
+
+    /// A woken waiter that has not run yet does not make the key look
+    /// held: a writer that checks `is_locked` in a loop (and waits on the
+    /// lock when it is) must not spin forever on a lock nobody holds.
+    #[test]
+    fn a_released_key_with_a_woken_waiter_is_not_locked() {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async {
+                let locks: Rc<KeyLocks<u32>> = Rc::default();
+                let held = locks.lock(1).await;
+                assert!(locks.is_locked(&1));
+                let waiter = {
+                    let locks = locks.clone();
+                    glommio::spawn_local(async move { drop(locks.lock(1).await) })
+                };
+                glommio::yield_if_needed().await;
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                drop(held);
+                // Released, the waiter woken but not run: free to look at.
+                assert!(!locks.is_locked(&1));
+                let mut spins = 0;
+                while locks.is_locked(&1) {
+                    drop(locks.lock(1).await);
+                    spins += 1;
+                    assert!(spins < 1000, "spinning on a free lock");
+                }
+                waiter.await;
+                assert!(!locks.is_locked(&1));
                 assert_eq!(locks.len(), 0);
             });
     }
