@@ -28,15 +28,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
-use crate::child::{free_port, log_tail, Proc, WorkDir};
+use crate::child::{free_port, log_tail, DevCtl, Proc, Stop, WorkDir};
 use crate::report::{new_histogram, Latency, Table};
 
 /// Most VMs timed per kind.
@@ -108,29 +106,6 @@ pub struct VmArgs {
     /// Also write the results as JSON to this file (`-` for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
-}
-
-/// Set by SIGINT or SIGTERM; every wait checks it, so that the QEMUs,
-/// `photon dev` and the scratch directory are cleaned up on the way out.
-#[derive(Debug, Clone, Default)]
-struct Stop(Arc<AtomicBool>);
-
-impl Stop {
-    fn install() -> anyhow::Result<Self> {
-        let stop = Self::default();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, stop.0.clone())
-                .context("cannot install a signal handler")?;
-        }
-        Ok(stop)
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        if self.0.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        Ok(())
-    }
 }
 
 pub fn run(args: VmArgs) -> anyhow::Result<()> {
@@ -367,86 +342,10 @@ fn tool_version(binary: &Path) -> anyhow::Result<String> {
         .to_owned())
 }
 
-/// `photon ctl` against the benchmark's `photon dev`, logged in as its
-/// administrator with a token kept in the run's own config directory.
-struct Ctl {
-    exe: PathBuf,
-    data_dir: PathBuf,
-    config_dir: PathBuf,
-}
-
-impl Ctl {
-    /// Runs `photon ctl --data-dir DIR ARGS`; returns its stdout.
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("ctl")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .env("PHOTON_CONFIG_DIR", &self.config_dir)
-            .env_remove("PHOTON_TOKEN")
-            .env_remove("PHOTON_ENDPOINTS");
-        let what = format!("photon ctl {}", args.join(" "));
-        let output = output_with_timeout(command, CTL_TIMEOUT)
-            .with_context(|| format!("cannot run {what}"))?;
-        if !output.status.success() {
-            bail!(
-                "{what} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout).trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// `photon ctl --json ARGS`, parsed.
-    fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let text = self.run(&all)?;
-        serde_json::from_str(&text).with_context(|| format!("not JSON: {text:?}"))
-    }
-}
-
-/// `command`'s output, killed after `timeout`. A thread collects it (the
-/// pipes are drained while it runs) and the caller wakes up the moment it
-/// exits, so that the timings of `vm create` and `vm logs` are not rounded
-/// up to a polling step.
-fn output_with_timeout(
-    mut command: Command,
-    timeout: Duration,
-) -> anyhow::Result<std::process::Output> {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let pid = child.id();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(output) => {
-            let _ = waiter.join();
-            Ok(output?)
-        }
-        Err(_) => {
-            // SAFETY: kill(2) on our own child; the waiter thread has not
-            // reaped it (it would have sent its output), so the pid is ours.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let _ = waiter.join();
-            bail!("no answer in {timeout:?} (killed)")
-        }
-    }
-}
-
 /// The benchmark's `photon dev` and its `photon ctl`.
 struct Photon {
     server: Proc,
-    ctl: Ctl,
+    ctl: DevCtl,
     description: String,
 }
 
@@ -499,12 +398,13 @@ impl Photon {
         let mut server = Proc::spawn("photon dev".into(), &mut command, dir.join("photon.log"))?;
         let started = Instant::now();
         let shards = wait_for_control(&data_dir, &mut server, stop)?;
-        let ctl = Ctl {
+        let ctl = DevCtl {
             exe,
             data_dir: data_dir.clone(),
             config_dir: dir.join("ctl-config"),
+            timeout: CTL_TIMEOUT,
         };
-        login(&ctl, &mut server, stop)?;
+        ctl.login(&mut server, stop, STARTUP_TIMEOUT)?;
         let description = format!(
             "photon {} `photon dev` (pid {}, {shards} shards, extra args {:?}), up in {:.1} s, \
              data in {}",
@@ -654,23 +554,6 @@ fn wait_for_control(data_dir: &Path, server: &mut Proc, stop: &Stop) -> anyhow::
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `photon ctl login` as the dev administrator, retried while the control
-/// plane elects its leader and writes the credentials.
-fn login(ctl: &Ctl, server: &mut Proc, stop: &Stop) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        stop.check()?;
-        server.check_alive()?;
-        match ctl.run(&["login"]) {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() > STARTUP_TIMEOUT => {
-                return Err(e.context(format!("no login after {STARTUP_TIMEOUT:?}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
     }
 }
 

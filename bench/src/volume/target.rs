@@ -4,17 +4,16 @@
 //! of the benchmark's own `photon dev`. Their processes stop on drop.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 
 use super::fio::{short_size, Engine};
-use crate::child::{free_port, Proc};
+pub use crate::child::Stop;
+use crate::child::{free_port, DevCtl, Proc};
 
 /// Longest a server may take to start and accept a connection (photon:
 /// also to elect its control-plane leader and accept a login).
@@ -48,20 +47,6 @@ impl TargetName {
             TargetName::QemuNbd => "qemu-nbd",
             TargetName::Photon => "photon",
         }
-    }
-}
-
-/// Set by SIGINT or SIGTERM; every wait of the run checks it, so that the
-/// children and the scratch directory are cleaned up on the way out.
-#[derive(Debug, Clone, Default)]
-pub struct Stop(pub Arc<AtomicBool>);
-
-impl Stop {
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.0.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        Ok(())
     }
 }
 
@@ -253,41 +238,14 @@ fn tool_version(binary: &Path, fallback: &str) -> String {
 /// `photon ctl` against the benchmark's `photon dev`, logged in as its
 /// administrator with a token kept in the run's own config directory.
 struct PhotonCtl {
-    exe: PathBuf,
-    data_dir: PathBuf,
-    config_dir: PathBuf,
+    ctl: DevCtl,
     volume: String,
 }
 
 impl PhotonCtl {
-    /// Runs `photon ctl --data-dir DIR ARGS`; returns its stdout.
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("ctl")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(args)
-            .env("PHOTON_CONFIG_DIR", &self.config_dir)
-            .env_remove("PHOTON_TOKEN")
-            .env_remove("PHOTON_ENDPOINTS");
-        let what = format!("photon ctl {}", args.join(" "));
-        let output = output_with_timeout(&mut command, CTL_TIMEOUT)
-            .with_context(|| format!("cannot run {what}"))?;
-        if !output.status.success() {
-            bail!(
-                "{what} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout).trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
     /// A fresh `nbd://` URI (with its attach token) for the volume.
     fn attach(&self) -> anyhow::Result<String> {
-        let stdout = self.run(&["volume", "attach", &self.volume])?;
+        let stdout = self.ctl.run(&["volume", "attach", &self.volume])?;
         parse_attach_uri(&stdout)
             .with_context(|| format!("photon ctl volume attach printed no nbd:// URI: {stdout:?}"))
     }
@@ -299,29 +257,6 @@ pub fn parse_attach_uri(stdout: &str) -> Option<String> {
         .split_whitespace()
         .find(|w| w.starts_with("nbd://"))
         .map(str::to_owned)
-}
-
-/// `command`'s output, killing it after `timeout`.
-fn output_with_timeout(
-    command: &mut Command,
-    timeout: Duration,
-) -> anyhow::Result<std::process::Output> {
-    use std::process::Stdio;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let started = Instant::now();
-    while child.try_wait()?.is_none() {
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("no answer in {timeout:?} (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child.wait_with_output()?)
 }
 
 /// `--size` for `photon ctl volume create`: `1G`, `512M`, or bytes.
@@ -368,14 +303,18 @@ fn start_photon(dir: &Path, settings: &StartSettings) -> anyhow::Result<Target> 
     let mut server = Proc::spawn("photon dev".into(), &mut command, dir.join("photon.log"))?;
     let (nbd, shards) = wait_for_nbd_endpoint(&data_dir, &mut server, settings.stop)?;
     let ctl = PhotonCtl {
-        exe,
-        data_dir: data_dir.clone(),
-        config_dir: dir.join("ctl-config"),
+        ctl: DevCtl {
+            exe,
+            data_dir: data_dir.clone(),
+            config_dir: dir.join("ctl-config"),
+            timeout: CTL_TIMEOUT,
+        },
         volume: settings.volume.to_owned(),
     };
-    login(&ctl, &mut server, settings.stop)?;
+    ctl.ctl.login(&mut server, settings.stop, STARTUP_TIMEOUT)?;
     let size = volume_size_arg(settings.size_bytes);
-    ctl.run(&["volume", "create", &ctl.volume, "--size", &size])?;
+    ctl.ctl
+        .run(&["volume", "create", &ctl.volume, "--size", &size])?;
     // One attach up front, so a failing attach shows before the baselines run.
     let uri = ctl.attach()?;
     server.check_alive()?;
@@ -456,23 +395,6 @@ fn wait_for_nbd_endpoint(
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `photon ctl login` as the dev administrator, retried while the control
-/// plane elects its leader and writes the credentials.
-fn login(ctl: &PhotonCtl, server: &mut Proc, stop: &Stop) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        stop.check()?;
-        server.check_alive()?;
-        match ctl.run(&["login"]) {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() > STARTUP_TIMEOUT => {
-                return Err(e.context(format!("no login after {STARTUP_TIMEOUT:?}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
     }
 }
 
