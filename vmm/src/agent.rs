@@ -114,10 +114,8 @@ impl Board {
     }
 
     fn forget(&self, id: u64) {
-        for map in [&self.consoles] {
-            if let Ok(mut m) = map.lock() {
-                m.remove(&id);
-            }
+        if let Ok(mut consoles) = self.consoles.lock() {
+            consoles.remove(&id);
         }
         if let Ok(mut l) = self.logs.lock() {
             l.remove(&id);

@@ -4,6 +4,7 @@
 //! bound), copies it to attached viewers, and passes their keystrokes on.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ impl ConsoleLog {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .mode_private()
+            .mode(0o600)
             .open(&path)?;
         file.write_all(keep)
     }
@@ -77,17 +78,6 @@ impl ConsoleLog {
         let mut all = read(LOG_FILE_OLD)?;
         all.extend(read(LOG_FILE)?);
         Ok(all.split_off(all.len().saturating_sub(tail)))
-    }
-}
-
-trait PrivateMode {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateMode for std::fs::OpenOptions {
-    fn mode_private(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
     }
 }
 
