@@ -78,7 +78,11 @@ pub fn node_config(config: &Config, single: bool) -> Result<ControlNodeConfig, C
         },
         volumes: photon_control::resource::volume::VolumeSettings::default(),
         lb: photon_control::resource::lb::LbSettings::default(),
-        vms: photon_control::resource::vm::VmSettings::default(),
+        vms: photon_control::resource::vm::VmSettings {
+            liveness: c.liveness(),
+            ..Default::default()
+        },
+        liveness: c.liveness(),
         tell_stderr: config.log.format != photon_core::config::LogFormat::Json,
     })
 }
@@ -105,6 +109,7 @@ pub fn main(
     storage: Option<StorageLink>,
     lb: Option<crate::lb::LbLink>,
     vms: Option<crate::vms::VmLink>,
+    registration: crate::registry::Registration,
 ) -> ControlPlaneMain {
     Box::new(move |mut ctx: ControlPlaneContext| {
         Box::pin(async move {
@@ -132,6 +137,7 @@ pub fn main(
                 node_config.vms = photon_control::resource::vm::VmSettings {
                     node: node_config.node_id,
                     host: Some(std::sync::Arc::new(crate::vms::Host(link.board.clone()))),
+                    liveness: node_config.liveness,
                 };
             }
             let node = match ControlNode::start(node_config).await {
@@ -152,7 +158,11 @@ pub fn main(
                 service: "control",
                 addr: node.address,
             }]));
-            let mut tasks = Vec::new();
+            let mut tasks = vec![tokio::task::spawn_local(crate::registry::run(
+                registration,
+                node_id,
+                node.proposer.clone(),
+            ))];
             if let Some(link) = storage {
                 let lightningstor::S3ControlEnd {
                     from_shards,
@@ -194,7 +204,7 @@ pub fn main(
                     link,
                     node_id,
                     node.directory.clone(),
-                    node.state_machine.clone(),
+                    node.proposer.clone(),
                     move || photon_control::node::caught_up(&raft, start),
                 )));
             }

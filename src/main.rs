@@ -9,6 +9,7 @@ mod data_dir;
 mod descriptors;
 mod lb;
 mod node;
+mod registry;
 mod storage;
 mod vms;
 mod volumes;

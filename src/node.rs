@@ -256,6 +256,8 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     let mut builder = EngineBuilder::new(config.core()).service::<AdminService>(admin);
     let mut dev_credentials = None;
     let nbd_address = Arc::new(std::sync::Mutex::new(None));
+    let registration = crate::registry::Registration::new(&config);
+    let published = registration.endpoints.clone();
     if has_role("control") {
         let node_config = crate::control_plane::node_config(&config, mode == "dev")?;
         let storage = if has_role("storage") {
@@ -291,7 +293,13 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
             board: photon_vmm::agent::Board::default(),
             nbd_address: nbd_address.clone(),
         });
-        builder = builder.control_plane(crate::control_plane::main(node_config, storage, lb, vms));
+        builder = builder.control_plane(crate::control_plane::main(
+            node_config,
+            storage,
+            lb,
+            vms,
+            registration,
+        ));
     }
     let engine = builder.start().context("node failed to start")?;
 
@@ -299,6 +307,11 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     if let Some(nbd) = endpoints.iter().find(|e| e.name == "nbd") {
         if let Ok(mut address) = nbd_address.lock() {
             *address = Some(nbd.addr);
+        }
+    }
+    if let Ok(mut published) = published.lock() {
+        for e in &endpoints {
+            published.entry(e.name.clone()).or_insert(e.addr);
         }
     }
     write_endpoints_file(&data_dir, &name, &engine, &endpoints)?;

@@ -1,16 +1,20 @@
 //! PlasmaVMC on a node with the `compute` role: the VM agent
-//! (`photon_vmm::agent`) fed with this node's `vm/` records from the
-//! applied KV, its volumes opened with attach tokens of each VM's owner on
-//! this node's NBD endpoint, and the [`VmHost`] the VM API reads it through.
+//! (`photon_vmm::agent`) fed with the `vm/` records of this node (and of
+//! VMs migrating to it) from the applied KV, its volumes opened with attach
+//! tokens of each VM's owner on the NBD endpoint of the node that holds
+//! them (from the node registry), its reports (a migration's progress)
+//! written through the leader, and the [`VmHost`] the VM API reads it
+//! through.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use photon_control::raft::KvStateMachine;
 use photon_control::resource::vm::{ConsoleChunk, ConsoleStream, VmHost, VmStatus};
+use photon_control::rpc::Proposer;
 use photon_iam::Directory;
 use photon_records::{VmRecord, VM_PREFIX};
-use photon_vmm::agent::{Agent, AgentConfig, Board, Volumes};
+use photon_vmm::agent::{Agent, AgentConfig, Board, LocalFuture, Reports, Volumes};
 use photon_vmm::console::Output;
 
 use crate::config::Config;
@@ -31,23 +35,59 @@ pub fn agent_config(config: &Config) -> AgentConfig {
         log_bytes_max: c.console_log_kib << 10,
         accel: c.forced_accel(),
         network: (!c.bridge.is_empty()).then(|| (c.bridge.clone(), c.network.clone())),
+        node: config.control.node_id,
+        migration_host: config
+            .control
+            .advertise
+            .unwrap_or(config.control.listen)
+            .ip()
+            .to_string(),
     }
 }
 
-/// Opens VM volumes on this node's NBD endpoint as the VM's owner.
+/// Opens VM volumes as the VM's owner on the NBD endpoint of the node
+/// that holds each: this node's, or another's from the node registry.
 struct NodeVolumes {
+    node: u64,
     directory: Arc<Directory>,
     nbd_address: Arc<Mutex<Option<std::net::SocketAddr>>>,
+    state_machine: KvStateMachine,
+}
+
+impl NodeVolumes {
+    /// The NBD endpoint serving volume `volume_id` of `vm`'s project.
+    fn endpoint(&self, vm: &VmRecord, volume_id: u64) -> Result<String, String> {
+        let volumes =
+            photon_control::resource::volume::list(&self.state_machine, &vm.tenant, &vm.project);
+        let volume = volumes
+            .iter()
+            .find(|v| v.id == volume_id)
+            .ok_or_else(|| format!("volume {volume_id} of vm {} does not exist", vm.name))?;
+        if volume.node == self.node {
+            return self
+                .nbd_address
+                .lock()
+                .ok()
+                .and_then(|a| *a)
+                .map(|a| a.to_string())
+                .ok_or_else(|| {
+                    "this node serves no NBD endpoint (it needs the storage role)".into()
+                });
+        }
+        photon_control::resource::node::get(&self.state_machine, volume.node)
+            .and_then(|n| n.endpoint("nbd").map(str::to_owned))
+            .ok_or_else(|| {
+                format!(
+                    "volume {} is on node {}, which has no NBD endpoint in the node registry",
+                    volume.name, volume.node
+                )
+            })
+    }
 }
 
 impl Volumes for NodeVolumes {
     fn uri(&self, vm: &VmRecord, volume_id: u64) -> Result<String, String> {
-        let address = self
-            .nbd_address
-            .lock()
-            .ok()
-            .and_then(|a| *a)
-            .ok_or("this node serves no NBD endpoint (it needs the storage role)")?;
+        let address = self.endpoint(vm, volume_id)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -63,6 +103,25 @@ impl Volumes for NodeVolumes {
             )
             .map_err(|e| format!("attach token: {e}"))?;
         Ok(format!("nbd://{address}/{token}"))
+    }
+}
+
+/// Writes the agent's reports to VM records, through the leader when
+/// this node follows.
+struct RecordReports(Proposer);
+
+impl Reports for RecordReports {
+    fn report(
+        &self,
+        vm: &VmRecord,
+        change: Box<dyn Fn(&mut VmRecord) -> bool>,
+    ) -> LocalFuture<Result<bool, String>> {
+        let (proposer, key, id) = (self.0.clone(), vm.key(), vm.id);
+        Box::pin(async move {
+            photon_control::resource::vm::report(&proposer, &key, id, change)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -128,15 +187,23 @@ pub async fn run_agent(
     link: VmLink,
     node: u64,
     directory: Arc<Directory>,
-    state_machine: KvStateMachine,
+    proposer: Proposer,
     caught_up: impl Fn() -> bool + 'static,
 ) {
+    let state_machine = proposer.state_machine.clone();
     let volumes = NodeVolumes {
+        node,
         directory,
         nbd_address: link.nbd_address,
+        state_machine: state_machine.clone(),
     };
-    let agent = std::rc::Rc::new(Agent::new(link.config, Box::new(volumes), link.board));
-    let ours = move |value: &[u8]| VmRecord::from_json(value).filter(|vm| vm.node == node);
+    let agent = std::rc::Rc::new(Agent::new(
+        link.config,
+        Box::new(volumes),
+        Box::new(RecordReports(proposer)),
+        link.board,
+    ));
+    let ours = move |value: &[u8]| VmRecord::from_json(value).filter(|vm| vm.concerns(node));
     let ours = std::rc::Rc::new(ours);
     let keys: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<Vec<u8>, u64>>> =
         std::rc::Rc::default();

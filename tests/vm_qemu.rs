@@ -600,3 +600,195 @@ fn vm_tap_network() {
         "the tap went with the VM"
     );
 }
+
+/// The `PHOTON-COUNT n` numbers in a console log, in order.
+fn counts(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix("PHOTON-COUNT "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// Live migration between the nodes of a 3-node cluster (every node
+/// control, storage and compute): a guest counting on its console moves
+/// from the node it was created on to another while it runs; the count
+/// goes on there from where it was (no reboot), the source's QEMU goes,
+/// and the VM is stopped through its new node. The node registry lists
+/// every node, and a node killed with SIGKILL turns suspect.
+#[test]
+fn vm_live_migration() {
+    let guest = guest();
+    let dir = temp_dir("vm-migrate");
+    let _sweeper = QemuSweeper(dir.clone());
+    let mut cluster = common::Cluster::new("vm-migrate-cluster");
+    for id in 1..=3 {
+        cluster.start_with(id, &["control", "storage", "compute"], "");
+    }
+    let config = dir.join("admin-config");
+    let (nodes_dir, addresses) = (cluster.dir.clone(), cluster.addresses.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let data = loop {
+        let found = (1..=3u64)
+            .map(|id| nodes_dir.join(format!("n{id}")))
+            .find(|d| d.join("control/admin.credentials").exists());
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no node wrote admin.credentials");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = photon()
+        .env("PHOTON_CONFIG_DIR", &config)
+        .args([
+            "ctl",
+            "--endpoints",
+            &addresses[&1].to_string(),
+            "login",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = |id: u64| Node {
+        dir: nodes_dir.join(format!("n{id}")),
+        config: config.clone(),
+        control: addresses[&id],
+        proc_: None,
+    };
+
+    // The registry: every node up, with its NBD endpoint.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = node(1).json(&["node", "ls"]);
+        let up = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "up" && n["endpoints"]["nbd"].is_string())
+            .count();
+        if up == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every node registered: {nodes}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let disk = dir.join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    node(1).ok(&[
+        "image",
+        "import",
+        "tiny",
+        "--from",
+        &disk.display().to_string(),
+        "--kernel",
+        &guest.join("vmlinuz").display().to_string(),
+        "--initrd",
+        &guest.join("initrd.gz").display().to_string(),
+        "--cmdline",
+        "console=ttyS0 quiet",
+    ]);
+    let script = dir.join("count.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n(i=0; while true; do i=$((i+1)); echo \"PHOTON-COUNT $i\"; sleep 0.2; done) &\n",
+    )
+    .unwrap();
+    let vm = node(1).json(&[
+        "vm",
+        "create",
+        "mover",
+        "--image",
+        "tiny",
+        "--memory",
+        "256M",
+        "--user-data",
+        &script.display().to_string(),
+    ]);
+    // Writes go to the leader, which creates the VM on itself.
+    let from = vm["node"].as_u64().unwrap();
+    let to = if from == 3 { 2 } else { from + 1 };
+    let source = node(from);
+    source.wait_log("mover", "PHOTON-COUNT 10", 1);
+    let before = *counts(&source.logs("mover")).last().unwrap();
+    let source_qemu = qemu_pids(&source.dir);
+    assert_eq!(source_qemu.len(), 1, "{source_qemu:?}");
+
+    // Refused: a node that does not exist, the node it is on.
+    source.refused(
+        &["vm", "migrate", "mover", "--to", "99"],
+        5,
+        "node registry",
+    );
+    source.refused(
+        &["vm", "migrate", "mover", "--to", &from.to_string()],
+        6,
+        "already",
+    );
+
+    let moved = node(to).json(&["vm", "migrate", "mover", "--to", &to.to_string(), "--wait"]);
+    assert_eq!(moved["node"], to, "{moved}");
+    let target = node(to);
+    let info = target.wait_state("mover", "running");
+    assert!(info["migration"].is_null(), "{info}");
+    // The count goes on on the new node, from where it was: same guest,
+    // no reboot.
+    target.wait_log("mover", &format!("PHOTON-COUNT {}", before + 10), 1);
+    let log = target.logs("mover");
+    assert!(!log.contains("PHOTON-GUEST-READY"), "rebooted:\n{log}");
+    let after = counts(&log);
+    assert!(after[0] > before, "{before} then {after:?}");
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "the count skipped or restarted: {after:?}"
+    );
+    // The source's QEMU went; the VM runs only on the target.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while source_qemu.iter().any(|p| alive(u64::from(*p))) {
+        assert!(Instant::now() < deadline, "the source's QEMU still runs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(qemu_pids(&target.dir).len(), 1);
+    source.refused(&["vm", "logs", "mover"], 6, &format!("runs on node {to}"));
+
+    // A stopped VM does not migrate; the moved one stops through its node.
+    target.ok(&["vm", "stop", "mover"]);
+    target.wait_state("mover", "stopped");
+    source.refused(
+        &["vm", "migrate", "mover", "--to", &from.to_string()],
+        6,
+        "stopped",
+    );
+    target.ok(&["vm", "rm", "mover"]);
+
+    // A node killed with SIGKILL turns suspect in the registry.
+    let victim = (1..=3u64).find(|id| *id != from && *id != to).unwrap();
+    cluster.kill9(victim);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let nodes = node(from).json(&["node", "ls"]);
+        let state = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == victim)
+            .map(|n| n["state"].clone())
+            .unwrap();
+        if state == "suspect" || state == "down" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node {victim} still {state}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

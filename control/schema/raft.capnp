@@ -30,6 +30,11 @@ interface Raft {
       -> (vote :Vote, voteGranted :Bool, lastLogId :OptionalLogId);
   installSnapshot @2 (vote :Vote, meta :Data, offset :UInt64, data :Data, done :Bool)
       -> (vote :Vote);
+  # A follower's own write (the node registry's heartbeat, a VM agent's
+  # report) proposed by the leader: `txn` is a KV txn in the log's rkyv
+  # encoding. `error` is "" when it committed; `retry` says the same txn
+  # may be sent again (this node does not lead, or is busy).
+  propose @3 (txn :Data) -> (succeeded :Bool, revision :Int64, error :Text, retry :Bool);
 }
 
 struct AppendResult {
@@ -60,8 +65,34 @@ struct ClusterStatus {
   members @7 :List(Member);
 }
 
+# One node of the registry (node/<id> in the KV), as it last described
+# itself, and its state judged from its last heartbeat.
+struct NodeInfo {
+  id @0 :UInt64;
+  name @1 :Text;
+  roles @2 :List(Text);
+  failureDomain @3 :Text;
+  endpoints @4 :List(NodeEndpoint);
+  host @5 :Text;
+  cpus @6 :UInt32;
+  memoryMib @7 :UInt64;
+  diskFree @8 :UInt64;
+  diskTotal @9 :UInt64;
+  version @10 :Text;
+  startedMs @11 :UInt64;
+  heartbeatMs @12 :UInt64;
+  state @13 :Text;            # up | suspect | down
+}
+
+struct NodeEndpoint {
+  name @0 :Text;              # control | nbd | s3 | admin
+  address @1 :Text;
+}
+
 interface Cluster {
   status @0 () -> (status :ClusterStatus, error :E.Error);
+  # The node registry: every node that registered, by id.
+  nodes @4 () -> (nodes :List(NodeInfo), error :E.Error);
   addLearner @1 (nodeId :UInt64, address :Text) -> (error :E.Error);
   promote @2 (nodeId :UInt64) -> (error :E.Error);
   remove @3 (nodeId :UInt64) -> (error :E.Error);

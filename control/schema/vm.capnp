@@ -3,7 +3,7 @@
 # through an authenticated session (raft.capnp Session.vms, Session.images);
 # every call acts in the caller's tenant and project and is checked against
 # its roles: vm:Create, vm:List, vm:Get, vm:Start, vm:Stop, vm:Reboot,
-# vm:Delete, vm:AttachVolume, vm:DetachVolume, vm:GetLogs, vm:Console on
+# vm:Delete, vm:AttachVolume, vm:DetachVolume, vm:GetLogs, vm:Console, vm:Migrate on
 # vm/<name>; image:Create, image:List, image:Get, image:Delete on
 # image/<name>. Creating a VM also needs volume:Clone (from an image) or
 # volume:Attach (of each volume it names).
@@ -38,6 +38,9 @@ struct Vm {
   restarts @15 :UInt32;     # restarts the agent made per the restart policy
   userData @16 :Bool;       # carries user data or SSH keys (a cloud-init seed)
   address @17 :Text;        # its static address on the node's VM bridge, "" without one
+  # The live migration under way ("to node 2: ..."), or why the last one
+  # failed ("failed: ..."); "" when there is none.
+  migration @18 :Text;
 }
 
 struct VmCreate {
@@ -84,6 +87,11 @@ interface Vms {
   # Adds or removes a disk of a stopped VM.
   attachVolume @9 (name :Text, volume :Text, readOnly :Bool) -> (vm :Vm, error :E.Error);
   detachVolume @10 (name :Text, volume :Text) -> (vm :Vm, error :E.Error);
+  # Moves a running VM to node `toNode` (a compute node of the registry
+  # that is up) while it runs: QEMU's live migration, the disks staying on
+  # CoronaFS. Answers at once; `info` shows the progress, and the VM's
+  # node changes when it completed.
+  migrate @11 (name :Text, toNode :UInt64) -> (vm :Vm, error :E.Error);
 }
 
 struct ImagePart {

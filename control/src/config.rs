@@ -38,6 +38,12 @@ pub struct ControlConfig {
     /// the disk fills so Raft keeps its log and metadata writable; while
     /// released, writes that add data are refused (`photon_core::reserve`).
     pub reserve_mib: u64,
+    /// How often this node writes its record in the node registry.
+    pub node_heartbeat_ms: u64,
+    /// A node silent this long is shown as suspect ...
+    pub node_suspect_ms: u64,
+    /// ... and this long as down.
+    pub node_down_ms: u64,
 }
 
 impl Default for ControlConfig {
@@ -55,11 +61,22 @@ impl Default for ControlConfig {
             proposals_pending_max: 4_096,
             watches_per_connection_max: 1_024,
             reserve_mib: 32,
+            node_heartbeat_ms: 2_000,
+            node_suspect_ms: 10_000,
+            node_down_ms: 30_000,
         }
     }
 }
 
 impl ControlConfig {
+    /// When other nodes count as suspect and as down.
+    pub fn liveness(&self) -> photon_records::Liveness {
+        photon_records::Liveness {
+            suspect_ms: self.node_suspect_ms,
+            down_ms: self.node_down_ms,
+        }
+    }
+
     /// `initial_members` parsed into (id, address) pairs.
     pub fn members(&self) -> Result<Vec<(u64, SocketAddr)>, ConfigError> {
         self.initial_members
@@ -113,6 +130,18 @@ impl Section for ControlConfig {
             return Err(ConfigError::invalid(
                 "control.proposals_pending_max",
                 "limits must be at least 1",
+            ));
+        }
+        if self.node_heartbeat_ms == 0 || self.node_suspect_ms <= self.node_heartbeat_ms {
+            return Err(ConfigError::invalid(
+                "control.node_suspect_ms",
+                "must be above control.node_heartbeat_ms (which must be at least 1)",
+            ));
+        }
+        if self.node_down_ms <= self.node_suspect_ms {
+            return Err(ConfigError::invalid(
+                "control.node_down_ms",
+                "must be above control.node_suspect_ms",
             ));
         }
         if self.snapshot_every_entries == 0 {

@@ -57,6 +57,8 @@ pub struct ControlNodeConfig {
     pub lb: crate::resource::lb::LbSettings,
     /// This node's VM agent (compute role).
     pub vms: crate::resource::vm::VmSettings,
+    /// When nodes of the registry count as suspect and down.
+    pub liveness: photon_records::Liveness,
     /// Print notices for a person on stderr (off when stderr carries JSON logs).
     pub tell_stderr: bool,
 }
@@ -88,6 +90,7 @@ impl ControlNodeConfig {
             volumes: crate::resource::volume::VolumeSettings::default(),
             lb: crate::resource::lb::LbSettings::default(),
             vms: crate::resource::vm::VmSettings::default(),
+            liveness: photon_records::Liveness::default(),
             tell_stderr: true,
         }
     }
@@ -232,7 +235,10 @@ impl ControlNode {
             state_machine.clone(),
             config.limits,
             reserve.clone(),
-        );
+        )
+        .with_leader_link(std::rc::Rc::new(rpc::PeerLink::new(
+            config.directory.cluster_key().peer_proof(),
+        )));
         let proposer_handle = proposer.clone();
         // The log's record numbers are Raft indexes plus one.
         let start_log_index = recovery.last_index.saturating_sub(1);
@@ -250,6 +256,7 @@ impl ControlNode {
             config.volumes.clone(),
             config.lb.clone(),
             config.vms.clone(),
+            config.liveness,
         );
         let mut tasks = vec![
             tokio::task::spawn_local(rpc::serve(listener, service, config.connections.clone())),

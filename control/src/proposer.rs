@@ -98,6 +98,27 @@ impl Default for ServiceLimits {
     }
 }
 
+/// A txn's outcome as the leader reports it to a follower that forwarded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnOutcome {
+    /// Whether every compare held (and the ops ran).
+    pub succeeded: bool,
+    /// The KV revision right after the txn.
+    pub revision: i64,
+}
+
+/// A follower's way to the leader for its own writes (the node registry's
+/// heartbeat, a VM agent's reports): over the peer connection, which only
+/// holders of the cluster key open. Implemented in `rpc` (this module
+/// imports nothing from there).
+pub trait LeaderLink {
+    fn propose_txn(
+        &self,
+        leader: LeaderHint,
+        txn: TxnRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<TxnOutcome, ProposeError>>>>;
+}
+
 /// A node's way into Raft, with the node-wide limit on waiting proposals.
 #[derive(Clone)]
 pub struct Proposer {
@@ -111,6 +132,8 @@ pub struct Proposer {
     /// The disk's space reserve: while it is released, commands that add
     /// data are refused and those that remove it still go through.
     reserve: Option<std::sync::Arc<photon_core::reserve::SpaceReserve>>,
+    /// How this node's own writes reach the leader when it follows.
+    leader_link: Option<Rc<dyn LeaderLink>>,
 }
 
 /// The error of a command refused because the node's disk is full.
@@ -149,6 +172,33 @@ impl Proposer {
             queue,
             reads,
             reserve,
+            leader_link: None,
+        }
+    }
+
+    /// Lets [`Proposer::propose_txn_anywhere`] forward through `link`.
+    pub fn with_leader_link(mut self, link: Rc<dyn LeaderLink>) -> Self {
+        self.leader_link = Some(link);
+        self
+    }
+
+    /// Proposes a txn of this node's own (not a client's): here when this
+    /// node leads, else forwarded to the leader over the peer link. For
+    /// node duties only; client requests are redirected, never forwarded.
+    pub async fn propose_txn_anywhere(&self, txn: TxnRequest) -> Result<TxnOutcome, ProposeError> {
+        match self.propose(Command::Txn(txn.clone())).await {
+            Ok(CommandResponse::Txn(r)) => Ok(TxnOutcome {
+                succeeded: r.succeeded,
+                revision: r.revision,
+            }),
+            Ok(_) => Err(ProposeError::Raft(
+                "internal: the state machine answered another command".into(),
+            )),
+            Err(ProposeError::NotLeader(Some(leader))) => match &self.leader_link {
+                Some(link) => link.propose_txn(leader, txn).await,
+                None => Err(ProposeError::NotLeader(Some(leader))),
+            },
+            Err(e) => Err(e),
         }
     }
 

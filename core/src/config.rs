@@ -117,6 +117,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Roles this node runs: control, storage, edge, compute.
     pub roles: Vec<String>,
+    /// A name for what fails together with this node (a rack, a host,
+    /// a zone); shown in the node registry. "" when not set.
+    pub failure_domain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -260,6 +263,7 @@ impl Default for NodeConfig {
             name: "photon-1".into(),
             data_dir: PathBuf::from("./photon-data"),
             roles: limits::ROLES.iter().map(|r| (*r).to_string()).collect(),
+            failure_domain: String::new(),
         }
     }
 }

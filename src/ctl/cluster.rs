@@ -1,7 +1,8 @@
-//! `photon ctl cluster`: the members of the control plane.
+//! `photon ctl cluster`: the members of the control plane; `photon ctl
+//! node`: the node registry.
 
 use clap::Subcommand;
-use photon_control::client::{Client, ClusterStatus};
+use photon_control::client::{ApiError, Client, ClientError, ClusterStatus, NodeInfo};
 use serde_json::json;
 
 use crate::ctl::output::{Output, Table};
@@ -22,6 +23,78 @@ pub enum ClusterCommand {
     Promote { node_id: u64 },
     /// Remove a node from the cluster.
     Remove { node_id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every registered node: roles, state, capacity.
+    Ls,
+    /// One node: its endpoints, capacity and last heartbeat.
+    Info { id: u64 },
+}
+
+pub async fn run_node(client: &mut Client, cmd: NodeCommand, out: Output) -> anyhow::Result<()> {
+    let nodes = client.nodes().await?;
+    match cmd {
+        NodeCommand::Ls => out.list(
+            &nodes,
+            [
+                "ID",
+                "NAME",
+                "STATE",
+                "ROLES",
+                "DOMAIN",
+                "CPUS",
+                "MEMORY",
+                "DISK FREE",
+            ],
+            |n| {
+                [
+                    n.id.to_string(),
+                    n.name.clone(),
+                    n.state.clone(),
+                    n.roles.join(","),
+                    n.failure_domain.clone(),
+                    n.cpus.to_string(),
+                    format!("{} MiB", n.memory_mib),
+                    format!("{} MiB", n.disk_free >> 20),
+                ]
+            },
+        ),
+        NodeCommand::Info { id } => {
+            let Some(node) = nodes.iter().find(|n| n.id == id) else {
+                let missing = ApiError::not_found(format!("node {id} is not in the registry"));
+                return Err(ClientError::Api(missing).into());
+            };
+            out.show(node, node_text);
+        }
+    }
+    Ok(())
+}
+
+fn node_text(n: &NodeInfo) -> String {
+    let endpoints: Vec<String> = n
+        .endpoints
+        .iter()
+        .map(|(name, address)| format!("{name}={address}"))
+        .collect();
+    format!(
+        "id         {}\nname       {}\nstate      {}\nroles      {}\ndomain     {}\nendpoints  {}\nhost       {}\ncpus       {}\nmemory     {} MiB\ndisk       {} of {} MiB free\nversion    {}\nstarted    {}\nheartbeat  {}\n",
+        n.id,
+        n.name,
+        n.state,
+        n.roles.join(","),
+        if n.failure_domain.is_empty() { "-" } else { &n.failure_domain },
+        endpoints.join(" "),
+        n.host,
+        n.cpus,
+        n.memory_mib,
+        n.disk_free >> 20,
+        n.disk_total >> 20,
+        n.version,
+        crate::ctl::utc_time(n.started_ms),
+        crate::ctl::utc_time(n.heartbeat_ms),
+    )
 }
 
 pub async fn run(client: &mut Client, cmd: ClusterCommand, out: Output) -> anyhow::Result<()> {

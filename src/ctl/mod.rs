@@ -92,9 +92,18 @@ enum CtlCommand {
     /// Members of the control-plane cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The node registry: every node, its roles, endpoints and state.
+    #[command(subcommand)]
+    Node(crate::ctl::cluster::NodeCommand),
 }
 
 pub fn run(args: CtlArgs) -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of the output goes
+    // (`photon ctl vm info x | head -3`) instead of panicking on EPIPE.
+    // SAFETY: sets a signal disposition; no other thread runs yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,6 +182,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Kv(cmd) => crate::ctl::kv::kv(&mut client, cmd, out).await,
         CtlCommand::Lease(cmd) => crate::ctl::kv::lease(&mut client, cmd, out).await,
         CtlCommand::Cluster(cmd) => crate::ctl::cluster::run(&mut client, cmd, out).await,
+        CtlCommand::Node(cmd) => crate::ctl::cluster::run_node(&mut client, cmd, out).await,
     }
 }
 

@@ -64,6 +64,20 @@ pub enum VmCommand {
     Reboot {
         name: String,
     },
+    /// Move a running VM to another compute node while it runs (live
+    /// migration; its disks stay where they are, on CoronaFS).
+    Migrate {
+        name: String,
+        /// The destination's node id (`photon ctl node ls`).
+        #[arg(long)]
+        to: u64,
+        /// Wait until it completed (or failed) instead of returning at once.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Delete a VM and the volumes made with it.
     Rm {
         name: String,
@@ -203,6 +217,12 @@ pub async fn run(client: &mut Client, cmd: VmCommand, out: Output) -> anyhow::Re
             show(&client.stop_vm(&name, force).await?, out, "stopping")
         }
         VmCommand::Reboot { name } => show(&client.reboot_vm(&name).await?, out, "rebooting"),
+        VmCommand::Migrate {
+            name,
+            to,
+            wait,
+            timeout,
+        } => migrate(client, &name, to, wait, timeout, out).await?,
         VmCommand::Rm { name, keep_volumes } => {
             client.delete_vm(&name, keep_volumes).await?;
             out.done(json!({"deleted": name}), format!("deleted vm {name}"));
@@ -232,6 +252,47 @@ pub async fn run(client: &mut Client, cmd: VmCommand, out: Output) -> anyhow::Re
             "detached from",
         ),
     }
+    Ok(())
+}
+
+/// `vm migrate`: starts the migration and, with `wait`, follows it to its
+/// end: the VM on node `to` (success) or a failure, which is an error.
+async fn migrate(
+    client: &mut Client,
+    name: &str,
+    to: u64,
+    wait: bool,
+    timeout_s: u64,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mut vm = client.migrate_vm(name, to).await?;
+    if !wait {
+        show(&vm, out, "migrating");
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    loop {
+        match &vm.migration {
+            None if vm.node == to => break,
+            Some(m) if m.starts_with("failed") => bail!("vm {name} did not migrate: {m}"),
+            None => bail!(
+                "vm {name}'s migration was replaced or cancelled (it runs on node {})",
+                vm.node
+            ),
+            Some(_) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "vm {name} is still migrating after {timeout_s} s: {}",
+                vm.migration.as_deref().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        vm = client.vm_info(name).await?;
+    }
+    out.show(&vm, |v| {
+        format!("vm {} runs on node {} ({})", v.name, v.node, v.state)
+    });
     Ok(())
 }
 
@@ -271,6 +332,10 @@ fn info_text(v: &VmInfo) -> String {
         ("disks", disks.join(", ")),
         ("mac", v.mac.clone()),
         ("address", v.address.clone().unwrap_or_else(|| "-".into())),
+        (
+            "migration",
+            v.migration.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("user_data", v.user_data.to_string()),
         ("created", utc_time(v.created_ms)),
     ];

@@ -294,6 +294,12 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64) {
+        self.start_with(id, &["control"], "");
+    }
+
+    /// Starts node `id` with `roles` (its S3 and NBD listeners, with the
+    /// storage role, on free ports) and `extra` appended to its config.
+    pub fn start_with(&mut self, id: u64, roles: &[&str], extra: &str) {
         let members: Vec<String> = self
             .addresses
             .iter()
@@ -302,18 +308,25 @@ impl Cluster {
             .collect();
         let node_dir = self.dir.join(format!("n{id}"));
         std::fs::create_dir_all(&node_dir).unwrap();
+        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        let storage = if roles.iter().any(|r| r == "\"storage\"") {
+            "[s3]\nlisten = \"127.0.0.1:0\"\nsegment_mib = 16\n[nbd]\nlisten = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
         let config = format!(
-            "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [\"control\"]\n[engine]\ncores = 1\npin = false\n\
+            "[node]\nname = \"n{id}\"\ndata_dir = \"{}\"\nroles = [{}]\n[engine]\ncores = 1\npin = false\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n[control]\nnode_id = {id}\nlisten = \"{}\"\n\
              initial_members = [{}]\nsnapshot_every_entries = 100\nsnapshot_keep_entries = 0\n\
-             [iam]\ncluster_key_file = \"{}\"\n",
+             [iam]\ncluster_key_file = \"{}\"\n{storage}",
             node_dir.display(),
+            roles.join(", "),
             self.addresses[&id],
             if id <= 3 { members.join(", ") } else { String::new() },
             self.key_file.display()
         );
         let file = self.dir.join(format!("n{id}.toml"));
-        std::fs::write(&file, config).unwrap();
+        std::fs::write(&file, format!("{config}{extra}")).unwrap();
         let log = std::fs::File::create(self.dir.join(format!("n{id}.log"))).unwrap();
         let mut child = photon()
             .args(["node", "--config"])

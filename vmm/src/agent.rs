@@ -9,6 +9,15 @@
 //! sockets, pid file, console log, seed image, and `applied.json` (the
 //! start and reboot numbers acted on, so a restarted agent neither starts
 //! a VM twice for one `vm start` nor reboots it again).
+//!
+//! A live migration (`VmRecord::migration`) involves two agents. The
+//! destination's controller starts QEMU with `-incoming defer`, makes it
+//! listen (`migrate-incoming tcp:HOST:0`) and writes the address into the
+//! record; the source's controller then runs `migrate` to it, follows
+//! `query-migrate`, and when QEMU says completed moves the record to the
+//! destination, whose QEMU already runs the guest. A failure on either
+//! side is written as the migration's `failed` reason; the source's QEMU
+//! then goes on running the guest, and the destination's is stopped.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,7 +26,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use photon_records::{Power, RestartPolicy, VmRecord};
+use photon_records::{Migration, Power, RestartPolicy, VmRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -31,6 +40,8 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// Wait after a failed start before the next try.
 const START_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a migration's destination has to start listening.
+const MIGRATION_SETUP_MAX: Duration = Duration::from_secs(60);
 
 /// The agent's settings (`[compute]` of the node's config).
 #[derive(Debug, Clone)]
@@ -48,12 +59,32 @@ pub struct AgentConfig {
     /// Tap NICs on this bridge with addresses from this network
     /// (`compute.bridge`, `compute.network`); `None`: user-mode NICs.
     pub network: Option<(String, String)>,
+    /// This node's id (what the records' `node` names).
+    pub node: u64,
+    /// The address incoming migrations listen on: the host other nodes
+    /// reach this one at.
+    pub migration_host: String,
 }
 
 /// Where the agent gets its VMs' volumes: attach URIs (tokens of the VM's
 /// owner) for volume ids of the VM's project.
 pub trait Volumes {
     fn uri(&self, vm: &VmRecord, volume_id: u64) -> Result<String, String>;
+}
+
+/// A future the agent runs on its own thread.
+pub type LocalFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
+/// How the agent writes to a VM's record (a migration's progress).
+pub trait Reports {
+    /// Applies `change` to `vm`'s record if it is still that VM (by id);
+    /// `change` returns false when there is nothing (left) to do. The
+    /// answer is whether it wrote.
+    fn report(
+        &self,
+        vm: &VmRecord,
+        change: Box<dyn Fn(&mut VmRecord) -> bool>,
+    ) -> LocalFuture<Result<bool, String>>;
 }
 
 /// What the agent tells the API about one VM.
@@ -173,6 +204,7 @@ pub struct Agent {
 struct Inner {
     config: AgentConfig,
     volumes: Box<dyn Volumes>,
+    reports: Box<dyn Reports>,
     board: Board,
     accel: tokio::sync::OnceCell<(Accel, String)>,
     network: Option<crate::network::NodeNetwork>,
@@ -181,7 +213,12 @@ struct Inner {
 impl Agent {
     /// An agent; `unusable` says why VMs cannot run here (QEMU missing),
     /// and the API refuses to create or start VMs while it is set.
-    pub fn new(config: AgentConfig, volumes: Box<dyn Volumes>, board: Board) -> Self {
+    pub fn new(
+        config: AgentConfig,
+        volumes: Box<dyn Volumes>,
+        reports: Box<dyn Reports>,
+        board: Board,
+    ) -> Self {
         if let Err(e) = std::fs::create_dir_all(&config.dir) {
             tracing::warn!(dir = %config.dir.display(), error = %e, "cannot make the VM directory");
         }
@@ -213,6 +250,7 @@ impl Agent {
             inner: Rc::new(Inner {
                 config,
                 volumes,
+                reports,
                 board,
                 accel: tokio::sync::OnceCell::new(),
                 network,
@@ -286,6 +324,12 @@ impl Agent {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn which(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return program.exists().then(|| program.to_path_buf());
@@ -315,6 +359,10 @@ struct Controller {
     relay: Option<tokio::task::JoinHandle<()>>,
     /// The VM's address on the node's bridge, once known.
     address: String,
+    /// The migration whose state this QEMU waits for (destination side).
+    incoming_for: Option<u64>,
+    /// The migration this QEMU sends (source side), once `migrate` ran.
+    outgoing_for: Option<u64>,
 }
 
 async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<VmRecord>>) {
@@ -340,6 +388,8 @@ async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<
         failure: None,
         relay: None,
         address: String::new(),
+        incoming_for: None,
+        outgoing_for: None,
     };
     if c.pid.is_some() {
         c.adopt().await;
@@ -443,6 +493,15 @@ impl Controller {
 
     /// Moves toward `vm`; returns what to say about it.
     async fn act(&mut self, vm: &VmRecord) -> String {
+        let node = self.inner.config.node;
+        if let Some(m) = vm.migrating().cloned() {
+            if vm.node != node && m.to == node {
+                return self.migrate_in(vm, &m).await;
+            }
+            if vm.node == node {
+                return self.migrate_out(vm, &m).await;
+            }
+        }
         match (vm.power, self.pid) {
             (Power::Running, None) => {
                 let asked = self.applied.starts < vm.starts;
@@ -459,7 +518,7 @@ impl Controller {
                 if !asked && !restart {
                     return self.exit_detail();
                 }
-                match self.launch(vm).await {
+                match self.launch(vm, false).await {
                     Ok(pid) => {
                         if !asked {
                             self.restarts += 1;
@@ -522,6 +581,223 @@ impl Controller {
         }
     }
 
+    /// Destination side: QEMU waiting for the state, its address in the
+    /// record; then nothing but waiting until the source moves the record.
+    async fn migrate_in(&mut self, vm: &VmRecord, m: &Migration) -> String {
+        if self.pid.is_some() {
+            return format!("receiving the VM from node {}", m.from);
+        }
+        if self.incoming_for == Some(m.id) {
+            // It listened, and QEMU went: the state did not arrive whole.
+            self.incoming_for = None;
+            let why = format!(
+                "QEMU on node {} exited while receiving the VM",
+                self.inner.config.node
+            );
+            self.fail_migration(vm, m, why.clone()).await;
+            return why;
+        }
+        match self.listen_incoming(vm).await {
+            Ok(at) => {
+                self.incoming_for = Some(m.id);
+                let id = m.id;
+                let wrote = self
+                    .inner
+                    .reports
+                    .report(
+                        vm,
+                        Box::new(move |r| match r.migration.as_mut() {
+                            Some(m) if m.id == id && m.active() && m.incoming.is_none() => {
+                                m.incoming = Some(at.clone());
+                                true
+                            }
+                            _ => false,
+                        }),
+                    )
+                    .await;
+                if let Err(e) = wrote {
+                    // Said again on the next look: QEMU keeps listening.
+                    self.incoming_for = None;
+                    if let Some(pid) = self.pid {
+                        self.pull_plug(pid).await;
+                    }
+                    return format!("cannot tell the source where to send the VM: {e}");
+                }
+                format!("receiving the VM from node {}", m.from)
+            }
+            Err(e) => {
+                if let Some(pid) = self.pid {
+                    self.pull_plug(pid).await;
+                }
+                let why = format!("node {}: {e}", self.inner.config.node);
+                self.fail_migration(vm, m, why.clone()).await;
+                why
+            }
+        }
+    }
+
+    /// Starts QEMU waiting for a migration; returns where it listens.
+    async fn listen_incoming(&mut self, vm: &VmRecord) -> Result<String, String> {
+        let pid = self.launch(vm, true).await?;
+        self.pid = Some(pid);
+        self.exit = Exit::None;
+        // The record moves here with these numbers acted on.
+        self.applied = Applied {
+            starts: vm.starts,
+            reboots: vm.reboots,
+        };
+        self.applied.save(&self.dir);
+        let (qmp, _) = Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT)
+            .await
+            .map_err(|e| format!("QMP: {e}"))?;
+        self.qmp = Some(qmp);
+        self.start_relay();
+        let host = self.inner.config.migration_host.clone();
+        let uri = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("tcp:[{host}]:0"),
+            _ => format!("tcp:{host}:0"),
+        };
+        self.execute("migrate-incoming", serde_json::json!({ "uri": uri }))
+            .await
+            .map_err(|e| format!("migrate-incoming: {e}"))?;
+        let info = self
+            .execute("query-migrate", serde_json::Value::Null)
+            .await
+            .map_err(|e| format!("query-migrate: {e}"))?;
+        let port = info["socket-address"][0]["port"]
+            .as_str()
+            .ok_or_else(|| format!("QEMU did not say where it listens: {info}"))?;
+        Ok(match host.contains(':') {
+            true => format!("[{host}]:{port}"),
+            false => format!("{host}:{port}"),
+        })
+    }
+
+    /// Source side: once the destination listens, `migrate` to it and
+    /// follow it; at the end move the record, or say why it failed.
+    async fn migrate_out(&mut self, vm: &VmRecord, m: &Migration) -> String {
+        if self.pid.is_none() {
+            let why = format!("the VM is not running on node {}", m.from);
+            self.fail_migration(vm, m, why.clone()).await;
+            return why;
+        }
+        let Some(at) = &m.incoming else {
+            let waited = now_ms().saturating_sub(m.started_ms);
+            if waited > MIGRATION_SETUP_MAX.as_millis() as u64 {
+                let why = format!(
+                    "node {} did not get ready to receive the VM within {} s",
+                    m.to,
+                    MIGRATION_SETUP_MAX.as_secs()
+                );
+                self.fail_migration(vm, m, why.clone()).await;
+                return why;
+            }
+            return format!("migrating to node {}: waiting for it to get ready", m.to);
+        };
+        let info = match self.execute("query-migrate", serde_json::Value::Null).await {
+            Ok(info) => info,
+            Err(e) => return format!("migrating to node {}: query-migrate: {e}", m.to),
+        };
+        let status = info["status"].as_str().unwrap_or("none").to_owned();
+        if self.outgoing_for != Some(m.id) {
+            // After a restart of photon QEMU may be sending already.
+            let sending = matches!(
+                status.as_str(),
+                "setup" | "active" | "device" | "pre-switchover" | "completed"
+            );
+            if !sending {
+                let uri = format!("tcp:{at}");
+                if let Err(e) = self
+                    .execute("migrate", serde_json::json!({ "uri": uri }))
+                    .await
+                {
+                    let why = format!("migrate: {e}");
+                    self.fail_migration(vm, m, why.clone()).await;
+                    return why;
+                }
+            }
+            self.outgoing_for = Some(m.id);
+            return format!("migrating to node {}: started", m.to);
+        }
+        match status.as_str() {
+            "completed" => {
+                let (id, to) = (m.id, m.to);
+                let moved = self
+                    .inner
+                    .reports
+                    .report(
+                        vm,
+                        Box::new(move |r| match &r.migration {
+                            Some(m) if m.id == id && m.active() => {
+                                r.node = to;
+                                r.migration = None;
+                                true
+                            }
+                            _ => false,
+                        }),
+                    )
+                    .await;
+                match moved {
+                    Ok(_) => format!("migrated to node {to}"),
+                    Err(e) => format!("migrated to node {to}; the record is not moved yet: {e}"),
+                }
+            }
+            "failed" | "cancelled" => {
+                self.outgoing_for = None;
+                let why = info["error-desc"]
+                    .as_str()
+                    .map_or_else(|| format!("QEMU says {status}"), str::to_owned);
+                self.fail_migration(vm, m, why.clone()).await;
+                why
+            }
+            _ => {
+                let ram = &info["ram"];
+                let mib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) >> 20;
+                format!(
+                    "migrating to node {}: {status}, {} of {} MiB sent",
+                    m.to,
+                    mib(&ram["transferred"]),
+                    mib(&ram["total"])
+                )
+            }
+        }
+    }
+
+    /// Writes why migration `m` failed (once; the VM stays on its node).
+    async fn fail_migration(&self, vm: &VmRecord, m: &Migration, why: String) {
+        tracing::warn!(vm = %vm.name, to = m.to, reason = %why, "live migration failed");
+        let id = m.id;
+        let wrote = self
+            .inner
+            .reports
+            .report(
+                vm,
+                Box::new(move |r| match r.migration.as_mut() {
+                    Some(m) if m.id == id && m.active() => {
+                        m.failed = Some(why.clone());
+                        true
+                    }
+                    _ => false,
+                }),
+            )
+            .await;
+        if let Err(e) = wrote {
+            tracing::warn!(vm = %vm.name, error = %e, "cannot record the failed migration");
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, QmpError> {
+        let arguments = (!arguments.is_null()).then_some(arguments);
+        match self.qmp.as_mut() {
+            Some(qmp) => qmp.execute(command, arguments).await,
+            None => Err(QmpError::Closed),
+        }
+    }
+
     fn exit_detail(&self) -> String {
         match self.exit {
             Exit::None => String::new(),
@@ -532,10 +808,9 @@ impl Controller {
     }
 
     async fn command(&mut self, command: &str) -> Result<(), QmpError> {
-        match self.qmp.as_mut() {
-            Some(qmp) => qmp.execute(command, None).await.map(drop),
-            None => Err(QmpError::Closed),
-        }
+        self.execute(command, serde_json::Value::Null)
+            .await
+            .map(drop)
     }
 
     /// Ends QEMU now: `quit` over QMP, SIGKILL if that fails.
@@ -619,7 +894,7 @@ impl Controller {
         }
     }
 
-    async fn launch(&mut self, vm: &VmRecord) -> Result<u32, String> {
+    async fn launch(&mut self, vm: &VmRecord, incoming: bool) -> Result<u32, String> {
         let inner = self.inner.clone();
         let config = &inner.config;
         let accel = match config.accel {
@@ -691,6 +966,7 @@ impl Controller {
             seed,
             mac: vm.mac.clone(),
             tap: nic.map(|(tap, _)| tap),
+            incoming,
         };
         let pid = qemu::start(&config.qemu, &launch).await?;
         self.accel = accel.as_str().into();

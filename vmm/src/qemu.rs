@@ -58,6 +58,9 @@ pub struct Launch {
     pub mac: String,
     /// The tap device of the NIC; `None`: QEMU's user-mode network.
     pub tap: Option<String>,
+    /// Start waiting for a live migration's state (`-incoming defer`,
+    /// then QMP `migrate-incoming`) instead of booting.
+    pub incoming: bool,
 }
 
 impl Launch {
@@ -121,6 +124,10 @@ impl Launch {
                 "file={},format=raw,if=virtio,read-only=on,id=seed",
                 seed.display().to_string().replace(',', ",,")
             ));
+        }
+        if self.incoming {
+            a.push("-incoming".into());
+            a.push("defer".into());
         }
         if let Some(k) = &self.kernel {
             a.push("-kernel".into());
@@ -291,6 +298,7 @@ mod tests {
             seed: Some("/data/vms/7/seed.img".into()),
             mac: "52:54:00:01:02:03".into(),
             tap: Some("pvm0".into()),
+            incoming: false,
         };
         let a = launch.args().join(" ");
         assert!(a.contains("-accel tcg -cpu max -smp 2 -m 512M"));
@@ -301,5 +309,11 @@ mod tests {
         assert!(a.contains("-kernel /c/k -append console=ttyS0"));
         assert!(a.contains("read-only=on,id=seed"));
         assert!(a.contains("tap,id=net0,ifname=pvm0,script=no,downscript=no"));
+        assert!(!a.contains("-incoming"));
+        let incoming = Launch {
+            incoming: true,
+            ..launch
+        };
+        assert!(incoming.args().join(" ").contains("-incoming defer"));
     }
 }

@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod node;
 pub mod vm;
+pub use node::*;
 pub use vm::*;
 
 /// Prefix of every bucket record in the KV.

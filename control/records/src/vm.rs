@@ -105,6 +105,34 @@ pub struct DirectBoot {
     pub cmdline: String,
 }
 
+/// A live migration of a running VM from its node to another (`vm
+/// migrate`). The destination's agent starts QEMU waiting for the state
+/// and writes where it listens (`incoming`); the source's agent sends the
+/// state there and, once QEMU says it completed, moves the record (`node`
+/// becomes `to`, the migration goes). A failure leaves the VM running on
+/// `from` and says why in `failed`, until the next migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    /// A new id per `vm migrate`: reports of an older one are ignored.
+    pub id: u64,
+    pub from: u64,
+    pub to: u64,
+    /// `host:port` the destination's QEMU listens at, once it does.
+    #[serde(default)]
+    pub incoming: Option<String>,
+    /// Why it failed (the VM stayed on `from`); `None` while it runs.
+    #[serde(default)]
+    pub failed: Option<String>,
+    pub started_ms: u64,
+}
+
+impl Migration {
+    /// Whether it is still under way.
+    pub fn active(&self) -> bool {
+        self.failed.is_none()
+    }
+}
+
 /// One virtual machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmRecord {
@@ -149,6 +177,9 @@ pub struct VmRecord {
     #[serde(default)]
     pub starts: u64,
     pub created_ms: u64,
+    /// The live migration under way, or the last one if it failed.
+    #[serde(default)]
+    pub migration: Option<Migration>,
 }
 
 impl VmRecord {
@@ -167,6 +198,17 @@ impl VmRecord {
     /// The resource name IAM checks (`vm/<name>`).
     pub fn resource(&self) -> String {
         format!("vm/{}", self.name)
+    }
+
+    /// The migration under way, if one is.
+    pub fn migrating(&self) -> Option<&Migration> {
+        self.migration.as_ref().filter(|m| m.active())
+    }
+
+    /// Whether the agent of `node` has work for this VM: it runs there, or
+    /// is being migrated there.
+    pub fn concerns(&self, node: u64) -> bool {
+        self.node == node || self.migrating().is_some_and(|m| m.to == node)
     }
 
     /// Whether the agent must attach a cloud-init NoCloud seed.
@@ -355,6 +397,7 @@ mod tests {
             reboots: 0,
             starts: 1,
             created_ms: 1,
+            migration: None,
         };
         let (key, value) = vm.to_kv();
         assert_eq!(key, "vm/acme/p/web");

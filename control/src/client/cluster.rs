@@ -27,6 +27,26 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// One node of the registry and its state (see `photon_records::node`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub failure_domain: String,
+    pub endpoints: std::collections::BTreeMap<String, String>,
+    pub host: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_free: u64,
+    pub disk_total: u64,
+    pub version: String,
+    pub started_ms: u64,
+    pub heartbeat_ms: u64,
+    /// up, suspect or down, from the age of its last heartbeat.
+    pub state: String,
+}
+
 /// The cluster API of this connection's session (pipelined: no round trip).
 fn api(caps: &Caps) -> cluster::Client {
     caps.session()
@@ -65,6 +85,45 @@ impl Client {
                 applied_index: s.get_applied_index(),
                 members,
             })
+        })
+        .await
+    }
+
+    /// The node registry: every node that registered, by id, as the node
+    /// this client reaches sees it.
+    pub async fn nodes(&mut self) -> Result<Vec<NodeInfo>, ClientError> {
+        self.with_session(|caps| async move {
+            let reply = api(&caps).nodes_request().send().promise.await?;
+            reply!(reply.get()?)
+                .get_nodes()?
+                .iter()
+                .map(|n| {
+                    Ok(NodeInfo {
+                        id: n.get_id(),
+                        name: text(n.get_name())?,
+                        roles: n
+                            .get_roles()?
+                            .iter()
+                            .map(text)
+                            .collect::<Attempt<Vec<_>>>()?,
+                        failure_domain: text(n.get_failure_domain())?,
+                        endpoints: n
+                            .get_endpoints()?
+                            .iter()
+                            .map(|e| Ok((text(e.get_name())?, text(e.get_address())?)))
+                            .collect::<Attempt<_>>()?,
+                        host: text(n.get_host())?,
+                        cpus: n.get_cpus(),
+                        memory_mib: n.get_memory_mib(),
+                        disk_free: n.get_disk_free(),
+                        disk_total: n.get_disk_total(),
+                        version: text(n.get_version())?,
+                        started_ms: n.get_started_ms(),
+                        heartbeat_ms: n.get_heartbeat_ms(),
+                        state: text(n.get_state())?,
+                    })
+                })
+                .collect::<Attempt<Vec<_>>>()
         })
         .await
     }

@@ -21,7 +21,7 @@ mod vms;
 mod volumes;
 
 pub use buckets::BucketInfo;
-pub use cluster::{ClusterStatus, Member};
+pub use cluster::{ClusterStatus, Member, NodeInfo};
 pub use iam::{
     AccessKeyInfo, BindingInfo, IdentityInfo, NewAccessKey, PrincipalInfo, RefreshedToken,
     RoleInfo, SigningKeyInfo,

@@ -39,6 +39,8 @@ pub struct VmInfo {
     pub user_data: bool,
     /// Its static address on the node's VM bridge (with `compute.bridge`).
     pub address: Option<String>,
+    /// The live migration under way, or why the last one failed.
+    pub migration: Option<String>,
 }
 
 /// What a new VM is made of.
@@ -195,6 +197,7 @@ fn read_vm(v: vm::Reader<'_>) -> Attempt<VmInfo> {
         restarts: v.get_restarts(),
         user_data: v.get_user_data(),
         address: Some(text(v.get_address())?).filter(|a| !a.is_empty()),
+        migration: Some(text(v.get_migration())?).filter(|m| !m.is_empty()),
     })
 }
 
@@ -304,6 +307,12 @@ impl Client {
 
     pub async fn reboot_vm(&mut self, name: &str) -> Result<VmInfo, ClientError> {
         vm_call!(self, reboot_request, name)
+    }
+
+    /// Starts a live migration of VM `name` to node `to`; answers at once
+    /// (`vm_info` shows the progress, and `node` once it completed).
+    pub async fn migrate_vm(&mut self, name: &str, to: u64) -> Result<VmInfo, ClientError> {
+        vm_call!(self, migrate_request, name, set_to_node = to)
     }
 
     pub async fn attach_vm_volume(

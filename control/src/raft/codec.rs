@@ -147,6 +147,15 @@ pub fn membership_from_stored(
     Membership::new(configs, nodes)
 }
 
+/// A KV txn a follower forwards to the leader (`Raft.propose`).
+pub fn encode_txn(txn: &crate::kv::TxnRequest) -> Result<Vec<u8>, CodecError> {
+    encode("forwarded txn", txn)
+}
+
+pub fn decode_txn(bytes: &[u8]) -> Result<crate::kv::TxnRequest, CodecError> {
+    decode("forwarded txn", bytes)
+}
+
 pub fn encode_entry(entry: &openraft::Entry<TypeConfig>) -> Result<Vec<u8>, CodecError> {
     let payload = match &entry.payload {
         EntryPayload::Blank => StoredPayload::Blank,

@@ -31,6 +31,7 @@ macro_rules! refusal {
 pub mod bucket;
 pub mod iam;
 pub mod lb;
+pub mod node;
 pub mod txn;
 pub mod vm;
 pub mod volume;

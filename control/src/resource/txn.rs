@@ -220,6 +220,54 @@ where
     .into())
 }
 
+/// [`update`] for a node's own writes (agents, the node registry) on any
+/// node: the txn goes through the leader when this node follows
+/// ([`Proposer::propose_txn_anywhere`]), and after a lost race the next
+/// plan waits (up to [`CATCH_UP_MAX`]) until this node applied what beat it.
+pub async fn update_anywhere<T, E, F>(proposer: &Proposer, what: &str, mut plan: F) -> Result<T, E>
+where
+    E: From<CommitError>,
+    F: FnMut(&KvStateMachine) -> Result<Plan<T>, E>,
+{
+    for _ in 0..ATTEMPTS_MAX {
+        match plan(&proposer.state_machine)? {
+            Plan::Done(value) => return Ok(value),
+            Plan::Write {
+                compares,
+                ops,
+                value,
+            } => {
+                let txn = TxnRequest {
+                    compare: compares,
+                    success: ops,
+                    failure: Vec::new(),
+                };
+                let outcome = proposer
+                    .propose_txn_anywhere(txn)
+                    .await
+                    .map_err(CommitError::from)?;
+                if outcome.succeeded {
+                    return Ok(value);
+                }
+                let deadline = tokio::time::Instant::now() + CATCH_UP_MAX;
+                while proposer.state_machine.state().kv.revision() < outcome.revision
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    Err(CommitError::Contended {
+        what: what.to_owned(),
+    }
+    .into())
+}
+
+/// How long [`update_anywhere`] waits for this node to apply a write that
+/// beat one of its own.
+pub const CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs every op of `ops` if every compare of `compares` holds, all in one
 /// txn: `Ok(false)` when one did not hold (nothing was written).
 pub async fn commit(

@@ -73,6 +73,8 @@ pub struct VmSettings {
     pub node: u64,
     /// The node's agent; `None` when it has no compute role.
     pub host: Option<Arc<dyn VmHost>>,
+    /// When a migration's destination counts as up.
+    pub liveness: photon_records::Liveness,
 }
 
 impl std::fmt::Debug for VmSettings {
@@ -254,6 +256,33 @@ pub async fn modify(
             vec![txn::put(kv.key.clone(), value)],
             record,
         ))
+    })
+    .await
+}
+
+/// Applies `change` to VM `id`'s record at `key` on behalf of an agent
+/// (a migration's progress), from any node: through the leader when this
+/// node follows. `change` returns false when there is nothing (left) to
+/// do, and the answer is whether it wrote; a record that is gone or is
+/// another VM now is left alone.
+pub async fn report(
+    proposer: &Proposer,
+    key: &str,
+    id: u64,
+    change: impl Fn(&mut VmRecord) -> bool,
+) -> Result<bool, CommitError> {
+    txn::update_anywhere(proposer, &format!("vm {id}"), |state| {
+        let Some(kv) = state.get_local(key.as_bytes()) else {
+            return Ok::<_, CommitError>(Plan::Done(false));
+        };
+        let Some(mut record) = VmRecord::from_json(&kv.value).filter(|r| r.id == id) else {
+            return Ok(Plan::Done(false));
+        };
+        if !change(&mut record) {
+            return Ok(Plan::Done(false));
+        }
+        let (_, value) = record.to_kv();
+        Ok(Plan::replace(&kv, value, true))
     })
     .await
 }

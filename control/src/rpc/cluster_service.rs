@@ -14,15 +14,24 @@ use crate::raft::Raft;
 pub struct ClusterService {
     node_id: u64,
     raft: Raft,
+    state_machine: crate::raft::KvStateMachine,
+    liveness: photon_records::Liveness,
     /// Checked on every call: a revoked or expired token loses the capability.
     session: std::rc::Rc<super::Session>,
 }
 
 impl ClusterService {
-    pub fn new(node_id: u64, raft: Raft, session: std::rc::Rc<super::Session>) -> Self {
+    pub fn new(
+        node_id: u64,
+        proposer: crate::proposer::Proposer,
+        liveness: photon_records::Liveness,
+        session: std::rc::Rc<super::Session>,
+    ) -> Self {
         Self {
             node_id,
-            raft,
+            raft: proposer.raft.clone(),
+            state_machine: proposer.state_machine.clone(),
+            liveness,
             session,
         }
     }
@@ -56,6 +65,45 @@ fn membership_error(
 }
 
 impl cluster::Server for ClusterService {
+    async fn nodes(
+        self: Rc<Self>,
+        _params: cluster::NodesParams,
+        mut results: cluster::NodesResults,
+    ) -> Result<(), capnp::Error> {
+        answer!(results, {
+            self.check()?;
+            let nodes = crate::resource::node::list(&self.state_machine);
+            let now = crate::now_ms();
+            let mut list = results.get().init_nodes(nodes.len() as u32);
+            for (i, n) in nodes.iter().enumerate() {
+                let mut b = list.reborrow().get(i as u32);
+                b.set_id(n.id);
+                b.set_name(n.name.as_str());
+                let mut roles = b.reborrow().init_roles(n.roles.len() as u32);
+                for (j, r) in n.roles.iter().enumerate() {
+                    roles.set(j as u32, r.as_str());
+                }
+                b.set_failure_domain(n.failure_domain.as_str());
+                let mut endpoints = b.reborrow().init_endpoints(n.endpoints.len() as u32);
+                for (j, (name, address)) in n.endpoints.iter().enumerate() {
+                    let mut e = endpoints.reborrow().get(j as u32);
+                    e.set_name(name.as_str());
+                    e.set_address(address.as_str());
+                }
+                b.set_host(n.host.as_str());
+                b.set_cpus(n.cpus);
+                b.set_memory_mib(n.memory_mib);
+                b.set_disk_free(n.disk_free);
+                b.set_disk_total(n.disk_total);
+                b.set_version(n.version.as_str());
+                b.set_started_ms(n.started_ms);
+                b.set_heartbeat_ms(n.heartbeat_ms);
+                b.set_state(n.state(now, self.liveness).as_str());
+            }
+            Ok(())
+        })
+    }
+
     async fn status(
         self: Rc<Self>,
         _params: cluster::StatusParams,

@@ -49,7 +49,7 @@ pub use crate::proposer::{Proposer, ServiceLimits};
 pub use cluster_service::ClusterService;
 pub use kv_service::KvService;
 pub(crate) use raft_transport::read_log_id as read_optional_log_id;
-pub use raft_transport::{RaftNetworkFactoryImpl, RaftService};
+pub use raft_transport::{PeerLink, RaftNetworkFactoryImpl, RaftService};
 pub use session::{Auth, AuthSettings, Session};
 
 /// Largest message a connection accepts, in 8-byte words (64 MiB): bounds
@@ -102,9 +102,11 @@ pub struct NodeService {
     volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
     lb: std::rc::Rc<crate::resource::lb::LbSettings>,
     vms: std::rc::Rc<crate::resource::vm::VmSettings>,
+    liveness: photon_records::Liveness,
 }
 
 impl NodeService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node_id: u64,
         proposer: Proposer,
@@ -113,6 +115,7 @@ impl NodeService {
         volumes: crate::resource::volume::VolumeSettings,
         lb: crate::resource::lb::LbSettings,
         vms: crate::resource::vm::VmSettings,
+        liveness: photon_records::Liveness,
     ) -> Self {
         Self {
             node_id,
@@ -125,6 +128,7 @@ impl NodeService {
             volumes: std::rc::Rc::new(volumes),
             lb: std::rc::Rc::new(lb),
             vms: std::rc::Rc::new(vms),
+            liveness,
         }
     }
 }
@@ -271,6 +275,7 @@ impl node::Server for NodeService {
                 volumes: self.volumes.clone(),
                 lb: self.lb.clone(),
                 vms: self.vms.clone(),
+                liveness: self.liveness,
             };
             results.get().set_session(capnp_rpc::new_client(session));
             verified?;
@@ -297,7 +302,7 @@ impl node::Server for NodeService {
         results
             .get()
             .set_raft(capnp_rpc::new_client(RaftService::new(
-                self.proposer.raft.clone(),
+                self.proposer.clone(),
             )));
         Ok(())
     }
@@ -313,6 +318,7 @@ pub struct SessionService {
     volumes: std::rc::Rc<crate::resource::volume::VolumeSettings>,
     lb: std::rc::Rc<crate::resource::lb::LbSettings>,
     vms: std::rc::Rc<crate::resource::vm::VmSettings>,
+    liveness: photon_records::Liveness,
 }
 
 impl SessionService {
@@ -439,7 +445,8 @@ impl photon_schema::raft_capnp::session::Server for SessionService {
     ) -> Result<(), capnp::Error> {
         let cluster = ClusterService::new(
             self.node_id,
-            self.proposer.raft.clone(),
+            self.proposer.clone(),
+            self.liveness,
             self.session.clone(),
         );
         results.get().set_cluster(capnp_rpc::new_client(cluster));

@@ -15,6 +15,8 @@ use openraft::{BasicNode, CommittedLeaderId, LeaderId, LogId, Vote};
 use photon_schema::raft_capnp::{optional_log_id, raft, vote};
 
 use super::connect;
+use crate::kv::{Command, CommandResponse, TxnRequest};
+use crate::proposer::{LeaderHint, LeaderLink, ProposeError, TxnOutcome};
 use crate::raft::{codec, Raft, TypeConfig};
 
 pub(crate) fn write_vote(mut b: vote::Builder<'_>, v: &Vote<u64>) {
@@ -62,11 +64,16 @@ fn failed(e: impl std::fmt::Display) -> capnp::Error {
 /// Serves Raft calls from peers into the local node.
 pub struct RaftService {
     raft: Raft,
+    /// Proposes the txns followers forward (`propose`).
+    proposer: crate::proposer::Proposer,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub fn new(proposer: crate::proposer::Proposer) -> Self {
+        Self {
+            raft: proposer.raft.clone(),
+            proposer,
+        }
     }
 }
 
@@ -134,6 +141,128 @@ impl raft::Server for RaftService {
         let response = self.raft.install_snapshot(request).await.map_err(failed)?;
         write_vote(results.get().init_vote(), &response.vote);
         Ok(())
+    }
+
+    async fn propose(
+        self: Rc<Self>,
+        params: raft::ProposeParams,
+        mut results: raft::ProposeResults,
+    ) -> Result<(), capnp::Error> {
+        let txn = codec::decode_txn(params.get()?.get_txn()?).map_err(failed)?;
+        // Proposed here only: a node that does not lead says so and the
+        // follower asks again, so a txn never travels a chain of nodes.
+        let outcome = self.proposer.propose(Command::Txn(txn)).await;
+        let mut r = results.get();
+        match outcome {
+            Ok(CommandResponse::Txn(t)) => {
+                r.set_succeeded(t.succeeded);
+                r.set_revision(t.revision);
+            }
+            Ok(_) => r.set_error("internal: the state machine answered another command"),
+            Err(e) => {
+                r.set_retry(e.retryable());
+                r.set_error(e.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`LeaderLink`] over the peer connection: one cached connection to the
+/// leader this node last forwarded to. Clones share the cache.
+#[derive(Clone)]
+pub struct PeerLink {
+    peer_proof: [u8; 32],
+    leader: std::rc::Rc<std::cell::RefCell<Option<(String, raft::Client)>>>,
+}
+
+impl PeerLink {
+    pub fn new(peer_proof: [u8; 32]) -> Self {
+        Self {
+            peer_proof,
+            leader: std::rc::Rc::default(),
+        }
+    }
+
+    async fn client(&self, address: &str) -> Result<raft::Client, String> {
+        if let Some((cached, client)) = &*self.leader.borrow() {
+            if cached == address {
+                return Ok(client.clone());
+            }
+        }
+        let parsed: SocketAddr = address
+            .parse()
+            .map_err(|e| format!("bad address {address}: {e}"))?;
+        let node = connect(parsed).await.map_err(|e| e.to_string())?;
+        let mut request = node.peer_request();
+        request.get().set_proof(&self.peer_proof);
+        let client = request
+            .send()
+            .promise
+            .await
+            .and_then(|r| r.get()?.get_raft())
+            .map_err(|e| e.to_string())?;
+        *self.leader.borrow_mut() = Some((address.to_owned(), client.clone()));
+        Ok(client)
+    }
+
+    async fn forward(
+        &self,
+        leader: LeaderHint,
+        txn: TxnRequest,
+    ) -> Result<TxnOutcome, ProposeError> {
+        let bytes = codec::encode_txn(&txn).map_err(|e| ProposeError::Raft(e.to_string()))?;
+        let unreachable = |e: String| {
+            ProposeError::Busy(format!(
+                "the leader (node {} at {}) did not take this node's write: {e}",
+                leader.id, leader.address
+            ))
+        };
+        let client = self.client(&leader.address).await.map_err(unreachable)?;
+        let mut request = client.propose_request();
+        request.get().set_txn(&bytes);
+        let reply = match request.send().promise.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                *self.leader.borrow_mut() = None;
+                return Err(unreachable(e.to_string()));
+            }
+        };
+        let r = reply.get().map_err(|e| unreachable(e.to_string()))?;
+        let error = r
+            .get_error()
+            .ok()
+            .and_then(|t| t.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if error.is_empty() {
+            Ok(TxnOutcome {
+                succeeded: r.get_succeeded(),
+                revision: r.get_revision(),
+            })
+        } else if r.get_retry() {
+            Err(ProposeError::Busy(format!(
+                "node {} did not take this node's write: {error}",
+                leader.id
+            )))
+        } else {
+            Err(ProposeError::Raft(format!(
+                "node {} refused this node's write: {error}",
+                leader.id
+            )))
+        }
+    }
+}
+
+impl LeaderLink for PeerLink {
+    fn propose_txn(
+        &self,
+        leader: LeaderHint,
+        txn: TxnRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<TxnOutcome, ProposeError>>>>
+    {
+        let link = self.clone();
+        Box::pin(async move { link.forward(leader, txn).await })
     }
 }
 

@@ -64,6 +64,33 @@ impl VmService {
         Ok(host)
     }
 
+    /// [`Self::existing`] for what the node that runs a VM answers (its
+    /// info, log and console): when this node's applied state says the VM
+    /// runs here, that is the record the agent acts on, and it is used
+    /// without a round to the leader (a follower that runs a VM answers
+    /// for it); otherwise a linearizable read as usual.
+    async fn existing_here(
+        &self,
+        action: &str,
+        name: &str,
+    ) -> Reply<(Arc<Identity>, crate::kv::KeyValue, VmRecord)> {
+        check_vm_name(name).map_err(invalid)?;
+        let identity = self
+            .session
+            .check(Scope::Project, action, &format!("vm/{name}"))?;
+        let here = vm::get(
+            &self.proposer.state_machine,
+            identity.tenant(),
+            identity.project(),
+            name,
+        )
+        .filter(|(_, r)| r.node == self.settings.node);
+        match here {
+            Some((kv, record)) => Ok((identity, kv, record)),
+            None => self.existing(action, name).await,
+        }
+    }
+
     /// The caller (allowed `action` on `vm/<name>`) and its VM `name`.
     async fn existing(
         &self,
@@ -95,7 +122,11 @@ impl VmService {
             }),
             None => VmStatus {
                 state: "unknown".into(),
-                detail: format!("runs on node {}; ask that node", record.node),
+                detail: format!(
+                    "runs on node {}{}; ask that node",
+                    record.node,
+                    self.node_address(record.node)
+                ),
                 ..VmStatus::default()
             },
         }
@@ -114,7 +145,16 @@ impl VmService {
             identity.tenant(),
             identity.project(),
             name,
-            change,
+            |vm| {
+                // Nothing else changes under a migration but its end.
+                if let Some(m) = vm.migrating() {
+                    return Err(VmWriteError::Precondition(format!(
+                        "vm {} is migrating from node {} to node {}; wait until it is done",
+                        vm.name, m.from, m.to
+                    )));
+                }
+                change(vm)
+            },
         )
         .await
         .map_err(refusal)
@@ -294,6 +334,7 @@ impl VmService {
             reboots: 0,
             starts: u64::from(p.get_start()),
             created_ms: now_ms(),
+            migration: None,
         };
         if let Err(e) = vm::insert(&self.proposer, &record).await {
             // No half-made VM: the clone made for it goes again.
@@ -334,6 +375,14 @@ fn write_vm(mut out: vm_reply::Builder<'_>, r: &VmRecord, status: &VmStatus) {
     out.set_restarts(status.restarts);
     out.set_user_data(r.needs_seed());
     out.set_address(&status.address);
+    out.set_migration(match &r.migration {
+        None => String::new(),
+        Some(m) => match (&m.failed, &m.incoming) {
+            (Some(why), _) => format!("failed (node {} to node {}): {why}", m.from, m.to),
+            (None, None) => format!("to node {}: waiting for node {} to get ready", m.to, m.to),
+            (None, Some(at)) => format!("to node {}: sending its state to {at}", m.to),
+        },
+    });
 }
 
 impl api::Server for VmService {
@@ -378,7 +427,7 @@ impl api::Server for VmService {
     ) -> Result<(), capnp::Error> {
         answer!(results, {
             let name = text(params.get()?.get_name()?)?;
-            let (_, _, record) = self.existing("vm:Get", &name).await?;
+            let (_, _, record) = self.existing_here("vm:Get", &name).await?;
             write_vm(results.get().init_vm(), &record, &self.status(&record));
             Ok(())
         })
@@ -496,7 +545,7 @@ impl api::Server for VmService {
                 0 => LOGS_TAIL_DEFAULT,
                 t => t.min(LOGS_TAIL_MAX),
             };
-            let (_, _, record) = self.existing("vm:GetLogs", &name).await?;
+            let (_, _, record) = self.existing_here("vm:GetLogs", &name).await?;
             let host = self.local_host(&record)?;
             let data = host
                 .logs(record.id, tail as usize)
@@ -515,7 +564,7 @@ impl api::Server for VmService {
             let p = params.get()?;
             let name = text(p.get_name()?)?;
             let output = p.get_output()?;
-            let (_, _, record) = self.existing("vm:Console", &name).await?;
+            let (_, _, record) = self.existing_here("vm:Console", &name).await?;
             let host = self.local_host(&record)?;
             let stream = host
                 .console(record.id)
@@ -599,6 +648,70 @@ impl api::Server for VmService {
             Ok(())
         })
     }
+
+    async fn migrate(
+        self: capnp::capability::Rc<Self>,
+        params: api::MigrateParams,
+        mut results: api::MigrateResults,
+    ) -> Result<(), capnp::Error> {
+        answer!(results, {
+            let p = params.get()?;
+            let (name, to) = (text(p.get_name()?)?, p.get_to_node());
+            let (_, _, current) = self.existing("vm:Migrate", &name).await?;
+            let target =
+                crate::resource::node::get(&self.proposer.state_machine, to).ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "node {to} is not in the node registry (photon ctl node ls)"
+                    ))
+                })?;
+            let precondition = |why: String| ApiError::with_words(Code::FailedPrecondition, why);
+            if !target.has_role("compute") {
+                return Err(precondition(format!(
+                    "node {to} does not run VMs (no compute role)"
+                )));
+            }
+            let state = target.state(now_ms(), self.settings.liveness);
+            if state != photon_records::NodeState::Up {
+                return Err(precondition(format!("node {to} is {}", state.as_str())));
+            }
+            if target.memory_mib > 0 && u64::from(current.memory_mib) > target.memory_mib {
+                return Err(ApiError::with_words(
+                    Code::ResourceExhausted,
+                    format!(
+                        "vm {name} has {} MiB of memory, more than node {to} has ({} MiB)",
+                        current.memory_mib, target.memory_mib
+                    ),
+                ));
+            }
+            let record = self
+                .change("vm:Migrate", &name, |vm| {
+                    if vm.node == to {
+                        return Err(VmWriteError::Precondition(format!(
+                            "vm {} runs on node {to} already",
+                            vm.name
+                        )));
+                    }
+                    if vm.power != Power::Running {
+                        return Err(VmWriteError::Precondition(format!(
+                            "vm {} is stopped: live migration moves a running VM",
+                            vm.name
+                        )));
+                    }
+                    vm.migration = Some(photon_records::Migration {
+                        id: new_bucket_id(),
+                        from: vm.node,
+                        to,
+                        incoming: None,
+                        failed: None,
+                        started_ms: now_ms(),
+                    });
+                    Ok(())
+                })
+                .await?;
+            write_vm(results.get().init_vm(), &record, &self.status(&record));
+            Ok(())
+        })
+    }
 }
 
 impl VmService {
@@ -608,12 +721,22 @@ impl VmService {
             return Err(ApiError::with_words(
                 Code::FailedPrecondition,
                 format!(
-                    "vm {} runs on node {}; ask that node",
-                    record.name, record.node
+                    "vm {} runs on node {}{}; ask that node",
+                    record.name,
+                    record.node,
+                    self.node_address(record.node)
                 ),
             ));
         }
         self.host()
+    }
+
+    /// " (at HOST:PORT)", the control endpoint of `node` in the registry,
+    /// or "" when it is not registered.
+    fn node_address(&self, node: u64) -> String {
+        crate::resource::node::get(&self.proposer.state_machine, node)
+            .and_then(|n| n.endpoint("control").map(|a| format!(" (at {a})")))
+            .unwrap_or_default()
     }
 }
 
