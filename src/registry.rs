@@ -97,6 +97,7 @@ fn disk_space(dir: &std::path::Path) -> (u64, u64) {
     let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return (0, 0);
     };
+    // SAFETY: statvfs is plain data, for which all zero bytes are valid.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is a valid C string and `stat` a writable statvfs.
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
@@ -124,7 +125,7 @@ pub async fn run(registration: Registration, id: u64, proposer: Proposer) {
                 Err(e) => {
                     failures += 1;
                     // Expected while no leader is known; say so once in a while.
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!(node = id, failures, error = %e, "the node registry heartbeat failed");
                     }
                 }

@@ -71,7 +71,7 @@ const PAGES: &[(&str, &[&str])] = &[
     ("docs/loadbalancer.md", &[]),
     (
         "docs/vms.md",
-        &["qemu-system-x86_64", "qemu-img", "jq", "timeout"],
+        &["qemu-system-x86_64", "qemu-img", "jq", "timeout", "aws"],
     ),
 ];
 

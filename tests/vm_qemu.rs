@@ -378,6 +378,39 @@ fn vm_life_cycle() {
         console.expect("echo con$((40+2))sole", "con42sole");
     }
 
+    // Hot-plug: a volume attached to the running VM appears in the guest
+    // (vda is the boot disk, vdb the cloud-init seed); detached, it goes
+    // (once the guest released it) and is free again.
+    node.ok(&["volume", "create", "hp1", "--size", "8M"]);
+    let attached = node.json(&["vm", "attach-volume", "a", "hp1"]);
+    assert_eq!(attached["disks"][1]["volume"], "hp1", "{attached}");
+    {
+        let mut console = Console::attach(&node, "a");
+        console.expect(
+            "while [ ! -e /sys/block/vdc ]; do sleep 0.2; done; echo vdc-sectors-$(cat /sys/block/vdc/size)",
+            "vdc-sectors-16384",
+        );
+        node.ok(&["vm", "detach-volume", "a", "hp1"]);
+        console.expect(
+            "while [ -e /sys/block/vdc ]; do sleep 0.2; done; echo vdc-gone",
+            "vdc-gone",
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node.json(&["vm", "info", "a"])["state_detail"]
+        .as_str()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            node.ok(&["vm", "info", "a"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    node.ok(&["volume", "rm", "hp1"]);
+
     // Bad input: a clear error, exit code, nothing left behind.
     node.refused(
         &["vm", "create", "c", "--image", "tiny", "--cpus", "0"],
@@ -613,8 +646,9 @@ fn counts(log: &str) -> Vec<u64> {
 /// control, storage and compute): a guest counting on its console moves
 /// from the node it was created on to another while it runs; the count
 /// goes on there from where it was (no reboot), the source's QEMU goes,
-/// and the VM is stopped through its new node. The node registry lists
-/// every node, and a node killed with SIGKILL turns suspect.
+/// and the VM is stopped through its new node. A migration to a node
+/// whose QEMU cannot start fails and leaves the VM running. The node
+/// registry lists every node, and a node killed with SIGKILL turns suspect.
 #[test]
 fn vm_live_migration() {
     let guest = guest();
@@ -737,7 +771,12 @@ fn vm_live_migration() {
         "already",
     );
 
+    let started = Instant::now();
     let moved = node(to).json(&["vm", "migrate", "mover", "--to", &to.to_string(), "--wait"]);
+    eprintln!(
+        "vm migrate --wait from node {from} to node {to}: {:?}",
+        started.elapsed()
+    );
     assert_eq!(moved["node"], to, "{moved}");
     let target = node(to);
     let info = target.wait_state("mover", "running");
@@ -762,6 +801,40 @@ fn vm_live_migration() {
     assert_eq!(qemu_pids(&target.dir).len(), 1);
     source.refused(&["vm", "logs", "mover"], 6, &format!("runs on node {to}"));
 
+    // A migration that fails leaves the VM running where it was: the third
+    // node, restarted with a QEMU that cannot start, is the destination.
+    let third = (1..=3u64).find(|id| *id != from && *id != to).unwrap();
+    cluster.kill9(third);
+    cluster.start_with(
+        third,
+        &["control", "storage", "compute"],
+        "[compute]\nqemu = \"/bin/false\"\n",
+    );
+    let out = target.ctl(&[
+        "vm",
+        "migrate",
+        "mover",
+        "--to",
+        &third.to_string(),
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrated to a node without QEMU");
+    assert!(
+        stderr.contains("did not migrate") && stderr.contains("QEMU did not start"),
+        "{stderr}"
+    );
+    let info = target.json(&["vm", "info", "mover"]);
+    assert_eq!(info["node"], to, "{info}");
+    assert_eq!(info["state"], "running", "{info}");
+    assert!(
+        info["migration"].as_str().unwrap().starts_with("failed"),
+        "{info}"
+    );
+    let last = *counts(&target.logs("mover")).last().unwrap();
+    target.wait_log("mover", &format!("PHOTON-COUNT {}", last + 3), 1);
+    assert!(qemu_pids(&node(third).dir).is_empty());
+
     // A stopped VM does not migrate; the moved one stops through its node.
     target.ok(&["vm", "stop", "mover"]);
     target.wait_state("mover", "stopped");
@@ -773,7 +846,7 @@ fn vm_live_migration() {
     target.ok(&["vm", "rm", "mover"]);
 
     // A node killed with SIGKILL turns suspect in the registry.
-    let victim = (1..=3u64).find(|id| *id != from && *id != to).unwrap();
+    let victim = third;
     cluster.kill9(victim);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -84,7 +84,8 @@ interface Vms {
   # Attaches the caller to the serial console: output goes to `output`
   # (first the last few KiB of the log), keystrokes go through `input`.
   console @8 (name :Text, output :ConsoleOutput) -> (input :ConsoleInput, error :E.Error);
-  # Adds or removes a disk of a stopped VM.
+  # Adds or removes a disk; the agent of a running VM hot-plugs it (a
+  # detach waits for the guest to release the device).
   attachVolume @9 (name :Text, volume :Text, readOnly :Bool) -> (vm :Vm, error :E.Error);
   detachVolume @10 (name :Text, volume :Text) -> (vm :Vm, error :E.Error);
   # Moves a running VM to node `toNode` (a compute node of the registry

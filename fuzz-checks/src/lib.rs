@@ -11,6 +11,7 @@ pub mod log_record;
 pub mod nbd;
 pub mod object_record;
 pub mod qmp;
+pub mod raft_wire;
 pub mod s3_headers;
 pub mod s3_xml;
 pub mod sigv4;
@@ -25,6 +26,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("nbd", nbd::check),
     ("object_record", object_record::check),
     ("qmp", qmp::check),
+    ("raft_wire", raft_wire::check),
     ("s3_headers", s3_headers::check),
     ("s3_xml", s3_xml::check),
     ("sigv4", sigv4::check),

@@ -4,6 +4,7 @@
 mod auth;
 mod bucket;
 mod cluster;
+mod fetch;
 mod iam;
 mod kv;
 mod lb;

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use photon_control::client::{Client, ConsoleEvent, ImageInfo, ImageSpec, VmInfo, VmSpec};
 use serde_json::json;
 
+use crate::ctl::fetch::{fetch, image_info, Fetched, Source};
 use crate::ctl::output::Output;
 use crate::ctl::utc_time;
 use crate::ctl::volume::parse_size;
@@ -117,20 +118,23 @@ pub enum VmCommand {
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import an image: a bootable disk (raw or qcow2), or for direct boot
-    /// a disk plus a kernel and initrd. Needs qemu-img.
+    /// a disk plus a kernel and initrd. Each comes from a file, an
+    /// http(s):// URL or s3://BUCKET/KEY (with the aws CLI's AWS_*
+    /// variables); downloads need curl. Needs qemu-img.
     Import {
         name: String,
-        /// The disk image file.
-        #[arg(long)]
-        from: PathBuf,
+        /// The disk image: FILE, http(s)://URL or s3://BUCKET/KEY.
+        #[arg(long, value_parser = Source::parse)]
+        from: Source,
         /// raw or qcow2 (detected when omitted).
         #[arg(long)]
         format: Option<String>,
-        /// A kernel to boot directly (the disk is then its root disk).
-        #[arg(long)]
-        kernel: Option<PathBuf>,
-        #[arg(long, requires = "kernel")]
-        initrd: Option<PathBuf>,
+        /// A kernel to boot directly (the disk is then its root disk):
+        /// FILE, http(s)://URL or s3://BUCKET/KEY.
+        #[arg(long, value_parser = Source::parse)]
+        kernel: Option<Source>,
+        #[arg(long, requires = "kernel", value_parser = Source::parse)]
+        initrd: Option<Source>,
         /// The kernel's command line.
         #[arg(long, requires = "kernel", default_value = "console=ttyS0")]
         cmdline: String,
@@ -471,7 +475,13 @@ pub async fn run_image(client: &mut Client, cmd: ImageCommand, out: Output) -> a
             initrd,
             cmdline,
         } => {
-            let image = import(client, &name, &from, format, kernel, initrd, cmdline).await?;
+            let sources = ImportSources {
+                disk: from,
+                format,
+                kernel,
+                initrd,
+            };
+            let image = import(client, &name, &sources, cmdline).await?;
             out.show(&image, |i| {
                 format!("imported image {} ({})", i.name, i.state)
             });
@@ -524,41 +534,53 @@ fn file_len(path: &Path) -> anyhow::Result<u64> {
 }
 
 /// Writes `source` (in `format`) through `uri` with qemu-img.
-fn write_through(source: &Path, format: &str, uri: &str) -> anyhow::Result<()> {
+fn write_through(source: &Fetched, format: &str, uri: &str) -> anyhow::Result<()> {
     let out = std::process::Command::new("qemu-img")
         .args(["convert", "-n", "-f", format, "-O", "raw"])
-        .arg(source)
+        .arg(source.path())
         .arg(uri)
         .output()
         .context("cannot run qemu-img (apt-get install qemu-utils)")?;
     if !out.status.success() {
         bail!(
             "qemu-img convert of {} failed: {}",
-            source.display(),
+            source.label(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
 }
 
+/// Where `image import` reads an image's parts from.
+struct ImportSources {
+    disk: Source,
+    /// The disk's format: raw or qcow2 (qemu-img detects it when None).
+    format: Option<String>,
+    kernel: Option<Source>,
+    initrd: Option<Source>,
+}
+
 async fn import(
     client: &mut Client,
     name: &str,
-    from: &Path,
-    format: Option<String>,
-    kernel: Option<PathBuf>,
-    initrd: Option<PathBuf>,
+    sources: &ImportSources,
     cmdline: String,
 ) -> anyhow::Result<ImageInfo> {
-    let info = crate::ctl::volume::qemu_image_info(from, format.as_deref())?;
+    // Every part is fetched and checked before the image exists, so that a
+    // bad source leaves nothing behind; downloads go when these drop.
+    let disk = fetch(&sources.disk)?;
+    let info = image_info(&disk, sources.format.as_deref())?;
     if !matches!(info.format.as_str(), "raw" | "qcow2") {
-        bail!("{} is {}: import raw or qcow2", from.display(), info.format);
+        bail!("{} is {}: import raw or qcow2", disk.label(), info.format);
     }
+    let kernel = sources.kernel.as_ref().map(fetch).transpose()?;
+    let initrd = sources.initrd.as_ref().map(fetch).transpose()?;
+    let length = |part: &Option<Fetched>| part.as_ref().map(|f| file_len(f.path())).transpose();
     let spec = ImageSpec {
         name: name.to_owned(),
         disk_bytes: info.virtual_size,
-        kernel_bytes: kernel.as_deref().map(file_len).transpose()?.unwrap_or(0),
-        initrd_bytes: initrd.as_deref().map(file_len).transpose()?.unwrap_or(0),
+        kernel_bytes: length(&kernel)?.unwrap_or(0),
+        initrd_bytes: length(&initrd)?.unwrap_or(0),
         cmdline: if kernel.is_some() {
             cmdline
         } else {
@@ -567,11 +589,19 @@ async fn import(
         source_format: info.format.clone(),
     };
     let image = client.create_image(&spec).await?;
-    write_through(from, &info.format, &image.disk.uri)?;
-    for (file, part) in [(&kernel, &image.kernel), (&initrd, &image.initrd)] {
-        if let (Some(file), Some(part)) = (file, part) {
-            write_through(file, "raw", &part.uri)?;
+    let parts = [(&kernel, &image.kernel), (&initrd, &image.initrd)];
+    let written = write_through(&disk, &info.format, &image.disk.uri).and_then(|()| {
+        parts.into_iter().try_for_each(|part| match part {
+            (Some(file), Some(part)) => write_through(file, "raw", &part.uri),
+            _ => Ok(()),
+        })
+    });
+    if let Err(e) = written {
+        // A half-written image is no image: remove it and its volumes.
+        if let Err(removal) = client.delete_image(name).await {
+            eprintln!("warning: the half-imported image {name} stays: {removal}");
         }
+        return Err(e);
     }
     Ok(client.seal_image(name).await?)
 }

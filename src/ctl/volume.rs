@@ -9,6 +9,7 @@ use photon_control::client::{Client, Code, VolumeInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::ctl::fetch::{Fetched, Source};
 use crate::ctl::output::Output;
 use crate::ctl::utc_time;
 
@@ -49,16 +50,17 @@ pub enum VolumeCommand {
         #[arg(long, value_parser = parse_duration_s)]
         ttl: Option<u32>,
     },
-    /// Fill a volume from a raw or qcow2 image (a file or a URL), creating
-    /// it with the image's size when it does not exist.
+    /// Fill a volume from a raw or qcow2 image (a file, a URL or an S3
+    /// object), creating it with the image's size when it does not exist.
     Import {
         name: String,
         /// The image file.
         #[arg(required_unless_present = "from_url", conflicts_with = "from_url")]
         file: Option<PathBuf>,
-        /// Download the image from this URL first (needs curl).
-        #[arg(long)]
-        from_url: Option<String>,
+        /// Download the image first (needs curl): an http(s):// URL, or
+        /// s3://BUCKET/KEY with the aws CLI's AWS_* variables.
+        #[arg(long, value_parser = Source::parse_remote)]
+        from_url: Option<Source>,
         /// The image's format (raw, qcow2, ...); detected when omitted.
         #[arg(long)]
         format: Option<String>,
@@ -249,6 +251,34 @@ pub struct QemuImageInfo {
     pub format: String,
     #[serde(rename = "virtual-size")]
     pub virtual_size: u64,
+    #[serde(rename = "backing-filename", default)]
+    pub backing_filename: Option<String>,
+    #[serde(rename = "format-specific", default)]
+    format_specific: Option<FormatSpecific>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormatSpecific {
+    #[serde(default)]
+    data: Option<FormatData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormatData {
+    /// A qcow2 image's external data file.
+    #[serde(rename = "data-file", default)]
+    data_file: Option<String>,
+}
+
+impl QemuImageInfo {
+    /// Another file the image reads from: its backing file or data file.
+    pub fn external_file(&self) -> Option<&str> {
+        let data_file = self
+            .format_specific
+            .as_ref()
+            .and_then(|f| f.data.as_ref()?.data_file.as_deref());
+        self.backing_filename.as_deref().or(data_file)
+    }
 }
 
 /// The image's format and virtual size, as qemu-img sees them.
@@ -276,40 +306,16 @@ async fn import(
     client: &mut Client,
     name: &str,
     file: Option<PathBuf>,
-    from_url: Option<String>,
+    from_url: Option<Source>,
     format: Option<String>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let download = match &from_url {
-        Some(url) => Some(download(url, name)?),
-        None => None,
-    };
-    let source = download
-        .clone()
-        .or(file)
+    let source = from_url
+        .or(file.map(Source::File))
         .context("give an image file or --from-url")?;
-    let result = import_file(client, name, &source, format.as_deref(), out).await;
-    if let Some(path) = download {
-        let _ = std::fs::remove_file(path);
-    }
-    result
-}
-
-/// Downloads `url` to a temporary file (with curl).
-fn download(url: &str, name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!("photon-import-{}-{}", std::process::id(), name));
-    eprintln!("downloading {url}");
-    let status = Process::new("curl")
-        .args(["-fL", "--progress-bar", "-o"])
-        .arg(&path)
-        .arg(url)
-        .status()
-        .context("cannot run curl (apt-get install curl)")?;
-    if !status.success() {
-        let _ = std::fs::remove_file(&path);
-        bail!("download of {url} failed ({status})");
-    }
-    Ok(path)
+    // A download is removed when `fetched` goes, whatever happens.
+    let fetched = crate::ctl::fetch::fetch(&source)?;
+    import_file(client, name, &fetched, format.as_deref(), out).await
 }
 
 /// The volume to import an image of `virtual_size` bytes into: the existing
@@ -336,14 +342,15 @@ async fn import_target(
 async fn import_file(
     client: &mut Client,
     name: &str,
-    source: &Path,
+    source: &Fetched,
     format: Option<&str>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let image = qemu_image_info(source, format)?;
+    let image = crate::ctl::fetch::image_info(source, format)?;
     let (volume, fresh) = import_target(client, name, image.virtual_size).await?;
     let attachment = client.attach_volume(name, 3600).await?;
-    let source_text = source.display().to_string();
+    let path_text = source.path().display().to_string();
+    let source_text = source.label();
     let mut args = vec![
         "convert",
         "-p",
@@ -360,7 +367,7 @@ async fn import_file(
         // A new volume reads as zeroes: zero runs of the image are skipped.
         args.push("--target-is-zero");
     }
-    args.push(&source_text);
+    args.push(&path_text);
     args.push(&attachment.uri);
     eprintln!(
         "importing {source_text} ({}, {}) into volume {name}",
@@ -413,6 +420,18 @@ mod tests {
         let info: QemuImageInfo = serde_json::from_str(text).unwrap();
         assert_eq!(info.format, "qcow2");
         assert_eq!(info.virtual_size, 256 << 20);
+        assert_eq!(info.external_file(), None);
+        let backed: QemuImageInfo = serde_json::from_str(
+            r#"{"virtual-size": 1, "format": "qcow2", "backing-filename": "/etc/base"}"#,
+        )
+        .unwrap();
+        assert_eq!(backed.external_file(), Some("/etc/base"));
+        let data: QemuImageInfo = serde_json::from_str(
+            r#"{"virtual-size": 1, "format": "qcow2", "format-specific":
+                {"type": "qcow2", "data": {"compat": "1.1", "data-file": "d.raw"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(data.external_file(), Some("d.raw"));
     }
 
     #[test]

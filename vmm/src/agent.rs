@@ -158,10 +158,13 @@ impl Board {
 }
 
 /// The numbers a controller acted on, kept in the VM's directory.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
     starts: u64,
     reboots: u64,
+    /// The disks after the boot disk that QEMU has: (volume id, port).
+    #[serde(default)]
+    disks: Vec<(u64, u32)>,
 }
 
 impl Applied {
@@ -324,6 +327,15 @@ impl Agent {
     }
 }
 
+/// The disks after the boot disk that `vm` asks for: (volume id, port).
+fn hotplug_disks(vm: &VmRecord) -> Vec<(u64, u32)> {
+    vm.disks
+        .iter()
+        .filter(|d| d.slot > 0)
+        .map(|d| (d.id, d.slot))
+        .collect()
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -363,6 +375,8 @@ struct Controller {
     incoming_for: Option<u64>,
     /// The migration this QEMU sends (source side), once `migrate` ran.
     outgoing_for: Option<u64>,
+    /// Disks asked to leave (`device_del` sent), waiting for the guest.
+    unplugging: std::collections::HashSet<u64>,
 }
 
 async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<VmRecord>>) {
@@ -390,6 +404,7 @@ async fn control(inner: Rc<Inner>, id: u64, mut desired: watch::Receiver<Option<
         address: String::new(),
         incoming_for: None,
         outgoing_for: None,
+        unplugging: std::collections::HashSet::new(),
     };
     if c.pid.is_some() {
         c.adopt().await;
@@ -529,6 +544,7 @@ impl Controller {
                         self.applied = Applied {
                             starts: vm.starts,
                             reboots: vm.reboots,
+                            disks: hotplug_disks(vm),
                         };
                         self.applied.save(&self.dir);
                         match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
@@ -553,7 +569,7 @@ impl Controller {
                     self.applied.reboots = vm.reboots;
                     self.applied.save(&self.dir);
                 }
-                String::new()
+                self.reconcile_disks(vm).await
             }
             (Power::Stopped, Some(pid)) => {
                 self.failure = None;
@@ -645,6 +661,7 @@ impl Controller {
         self.applied = Applied {
             starts: vm.starts,
             reboots: vm.reboots,
+            disks: hotplug_disks(vm),
         };
         self.applied.save(&self.dir);
         let (qmp, _) = Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT)
@@ -722,6 +739,13 @@ impl Controller {
         match status.as_str() {
             "completed" => {
                 let (id, to) = (m.id, m.to);
+                tracing::info!(
+                    vm = %vm.name,
+                    to,
+                    total_ms = info["total-time"].as_u64().unwrap_or(0),
+                    downtime_ms = info["downtime"].as_u64().unwrap_or(0),
+                    "live migration completed"
+                );
                 let moved = self
                     .inner
                     .reports
@@ -761,6 +785,114 @@ impl Controller {
                 )
             }
         }
+    }
+
+    /// Hot-plugs the disks the record added and unplugs those it removed
+    /// while the VM runs; says what is still under way.
+    async fn reconcile_disks(&mut self, vm: &VmRecord) -> String {
+        let want = hotplug_disks(vm);
+        let leaving: Vec<(u64, u32)> = self
+            .applied
+            .disks
+            .iter()
+            .filter(|d| !want.contains(d))
+            .copied()
+            .collect();
+        for (id, _) in &leaving {
+            let (backend, device) = qemu::drive_names(*id);
+            if self.unplugging.insert(*id) {
+                if let Err(e) = self
+                    .execute("device_del", serde_json::json!({ "id": device }))
+                    .await
+                {
+                    tracing::warn!(vm = %vm.name, volume = id, error = %e, "device_del");
+                }
+                continue;
+            }
+            match self.device_present(&device).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Backends of `-drive` go with their device; those of
+                    // blockdev-add must be deleted.
+                    let _ = self
+                        .execute("blockdev-del", serde_json::json!({ "node-name": backend }))
+                        .await;
+                    self.unplugging.remove(id);
+                    self.applied.disks.retain(|d| d.0 != *id);
+                    self.applied.save(&self.dir);
+                }
+                Err(e) => return format!("detaching volume {id}: {e}"),
+            }
+        }
+        if let Some((id, _)) = self
+            .applied
+            .disks
+            .iter()
+            .find(|d| self.unplugging.contains(&d.0))
+        {
+            return format!("detaching volume {id}: waiting for the guest to release it");
+        }
+        for (id, slot) in want {
+            if self.applied.disks.iter().any(|d| d.0 == id) {
+                continue;
+            }
+            let read_only = vm.disks.iter().any(|d| d.id == id && d.read_only);
+            if let Err(e) = self.hotplug(vm, id, slot, read_only).await {
+                return format!("attaching volume {id}: {e}");
+            }
+            self.applied.disks.push((id, slot));
+            self.applied.save(&self.dir);
+        }
+        String::new()
+    }
+
+    /// Adds volume `id` to the running VM on port `slot`.
+    async fn hotplug(
+        &mut self,
+        vm: &VmRecord,
+        id: u64,
+        slot: u32,
+        read_only: bool,
+    ) -> Result<(), String> {
+        let uri = self.inner.volumes.uri(vm, id)?;
+        let (backend, device) = qemu::drive_names(id);
+        let blockdev = qemu::nbd_blockdev(&uri, &backend, read_only)
+            .ok_or_else(|| "the volume's attach URI is not nbd://host:port/export".to_owned())?;
+        self.execute("blockdev-add", blockdev)
+            .await
+            .map_err(|e| format!("blockdev-add: {e}"))?;
+        let added = self
+            .execute(
+                "device_add",
+                serde_json::json!({
+                    "driver": "virtio-blk-pci",
+                    "drive": backend,
+                    "id": device,
+                    "bus": format!("hp{slot}"),
+                }),
+            )
+            .await;
+        if let Err(e) = added {
+            let _ = self
+                .execute("blockdev-del", serde_json::json!({ "node-name": backend }))
+                .await;
+            return Err(format!("device_add: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Whether QEMU still has device `id` (user-created devices live under
+    /// /machine/peripheral).
+    async fn device_present(&mut self, id: &str) -> Result<bool, QmpError> {
+        let list = self
+            .execute(
+                "qom-list",
+                serde_json::json!({ "path": "/machine/peripheral" }),
+            )
+            .await?;
+        Ok(list
+            .as_array()
+            .is_some_and(|props| props.iter().any(|p| p["name"] == id)))
     }
 
     /// Writes why migration `m` failed (once; the VM stays on its node).
@@ -918,6 +1050,8 @@ impl Controller {
                 Ok(Drive {
                     uri: inner.volumes.uri(vm, d.id)?,
                     read_only: d.read_only,
+                    id: d.id,
+                    slot: d.slot,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -34,6 +34,38 @@ pub struct Drive {
     /// `nbd://host:port/export`
     pub uri: String,
     pub read_only: bool,
+    /// The volume's id (names its QEMU block backend and device).
+    pub id: u64,
+    /// Its hot-plug port (`VmDisk::slot`); 0: the boot disk, on the root bus.
+    pub slot: u32,
+}
+
+/// PCIe root ports every VM gets for disks after the boot disk, so disks
+/// can be hot-plugged and a migrated VM has the same layout.
+pub const HOTPLUG_PORTS: u32 = photon_records::VM_DISKS_MAX as u32 - 1;
+
+/// QEMU's names for the backend and the device of volume `id`.
+pub fn drive_names(id: u64) -> (String, String) {
+    (format!("vol{id}"), format!("dev{id}"))
+}
+
+/// The QMP `blockdev-add` arguments that open `uri` (`nbd://host:port/export`).
+pub fn nbd_blockdev(uri: &str, node_name: &str, read_only: bool) -> Option<serde_json::Value> {
+    let rest = uri.strip_prefix("nbd://")?;
+    let (address, export) = rest.split_once('/')?;
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some(serde_json::json!({
+        "driver": "raw",
+        "node-name": node_name,
+        "read-only": read_only,
+        "cache": { "direct": true },
+        "file": {
+            "driver": "nbd",
+            "server": { "type": "inet", "host": host, "port": port },
+            "export": export,
+        },
+    }))
 }
 
 /// A kernel booted directly.
@@ -110,13 +142,29 @@ impl Launch {
             "-pidfile".into(),
             dir(PID_FILE),
         ];
+        for port in 1..=HOTPLUG_PORTS {
+            a.push("-device".into());
+            a.push(format!("pcie-root-port,id=hp{port},chassis={port}"));
+        }
         for (i, d) in self.drives.iter().enumerate() {
+            let read_only = if d.read_only { "on" } else { "off" };
+            let file = d.uri.replace(',', ",,");
             a.push("-drive".into());
-            a.push(format!(
-                "file={},format=raw,if=virtio,cache=none,aio=threads,read-only={},id=disk{i}",
-                d.uri.replace(',', ",,"),
-                if d.read_only { "on" } else { "off" }
-            ));
+            if d.slot == 0 {
+                a.push(format!(
+                    "file={file},format=raw,if=virtio,cache=none,aio=threads,read-only={read_only},id=disk{i}"
+                ));
+            } else {
+                let (backend, device) = drive_names(d.id);
+                a.push(format!(
+                    "file={file},format=raw,if=none,cache=none,aio=threads,read-only={read_only},id={backend}"
+                ));
+                a.push("-device".into());
+                a.push(format!(
+                    "virtio-blk-pci,drive={backend},id={device},bus=hp{}",
+                    d.slot
+                ));
+            }
         }
         if let Some(seed) = &self.seed {
             a.push("-drive".into());
@@ -286,10 +334,20 @@ mod tests {
             cpus: 2,
             memory_mib: 512,
             accel: Accel::Tcg,
-            drives: vec![Drive {
-                uri: "nbd://127.0.0.1:10809/tok,en".into(),
-                read_only: false,
-            }],
+            drives: vec![
+                Drive {
+                    uri: "nbd://127.0.0.1:10809/tok,en".into(),
+                    read_only: false,
+                    id: 5,
+                    slot: 0,
+                },
+                Drive {
+                    uri: "nbd://127.0.0.1:10809/x".into(),
+                    read_only: true,
+                    id: 6,
+                    slot: 2,
+                },
+            ],
             kernel: Some(Kernel {
                 kernel: "/c/k".into(),
                 initrd: None,
@@ -310,6 +368,15 @@ mod tests {
         assert!(a.contains("read-only=on,id=seed"));
         assert!(a.contains("tap,id=net0,ifname=pvm0,script=no,downscript=no"));
         assert!(!a.contains("-incoming"));
+        assert!(
+            a.contains("read-only=on,id=vol6 -device virtio-blk-pci,drive=vol6,id=dev6,bus=hp2")
+        );
+        assert!(a.contains(&format!("pcie-root-port,id=hp{HOTPLUG_PORTS},")));
+        let b = nbd_blockdev("nbd://127.0.0.1:10809/tok", "vol6", true).unwrap();
+        assert_eq!(b["file"]["server"]["port"], "10809");
+        assert_eq!(b["file"]["export"], "tok");
+        assert_eq!(b["read-only"], true);
+        assert!(nbd_blockdev("file:///x", "v", false).is_none());
         let incoming = Launch {
             incoming: true,
             ..launch

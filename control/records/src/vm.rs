@@ -90,6 +90,18 @@ pub struct VmDisk {
     /// Made for this VM (the clone of its image): deleted with it unless
     /// `vm rm --keep-volumes`.
     pub owned: bool,
+    /// The hot-plug port (1..[`VM_DISKS_MAX`]) a disk after the boot disk
+    /// sits on, fixed while it is attached, so a restarted or migrated
+    /// QEMU has the same device layout; 0 for the boot disk.
+    #[serde(default)]
+    pub slot: u32,
+}
+
+impl VmRecord {
+    /// The lowest hot-plug port no disk of this VM uses, if one is free.
+    pub fn free_slot(&self) -> Option<u32> {
+        (1..VM_DISKS_MAX as u32).find(|s| !self.disks.iter().any(|d| d.slot == *s))
+    }
 }
 
 /// A kernel and initrd booted directly (from an image), instead of the
@@ -387,6 +399,7 @@ mod tests {
                 id: 9,
                 read_only: false,
                 owned: true,
+                slot: 0,
             }],
             mac: new_mac(),
             user_data: None,

@@ -9,7 +9,7 @@
 // it in our helpers would only move the allocation.
 #![allow(clippy::result_large_err)]
 
-pub(crate) mod codec;
+pub mod codec;
 mod log_store;
 mod state_machine;
 

@@ -183,6 +183,7 @@ impl VmService {
             id: record.id,
             read_only,
             owned: false,
+            slot: 0,
         })
     }
 
@@ -229,6 +230,7 @@ impl VmService {
             id: clone.id,
             read_only: false,
             owned: true,
+            slot: 0,
         };
         Ok((disk, boot))
     }
@@ -293,8 +295,10 @@ impl VmService {
         }
         let mut disks = Vec::new();
         let mut boot = None;
-        for extra in p.get_extra_volumes()?.iter() {
-            disks.push(self.disk(&text(extra?)?, false).await?);
+        for (slot, extra) in (1..).zip(p.get_extra_volumes()?.iter()) {
+            let mut disk = self.disk(&text(extra?)?, false).await?;
+            disk.slot = slot;
+            disks.push(disk);
         }
         if disks.len() >= photon_records::VM_DISKS_MAX {
             return Err(invalid(format!(
@@ -591,7 +595,6 @@ impl api::Server for VmService {
             let disk = self.disk(&volume, p.get_read_only()).await?;
             let record = self
                 .change("vm:AttachVolume", &name, |vm| {
-                    stopped_for(vm, "attach a volume")?;
                     if vm.disks.iter().any(|d| d.id == disk.id) {
                         return Err(VmWriteError::Precondition(format!(
                             "volume {} is a disk of vm {} already",
@@ -604,7 +607,17 @@ impl api::Server for VmService {
                             photon_records::VM_DISKS_MAX
                         )));
                     }
-                    vm.disks.push(disk.clone());
+                    // A running VM's agent hot-plugs it on this port.
+                    let slot = vm.free_slot().ok_or_else(|| {
+                        VmWriteError::Invalid(format!(
+                            "a VM has at most {} disks",
+                            photon_records::VM_DISKS_MAX
+                        ))
+                    })?;
+                    vm.disks.push(VmDisk {
+                        slot,
+                        ..disk.clone()
+                    });
                     Ok(())
                 })
                 .await?;
@@ -623,7 +636,6 @@ impl api::Server for VmService {
             let (name, volume) = (text(p.get_name()?)?, text(p.get_volume()?)?);
             let record = self
                 .change("vm:DetachVolume", &name, |vm| {
-                    stopped_for(vm, "detach a volume")?;
                     let at = vm
                         .disks
                         .iter()
@@ -738,17 +750,6 @@ impl VmService {
             .and_then(|n| n.endpoint("control").map(|a| format!(" (at {a})")))
             .unwrap_or_default()
     }
-}
-
-/// Disks change only while the VM is stopped (hot-plug is not supported).
-fn stopped_for(vm: &VmRecord, what: &str) -> Result<(), VmWriteError> {
-    if vm.power == Power::Running {
-        return Err(VmWriteError::Precondition(format!(
-            "vm {} is running; stop it to {what}",
-            vm.name
-        )));
-    }
-    Ok(())
 }
 
 /// Sends console output to the client until either side goes.
