@@ -165,6 +165,9 @@ struct Applied {
     /// The disks after the boot disk that QEMU has: (volume id, port).
     #[serde(default)]
     disks: Vec<(u64, u32)>,
+    /// The hot-plug ports QEMU was started with.
+    #[serde(default)]
+    ports: u32,
 }
 
 impl Applied {
@@ -545,6 +548,7 @@ impl Controller {
                             starts: vm.starts,
                             reboots: vm.reboots,
                             disks: hotplug_disks(vm),
+                            ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
                         };
                         self.applied.save(&self.dir);
                         match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
@@ -662,6 +666,7 @@ impl Controller {
             starts: vm.starts,
             reboots: vm.reboots,
             disks: hotplug_disks(vm),
+            ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
         };
         self.applied.save(&self.dir);
         let (qmp, _) = Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT)
@@ -854,6 +859,12 @@ impl Controller {
         slot: u32,
         read_only: bool,
     ) -> Result<(), String> {
+        if self.applied.ports > 0 && slot > self.applied.ports {
+            return Err(format!(
+                "the VM started with {} hot-plug ports and this disk needs port {slot}: stop and start it to attach the disk",
+                self.applied.ports
+            ));
+        }
         let uri = self.inner.volumes.uri(vm, id)?;
         let (backend, device) = qemu::drive_names(id);
         let blockdev = qemu::nbd_blockdev(&uri, &backend, read_only)
@@ -1101,6 +1112,7 @@ impl Controller {
             mac: vm.mac.clone(),
             tap: nic.map(|(tap, _)| tap),
             incoming,
+            hotplug_ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
         };
         let pid = qemu::start(&config.qemu, &launch).await?;
         self.accel = accel.as_str().into();
