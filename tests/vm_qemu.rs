@@ -18,6 +18,13 @@
 //! * `vm_tap_network`: with `compute.bridge`, a VM gets a tap NIC on the
 //!   node's bridge and a static address through cloud-init's
 //!   network-config, and pings the bridge (root, as CI runs).
+//! * `vm_live_migration`: a counting guest moves between the nodes of a
+//!   3-node cluster while it runs; a migration to a node whose QEMU cannot
+//!   start fails and leaves it running; the node registry.
+//! * `vm_bios_boot`: an image that is a whole bootable disk (a boot sector
+//!   that writes to the serial port) boots through SeaBIOS.
+//! * in `vm_life_cycle` too: a volume hot-plugged into the running guest
+//!   appears there, and goes when detached.
 //!
 //! QEMU runs detached from photon by design, so the test kills every QEMU
 //! of its data directory when it ends, passed or not.
@@ -864,4 +871,57 @@ fn vm_live_migration() {
         assert!(Instant::now() < deadline, "node {victim} still {state}");
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A boot sector (real mode, 512 bytes) that writes `PHOTON-BIOS-BOOT` to
+/// the first serial port and halts: the smallest whole bootable disk.
+fn boot_sector() -> Vec<u8> {
+    let mut code = vec![
+        0x31, 0xc0, // xor ax, ax
+        0x8e, 0xd8, // mov ds, ax
+        0xfc, // cld
+        0xbe, 0x17, 0x7c, // mov si, 0x7c00 + 23 (the message)
+        0xba, 0xf8, 0x03, // mov dx, 0x3f8 (COM1)
+        0xac, // next: lodsb
+        0x84, 0xc0, // test al, al
+        0x74, 0x03, // jz done
+        0xee, // out dx, al
+        0xeb, 0xf8, // jmp next
+        0xfa, // done: cli
+        0xf4, // hlt
+        0xeb, 0xfc, // jmp done
+    ];
+    assert_eq!(code.len(), 23);
+    code.extend_from_slice(b"PHOTON-BIOS-BOOT\r\n\0");
+    code.resize(510, 0);
+    code.extend_from_slice(&[0x55, 0xaa]);
+    code
+}
+
+/// An image that is a whole bootable disk (no kernel): SeaBIOS boots it
+/// from the VM's NBD-backed virtio disk.
+#[test]
+fn vm_bios_boot() {
+    let dir = temp_dir("vm-bios");
+    let _sweeper = QemuSweeper(dir.clone());
+    let node = Node::start(&dir);
+    let disk = dir.join("boot.raw");
+    let mut image = boot_sector();
+    image.resize(1 << 20, 0);
+    std::fs::write(&disk, image).unwrap();
+    let imported = node.json(&[
+        "image",
+        "import",
+        "mbr",
+        "--from",
+        &disk.display().to_string(),
+    ]);
+    assert!(imported["kernel"].is_null(), "{imported}");
+    node.ok(&["vm", "create", "bios", "--image", "mbr", "--memory", "128M"]);
+    node.wait_log("bios", "PHOTON-BIOS-BOOT", 1);
+    // No OS answers the ACPI request: --force pulls the plug.
+    node.ok(&["vm", "stop", "--force", "bios"]);
+    node.wait_state("bios", "stopped");
+    node.ok(&["vm", "rm", "bios"]);
+    node.ok(&["image", "rm", "mbr"]);
 }
