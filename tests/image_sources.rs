@@ -20,18 +20,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
 
-use common::{dev_command, endpoints, login_dev_admin, photon, temp_dir, wait_for, Proc};
+use common::{
+    dev_command, endpoints, login_dev_admin, need, photon, serve_files, temp_dir, wait_for, Proc,
+};
 
 const MIB: usize = 1 << 20;
-/// Bytes of an HTTP request head the test server reads, at most.
-const REQUEST_HEAD_BYTES_MAX: usize = 16 << 10;
 
 /// A `photon dev` with its administrator logged in and its S3 credentials.
 struct Dev {
@@ -218,19 +215,6 @@ impl Drop for Dev {
     }
 }
 
-fn need(program: &str, package: &str) {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{program}` is not installed: install {package} (scripts/test.sh does)"
-    );
-}
-
 fn tool(command: &mut Command) {
     let out = command.output().unwrap();
     assert!(
@@ -261,48 +245,6 @@ fn make_images(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, PathBuf) {
     (raw, qcow2)
 }
 
-/// Serves `files` (`/NAME` -> bytes) over HTTP/1.1 on a free port, 404
-/// for anything else, one request per connection.
-fn serve(files: BTreeMap<String, Vec<u8>>) -> SocketAddr {
-    let files = Arc::new(files);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let files = files.clone();
-            std::thread::spawn(move || {
-                let _ = answer(stream, &files);
-            });
-        }
-    });
-    address
-}
-
-fn answer(mut stream: TcpStream, files: &BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 || head.len() > REQUEST_HEAD_BYTES_MAX {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let path = head.split(' ').nth(1).unwrap_or_default();
-    let (status, body) = match files.get(path) {
-        Some(body) => ("200 OK", body.as_slice()),
-        None => ("404 Not Found", b"no such file\n".as_slice()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    stream.flush()
-}
-
 #[test]
 fn imports_from_s3_http_and_files() {
     let dev = Dev::start("ok");
@@ -326,7 +268,7 @@ fn imports_from_s3_http_and_files() {
             &format!("s3://images/{key}"),
         ]);
     }
-    let http = serve(BTreeMap::from([
+    let http = serve_files(BTreeMap::from([
         ("/disk.qcow2".to_owned(), std::fs::read(&qcow2).unwrap()),
         ("/initrd.gz".to_owned(), initrd.clone()),
     ]));
@@ -409,7 +351,7 @@ fn bad_sources_leave_nothing_behind() {
             .arg(&raw)
             .arg(&backed),
     );
-    let http = serve(BTreeMap::from([(
+    let http = serve_files(BTreeMap::from([(
         "/backed.qcow2".to_owned(),
         std::fs::read(&backed).unwrap(),
     )]));

@@ -162,6 +162,29 @@ impl Node {
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
+    /// Imports image `tiny`: an empty `disk_mib` MiB root disk and the test
+    /// guest's kernel and initrd.
+    fn import_tiny(&self, dir: &Path, guest: &Path, disk_mib: u64) -> Value {
+        let disk = dir.join("disk.raw");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(disk_mib << 20)
+            .unwrap();
+        self.json(&[
+            "image",
+            "import",
+            "tiny",
+            "--from",
+            &disk.display().to_string(),
+            "--kernel",
+            &guest.join("vmlinuz").display().to_string(),
+            "--initrd",
+            &guest.join("initrd.gz").display().to_string(),
+            "--cmdline",
+            "console=ttyS0 quiet",
+        ])
+    }
+
     /// Refused with exit code `code`, the message containing `words`.
     fn refused(&self, args: &[&str], code: i32, words: &str) {
         let out = self.ctl(args);
@@ -318,26 +341,7 @@ fn vm_life_cycle() {
     let mut node = Node::start(&dir);
 
     // An image: a 64 MiB empty root disk, the guest's kernel and initrd.
-    let disk = dir.join("disk.raw");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let kernel = guest.join("vmlinuz").display().to_string();
-    let initrd = guest.join("initrd.gz").display().to_string();
-    let image = node.json(&[
-        "image",
-        "import",
-        "tiny",
-        "--from",
-        &disk.display().to_string(),
-        "--kernel",
-        &kernel,
-        "--initrd",
-        &initrd,
-        "--cmdline",
-        "console=ttyS0 quiet",
-    ]);
+    let image = node.import_tiny(&dir, &guest, 64);
     assert_eq!(image["state"], "ready", "{image}");
 
     // Two VMs from it, each writing its name at the start of its disk,
@@ -594,24 +598,7 @@ fn vm_tap_network() {
             "compute.network=10.213.9.0/24".into(),
         ],
     );
-    let disk = dir.join("disk.raw");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    node.ok(&[
-        "image",
-        "import",
-        "tiny",
-        "--from",
-        &disk.display().to_string(),
-        "--kernel",
-        &guest.join("vmlinuz").display().to_string(),
-        "--initrd",
-        &guest.join("initrd.gz").display().to_string(),
-        "--cmdline",
-        "console=ttyS0 quiet",
-    ]);
+    node.import_tiny(&dir, &guest, 16);
     // No user data: the seed is there for the address alone.
     node.ok(&["vm", "create", "n1", "--image", "tiny", "--memory", "256M"]);
     node.wait_log("n1", "PHOTON-GUEST-READY", 1);
@@ -722,24 +709,7 @@ fn vm_live_migration() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let disk = dir.join("disk.raw");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    node(1).ok(&[
-        "image",
-        "import",
-        "tiny",
-        "--from",
-        &disk.display().to_string(),
-        "--kernel",
-        &guest.join("vmlinuz").display().to_string(),
-        "--initrd",
-        &guest.join("initrd.gz").display().to_string(),
-        "--cmdline",
-        "console=ttyS0 quiet",
-    ]);
+    node(1).import_tiny(&dir, &guest, 16);
     let script = dir.join("count.sh");
     std::fs::write(
         &script,

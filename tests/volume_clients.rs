@@ -42,14 +42,14 @@ mod common;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ctl_as, ctl_stdin_as, login_as, photon, temp_dir, Proc};
+use common::{ctl_as, ctl_stdin_as, login_as, need, photon, temp_dir, Proc};
 use serde_json::Value;
 
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -385,21 +385,6 @@ fn run(command: &mut Command, log: &Path, timeout: Duration) -> (Option<ExitStat
         std::thread::sleep(Duration::from_millis(20));
     };
     (status, std::fs::read_to_string(log).unwrap_or_default())
-}
-
-/// Panics with a clear message unless `program` runs.
-fn need(program: &str, package: &str) {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "`{program}` is not installed: install the Debian package {package} \
-         (scripts/test.sh does)"
-    );
 }
 
 fn qemu_io(uri: &str, commands: &[&str]) -> Command {
@@ -807,7 +792,10 @@ fn qemu_img_map_convert_import_bench() {
     );
 
     // qcow2 from a URL.
-    let http = serve_file(&qcow2);
+    let http = common::serve_files(BTreeMap::from([(
+        "/source.qcow2".to_owned(),
+        std::fs::read(&qcow2).unwrap(),
+    )]));
     let url = format!("http://{http}/source.qcow2");
     dev.ok(&["volume", "import", "fromurl", "--from-url", &url]);
     assert_eq!(dev.info("fromurl")["size"], 48 * MIB);
@@ -1673,72 +1661,6 @@ fn tenant_isolation() {
     );
     dev.qemu_io(&uri, &["read -P 0x42 0 64k"]);
     assert_eq!(dev.info("disk")["size"], 64 * MIB);
-}
-
-/// Serves one file over HTTP/1.1 on 127.0.0.1 (GET and HEAD, one byte
-/// range per request, keep-alive) until the test ends.
-fn serve_file(path: &Path) -> SocketAddr {
-    let body = Arc::new(std::fs::read(path).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let _ = http_connection(stream, &body);
-            });
-        }
-    });
-    address
-}
-
-fn http_connection(mut stream: TcpStream, body: &[u8]) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if stream.read(&mut byte)? == 0 || head.len() > 16 << 10 {
-                return Ok(());
-            }
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).into_owned();
-        let method = head.split(' ').next().unwrap_or_default().to_owned();
-        let total = body.len() as u64;
-        let range = head.lines().find_map(|l| {
-            let lower = l.to_ascii_lowercase();
-            let spec = lower
-                .strip_prefix("range:")?
-                .trim()
-                .strip_prefix("bytes=")?
-                .to_owned();
-            let (a, b) = spec.split_once('-')?;
-            let start: u64 = a.parse().ok()?;
-            let end: u64 = b.parse().unwrap_or(total - 1).min(total - 1);
-            Some((start, end))
-        });
-        let (status, start, end) = match range {
-            Some((s, e)) if s <= e => ("206 Partial Content", s, e + 1),
-            _ => ("200 OK", 0, total),
-        };
-        let mut reply = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\
-             Content-Type: application/octet-stream\r\n",
-            end - start
-        );
-        if range.is_some() {
-            reply.push_str(&format!(
-                "Content-Range: bytes {start}-{}/{total}\r\n",
-                end - 1
-            ));
-        }
-        reply.push_str("\r\n");
-        stream.write_all(reply.as_bytes())?;
-        if method != "HEAD" {
-            stream.write_all(&body[start as usize..end as usize])?;
-        }
-    }
 }
 
 /// A minimal NBD client written from the protocol document

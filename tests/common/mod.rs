@@ -443,3 +443,100 @@ impl Drop for QemuGuard {
         }
     }
 }
+
+/// Panics with a clear message unless `program` runs.
+pub fn need(program: &str, package: &str) {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "`{program}` is not installed: install the Debian package {package} \
+         (scripts/test.sh does)"
+    );
+}
+
+/// Serves `files` (`/NAME` -> bytes) over HTTP/1.1 on a free loopback port
+/// until the test ends: GET and HEAD, one byte range per request,
+/// keep-alive, 404 for any other path.
+pub fn serve_files(files: BTreeMap<String, Vec<u8>>) -> SocketAddr {
+    let files = std::sync::Arc::new(files);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let _ = http_connection(stream, &files);
+            });
+        }
+    });
+    address
+}
+
+fn http_connection(
+    mut stream: std::net::TcpStream,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte)? == 0 || head.len() > 16 << 10 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or_default().to_owned();
+        let Some(body) = files.get(words.next().unwrap_or_default()) else {
+            let missing = b"no such file\n";
+            write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n",
+                missing.len()
+            )?;
+            stream.write_all(missing)?;
+            continue;
+        };
+        let total = body.len() as u64;
+        let range = head.lines().find_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            let spec = lower
+                .strip_prefix("range:")?
+                .trim()
+                .strip_prefix("bytes=")?
+                .to_owned();
+            let (a, b) = spec.split_once('-')?;
+            let start: u64 = a.parse().ok()?;
+            let end: u64 = b.parse().unwrap_or(total - 1).min(total - 1);
+            Some((start, end))
+        });
+        let (status, start, end) = match range {
+            Some((s, e)) if s <= e => ("206 Partial Content", s, e + 1),
+            _ => ("200 OK", 0, total),
+        };
+        let mut reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n\
+             Content-Type: application/octet-stream\r\n",
+            end - start
+        );
+        if range.is_some() {
+            reply.push_str(&format!(
+                "Content-Range: bytes {start}-{}/{total}\r\n",
+                end - 1
+            ));
+        }
+        reply.push_str("\r\n");
+        stream.write_all(reply.as_bytes())?;
+        if method != "HEAD" {
+            stream.write_all(&body[start as usize..end as usize])?;
+        }
+    }
+}

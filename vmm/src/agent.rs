@@ -171,6 +171,17 @@ struct Applied {
 }
 
 impl Applied {
+    /// What a QEMU just started (or receiving a migration) for `vm` has
+    /// acted on: its start and reboot numbers, its disks and ports.
+    fn started(vm: &VmRecord) -> Self {
+        Self {
+            starts: vm.starts,
+            reboots: vm.reboots,
+            disks: hotplug_disks(vm),
+            ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
+        }
+    }
+
     fn load(dir: &Path) -> Self {
         std::fs::read(dir.join("applied.json"))
             .ok()
@@ -544,12 +555,7 @@ impl Controller {
                         self.pid = Some(pid);
                         self.exit = Exit::None;
                         self.failure = None;
-                        self.applied = Applied {
-                            starts: vm.starts,
-                            reboots: vm.reboots,
-                            disks: hotplug_disks(vm),
-                            ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
-                        };
+                        self.applied = Applied::started(vm);
                         self.applied.save(&self.dir);
                         match Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT).await {
                             Ok((qmp, _)) => self.qmp = Some(qmp),
@@ -662,12 +668,7 @@ impl Controller {
         self.pid = Some(pid);
         self.exit = Exit::None;
         // The record moves here with these numbers acted on.
-        self.applied = Applied {
-            starts: vm.starts,
-            reboots: vm.reboots,
-            disks: hotplug_disks(vm),
-            ports: qemu::hotplug_ports(vm.disks.iter().map(|d| d.slot)),
-        };
+        self.applied = Applied::started(vm);
         self.applied.save(&self.dir);
         let (qmp, _) = Qmp::connect(&self.dir.join(qemu::QMP_SOCKET), QMP_TIMEOUT)
             .await

@@ -192,19 +192,52 @@ impl<T> Plan<T> {
 ///
 /// A leader applies a txn before answering it, so the next plan sees what
 /// beat this one; a follower's propose fails with "not the leader".
-pub async fn update<T, E, F>(proposer: &Proposer, what: &str, mut plan: F) -> Result<T, E>
+pub async fn update<T, E, F>(proposer: &Proposer, what: &str, plan: F) -> Result<T, E>
+where
+    E: From<CommitError>,
+    F: FnMut(&KvStateMachine) -> Result<Plan<T>, E>,
+{
+    run(proposer, what, Route::Here, plan).await
+}
+
+/// [`update`] for a node's own writes (agents, the node registry) on any
+/// node: the txn goes through the leader when this node follows
+/// ([`Proposer::propose_txn_anywhere`]), and after a lost race the next
+/// plan waits (up to [`CATCH_UP_MAX`]) until this node applied what beat it.
+pub async fn update_anywhere<T, E, F>(proposer: &Proposer, what: &str, plan: F) -> Result<T, E>
+where
+    E: From<CommitError>,
+    F: FnMut(&KvStateMachine) -> Result<Plan<T>, E>,
+{
+    run(proposer, what, Route::ThroughLeader, plan).await
+}
+
+/// Where a write's txn is proposed.
+#[derive(Clone, Copy)]
+enum Route {
+    /// On this node (a client's request: a follower refuses it).
+    Here,
+    /// On this node if it leads, else forwarded to the leader.
+    ThroughLeader,
+}
+
+/// The loop behind [`update`] and [`update_anywhere`].
+async fn run<T, E, F>(proposer: &Proposer, what: &str, route: Route, mut plan: F) -> Result<T, E>
 where
     E: From<CommitError>,
     F: FnMut(&KvStateMachine) -> Result<Plan<T>, E>,
 {
     for _ in 0..ATTEMPTS_MAX {
-        match plan(&proposer.state_machine)? {
+        let (compares, ops, value) = match plan(&proposer.state_machine)? {
             Plan::Done(value) => return Ok(value),
             Plan::Write {
                 compares,
                 ops,
                 value,
-            } => {
+            } => (compares, ops, value),
+        };
+        match route {
+            Route::Here => {
                 if commit(proposer, compares, ops)
                     .await
                     .map_err(CommitError::from)?
@@ -212,31 +245,7 @@ where
                     return Ok(value);
                 }
             }
-        }
-    }
-    Err(CommitError::Contended {
-        what: what.to_owned(),
-    }
-    .into())
-}
-
-/// [`update`] for a node's own writes (agents, the node registry) on any
-/// node: the txn goes through the leader when this node follows
-/// ([`Proposer::propose_txn_anywhere`]), and after a lost race the next
-/// plan waits (up to [`CATCH_UP_MAX`]) until this node applied what beat it.
-pub async fn update_anywhere<T, E, F>(proposer: &Proposer, what: &str, mut plan: F) -> Result<T, E>
-where
-    E: From<CommitError>,
-    F: FnMut(&KvStateMachine) -> Result<Plan<T>, E>,
-{
-    for _ in 0..ATTEMPTS_MAX {
-        match plan(&proposer.state_machine)? {
-            Plan::Done(value) => return Ok(value),
-            Plan::Write {
-                compares,
-                ops,
-                value,
-            } => {
+            Route::ThroughLeader => {
                 let txn = TxnRequest {
                     compare: compares,
                     success: ops,
