@@ -33,6 +33,10 @@ command -v nbdkit >/dev/null 2>&1 || need_apt+=(nbdkit)
 # iproute2, turns off the client's checksum offload with ethtool, curls /metrics.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
+# NightLight's real peers (tests/metrics.rs, tests/promql_diff.rs): a
+# Prometheus that scrapes and remote-writes to photon, and promtool to
+# backfill the differential PromQL test's samples.
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -3,12 +3,13 @@
 //! `photon_core::config`; `[control]` and `[iam]` are
 //! `photon_control::config`, `[s3]` `lightningstor::config`, `[nbd]`
 //! `coronafs::config`, `[lb]` `fiberlb::config`, `[compute]`
-//! `photon_vmm::config`. A new service adds its
+//! `photon_vmm::config`, `[nightlight]` `nightlight::config`. A new service adds its
 //! section here: a field, its name in `NAMES`, its check in `validate`.
 
 use coronafs::config::NbdConfig;
 use fiberlb::config::LbConfig;
 use lightningstor::config::S3Config;
+use nightlight::config::NightLightConfig;
 use photon_control::config::{ControlConfig, IamConfig};
 use photon_core::config::{
     AdminConfig, ConfigError, CoreConfig, EngineConfig, LimitsConfig, LogConfig, NodeConfig,
@@ -30,6 +31,7 @@ pub struct Config {
     pub nbd: NbdConfig,
     pub lb: LbConfig,
     pub compute: ComputeConfig,
+    pub nightlight: NightLightConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
     pub limits: LimitsConfig,
@@ -46,6 +48,7 @@ impl Sections for Config {
         NbdConfig::NAME,
         LbConfig::NAME,
         ComputeConfig::NAME,
+        NightLightConfig::NAME,
         LogConfig::NAME,
         ShutdownConfig::NAME,
         LimitsConfig::NAME,
@@ -68,6 +71,7 @@ impl Sections for Config {
         self.compute
             .validate()
             .map_err(|e| ConfigError::invalid(e.key, e.reason))?;
+        self.nightlight.validate()?;
         // Checks that span sections go here. None today: every limit
         // depends on its own section, and which roles need which others is
         // a start error (`node::serve_inner`).
@@ -186,7 +190,9 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown section `vm`"), "{err}");
         assert!(
-            err.contains("node, engine, admin, control, iam, s3, nbd, lb, compute, log"),
+            err.contains(
+                "node, engine, admin, control, iam, s3, nbd, lb, compute, nightlight, log"
+            ),
             "{err}"
         );
     }

@@ -63,6 +63,9 @@ pub struct DevArgs {
     /// Address of the NBD endpoint (volumes).
     #[arg(long)]
     nbd: Option<SocketAddr>,
+    /// Address of NightLight's HTTP endpoint (metrics: remote_write, PromQL).
+    #[arg(long)]
+    nightlight: Option<SocketAddr>,
     /// Optional config file; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -98,6 +101,9 @@ pub fn run_dev(args: DevArgs) -> ExitCode {
     }
     if let Some(addr) = args.nbd {
         flags.push(("nbd.listen".into(), toml_string(&addr.to_string())));
+    }
+    if let Some(addr) = args.nightlight {
+        flags.push(("nightlight.listen".into(), toml_string(&addr.to_string())));
     }
     let preset = [("node.name", "\"dev\"")];
     let config = match load_config(&preset, args.config.as_deref(), &args.common, flags) {
@@ -218,8 +224,12 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     let _lock = lock_data_dir(&data_dir)?;
     let open_files = crate::descriptors::raise_open_files(config.limits.open_files)?;
     let serves = |role: &str| config.node.roles.iter().any(|r| r == role);
-    // admin always; control; S3 and NBD with the storage role.
-    let listeners = 1 + usize::from(serves("control")) + 2 * usize::from(serves("storage"));
+    // admin always; control; S3 and NBD with the storage role; NightLight
+    // with the metrics role.
+    let listeners = 1
+        + usize::from(serves("control"))
+        + 2 * usize::from(serves("storage"))
+        + usize::from(serves("metrics"));
     if crate::descriptors::fit_connections(&mut config.limits, open_files, listeners) {
         tracing::warn!(
             open_files,
@@ -237,6 +247,9 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     }
     if has_role("edge") && !has_role("control") {
         bail!("the edge role needs the control role on the same node (node.roles); edge-only nodes are not supported yet");
+    }
+    if has_role("metrics") && !has_role("control") {
+        bail!("the metrics role needs the control role on the same node (node.roles): NightLight checks credentials with its IAM view");
     }
     if has_role("compute") && !has_role("control") {
         bail!("the compute role needs the control role on the same node (node.roles); compute-only nodes are not supported yet");
@@ -256,6 +269,7 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     let mut builder = EngineBuilder::new(config.core()).service::<AdminService>(admin);
     let mut dev_credentials = None;
     let nbd_address = Arc::new(std::sync::Mutex::new(None));
+    let admin_address = Arc::new(std::sync::Mutex::new(None));
     let registration = crate::registry::Registration::new(&config);
     let published = registration.endpoints.clone();
     if has_role("control") {
@@ -288,6 +302,18 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
+        if has_role("metrics") {
+            builder =
+                builder.service::<nightlight::NightLightService>(nightlight::NightLightParams {
+                    config: config.nightlight.clone(),
+                    dir: data_dir.join("metrics"),
+                    directory: node_config.directory.clone(),
+                    http: photon_core::http::HttpLimits::default(),
+                    node_name: config.node.name.clone(),
+                    admin_address: admin_address.clone(),
+                    body_idle_timeout: config.limits.body_idle_timeout(),
+                });
+        }
         let vms = has_role("compute").then(|| crate::vms::VmLink {
             config: crate::vms::agent_config(&config),
             board: photon_vmm::agent::Board::default(),
@@ -307,6 +333,11 @@ fn serve_inner(mode: &str, mut config: Config) -> anyhow::Result<ExitCode> {
     if let Some(nbd) = endpoints.iter().find(|e| e.name == "nbd") {
         if let Ok(mut address) = nbd_address.lock() {
             *address = Some(nbd.addr);
+        }
+    }
+    if let Some(admin) = endpoints.iter().find(|e| e.name == "admin") {
+        if let Ok(mut address) = admin_address.lock() {
+            *address = Some(admin.addr);
         }
     }
     if let Ok(mut published) = published.lock() {
@@ -419,6 +450,10 @@ fn print_endpoints(
             "s3" => (
                 format!("http://{}", e.addr),
                 "S3 API (aws CLI, boto3): credentials in <data>/s3.env",
+            ),
+            "nightlight" => (
+                format!("http://{}", e.addr),
+                "metrics: Prometheus remote_write /api/v1/write, PromQL /api/v1/query (photon ctl metrics)",
             ),
             "nbd" => (
                 format!("nbd://{}", e.addr),

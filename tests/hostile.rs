@@ -52,6 +52,7 @@ impl Dev {
             .args(["dev", "--cores", cores])
             .args(["--admin", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             .args(["--s3", "127.0.0.1:0", "--nbd", "127.0.0.1:0"])
+            .args(["--nightlight", "127.0.0.1:0"])
             .args(["--set", "s3.segment_mib=16"])
             .args(["--set", "limits.unauthenticated_per_listener=64"])
             .args(["--set", "limits.unauthenticated_per_source=16"])

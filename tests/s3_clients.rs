@@ -34,7 +34,14 @@ use common::{ctl_as, ctl_json_as, ctl_stdin_as, login_as, photon, temp_dir, Proc
 use serde_json::Value;
 
 /// Passed to `photon dev` so that parallel tests get ports of their own.
-const S3_LISTEN_ARGS: [&str; 4] = ["--s3", "127.0.0.1:0", "--nbd", "127.0.0.1:0"];
+const S3_LISTEN_ARGS: [&str; 6] = [
+    "--s3",
+    "127.0.0.1:0",
+    "--nbd",
+    "127.0.0.1:0",
+    "--nightlight",
+    "127.0.0.1:0",
+];
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(60);
 const PYTEST_TIMEOUT: Duration = Duration::from_secs(600);
 const CLI_TIMEOUT: Duration = Duration::from_secs(300);

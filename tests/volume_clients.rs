@@ -117,6 +117,7 @@ impl VolDev {
             .args(["--admin", "127.0.0.1:0", "--control", "127.0.0.1:0"])
             // Every listener on a port of its own: tests run in parallel.
             .args(["--s3", "127.0.0.1:0", "--nbd", "127.0.0.1:0"])
+            .args(["--nightlight", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.data)
             .stdout(log.try_clone().unwrap())

@@ -390,7 +390,7 @@ impl Photon {
                 .arg(format!("127.0.0.1:{}", free_port()?));
         }
         if !args.photon_args.iter().any(|a| a.contains("nbd")) {
-            command.args(["--nbd", "127.0.0.1:0"]);
+            command.args(["--nbd", "127.0.0.1:0", "--nightlight", "127.0.0.1:0"]);
         }
         let qemu = toml::Value::String(args.qemu.display().to_string());
         command.args(["--set".to_owned(), format!("compute.qemu={qemu}")]);

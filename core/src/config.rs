@@ -254,7 +254,7 @@ pub mod limits {
     pub const CONTROL_QUEUE_DEPTH_MAX: usize = 1 << 20;
     pub const SPIN_BEFORE_PARK_US_MAX: u64 = 1_000_000;
     pub const DRAIN_TIMEOUT_MS_MAX: u64 = 600_000;
-    pub const ROLES: &[&str] = &["control", "storage", "edge", "compute"];
+    pub const ROLES: &[&str] = &["control", "storage", "edge", "compute", "metrics"];
 }
 
 impl Default for NodeConfig {

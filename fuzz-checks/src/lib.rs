@@ -8,6 +8,7 @@
 //! Never imported by production code.
 
 pub mod log_record;
+pub mod metrics_wire;
 pub mod nbd;
 pub mod object_record;
 pub mod qmp;
@@ -23,6 +24,7 @@ pub type Check = fn(&[u8]);
 /// Every target: its name (the corpus folder) and its check.
 pub const TARGETS: &[(&str, Check)] = &[
     ("log_record", log_record::check),
+    ("metrics_wire", metrics_wire::check),
     ("nbd", nbd::check),
     ("object_record", object_record::check),
     ("qmp", qmp::check),

@@ -8,6 +8,7 @@ mod fetch;
 mod iam;
 mod kv;
 mod lb;
+mod metrics;
 mod output;
 mod vm;
 mod volume;
@@ -84,6 +85,9 @@ enum CtlCommand {
     /// FiberLB load balancers of the token's project: VIPs, backends, counters.
     #[command(subcommand)]
     Lb(crate::ctl::lb::LbCommand),
+    /// NightLight metrics: PromQL queries, series and labels of the token's project.
+    #[command(subcommand)]
+    Metrics(crate::ctl::metrics::MetricsCommand),
     /// Keys and values.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -169,7 +173,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         return crate::ctl::auth::login(request, out).await;
     }
     let token = crate::ctl::auth::token_for(args.token.clone(), &endpoints).await?;
-    let mut client = Client::with_token(endpoints, token)?;
+    let mut client = Client::with_token(endpoints, token.clone())?;
     match args.command {
         CtlCommand::Login { .. } => unreachable!("handled above"),
         CtlCommand::Logout => crate::ctl::auth::logout(&mut client, out).await,
@@ -180,6 +184,7 @@ async fn run_async(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Lb(cmd) => crate::ctl::lb::run(&mut client, cmd, out).await,
         CtlCommand::Vm(cmd) => crate::ctl::vm::run(&mut client, cmd, out).await,
         CtlCommand::Image(cmd) => crate::ctl::vm::run_image(&mut client, cmd, out).await,
+        CtlCommand::Metrics(cmd) => crate::ctl::metrics::run(&mut client, &token, cmd, out).await,
         CtlCommand::Kv(cmd) => crate::ctl::kv::kv(&mut client, cmd, out).await,
         CtlCommand::Lease(cmd) => crate::ctl::kv::lease(&mut client, cmd, out).await,
         CtlCommand::Cluster(cmd) => crate::ctl::cluster::run(&mut client, cmd, out).await,

@@ -31,6 +31,8 @@ pub fn dev_command(data: &Path) -> Command {
             "127.0.0.1:0",
             "--nbd",
             "127.0.0.1:0",
+            "--nightlight",
+            "127.0.0.1:0",
             "--set",
             "s3.segment_mib=16",
             "--data-dir",

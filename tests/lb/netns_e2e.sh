@@ -99,7 +99,7 @@ in_ns "$NS_SW" "$PHOTON" lb xdp-pass --interface p-lb >"$WORK/sw-pass.log" 2>&1 
 DATA=$WORK/lb-data
 CFG=$WORK/lb-config
 in_ns "$NS_LB" "$PHOTON" dev --cores 1 --data-dir "$DATA" \
-  --admin 127.0.0.1:0 --control 127.0.0.1:0 --s3 127.0.0.1:0 --nbd 127.0.0.1:0 \
+  --admin 127.0.0.1:0 --control 127.0.0.1:0 --s3 127.0.0.1:0 --nbd 127.0.0.1:0 --nightlight 127.0.0.1:0 \
   --set s3.segment_mib=16 --set lb.interface=eth0 --set lb.xdp_mode=native \
   >"$WORK/lb-node.log" 2>&1 &
 for _ in $(seq 1 300); do

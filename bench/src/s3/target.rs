@@ -79,6 +79,8 @@ pub fn start_photon(dir: &Path, extra_args: &[String], bucket: &str) -> anyhow::
         "127.0.0.1:0",
         "--nbd",
         "127.0.0.1:0",
+        "--nightlight",
+        "127.0.0.1:0",
     ]);
     // Every shard listens on the S3 address, so it cannot be port 0; a free
     // port keeps the default 9000 free for a node already running.

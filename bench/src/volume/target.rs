@@ -287,7 +287,7 @@ fn start_photon(dir: &Path, settings: &StartSettings) -> anyhow::Result<Target> 
             .arg(format!("127.0.0.1:{}", free_port()?));
     }
     if !settings.photon_args.iter().any(|a| a.contains("nbd")) {
-        command.args(["--nbd", "127.0.0.1:0"]);
+        command.args(["--nbd", "127.0.0.1:0", "--nightlight", "127.0.0.1:0"]);
     }
     if !settings
         .photon_args
