@@ -69,6 +69,7 @@ const PAGES: &[(&str, &[&str])] = &[
         &["qemu-img", "qemu-io", "nbdinfo", "nbdcopy", "fio", "jq"],
     ),
     ("docs/loadbalancer.md", &[]),
+    ("docs/metrics.md", &["curl", "jq", "prometheus"]),
     (
         "docs/vms.md",
         &["qemu-system-x86_64", "qemu-img", "jq", "timeout", "aws"],
@@ -103,6 +104,11 @@ fn s3() {
 #[test]
 fn volumes() {
     walk("docs/volumes.md");
+}
+
+#[test]
+fn metrics() {
+    walk("docs/metrics.md");
 }
 
 #[test]

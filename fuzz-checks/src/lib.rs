@@ -11,11 +11,13 @@ pub mod log_record;
 pub mod metrics_wire;
 pub mod nbd;
 pub mod object_record;
+pub mod promql_query;
 pub mod qmp;
 pub mod raft_wire;
 pub mod s3_headers;
 pub mod s3_xml;
 pub mod sigv4;
+pub mod tsdb_disk;
 pub mod volume_journal;
 
 /// A target's check: panics on a finding.
@@ -27,10 +29,12 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("metrics_wire", metrics_wire::check),
     ("nbd", nbd::check),
     ("object_record", object_record::check),
+    ("promql_query", promql_query::check),
     ("qmp", qmp::check),
     ("raft_wire", raft_wire::check),
     ("s3_headers", s3_headers::check),
     ("s3_xml", s3_xml::check),
     ("sigv4", sigv4::check),
+    ("tsdb_disk", tsdb_disk::check),
     ("volume_journal", volume_journal::check),
 ];
