@@ -69,6 +69,8 @@ enum BenchCommand {
     Volume(photon_bench::volume::VolumeArgs),
     /// PlasmaVMC VMs: create-to-ready time and memory per VM, against plain QEMU booting the same guest.
     Vm(photon_bench::vm::VmArgs),
+    /// NightLight's remote_write ingestion, bytes per sample, dashboard queries and memory per series, against Prometheus and VictoriaMetrics.
+    Metrics(photon_bench::metrics::MetricsArgs),
     /// FiberLB's XDP path per packet (BPF_PROG_TEST_RUN) and live through a veth, against a MAC-swap floor.
     Lb(photon_bench::lb::LbArgs),
     /// A closed-loop HTTP/1.1 load generator (used by `bench engine` as a child process).
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::S3(args)) => report(photon_bench::s3::run(*args)),
         Command::Bench(BenchCommand::Volume(args)) => report(photon_bench::volume::run(args)),
         Command::Bench(BenchCommand::Vm(args)) => report(photon_bench::vm::run(args)),
+        Command::Bench(BenchCommand::Metrics(args)) => report(photon_bench::metrics::run(args)),
         Command::Bench(BenchCommand::Lb(args)) => report(photon_bench::lb::run(args)),
         Command::Bench(BenchCommand::Http(args)) => report(photon_bench::loadgen::run_cli(args)),
         Command::Bench(BenchCommand::Serve(args)) => report(photon_bench::engine::serve(args)),

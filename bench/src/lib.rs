@@ -11,6 +11,7 @@ pub mod iam;
 pub mod kv;
 pub mod lb;
 pub mod loadgen;
+pub mod metrics;
 pub mod report;
 pub mod s3;
 pub mod tokio_baseline;
