@@ -214,6 +214,11 @@ fn vector_vector(
         VectorMatchCardinality::OneToMany(ls) => (&ls.labels, true),
         _ => (&[], false),
     };
+    // Prometheus answers nothing when a side is empty, before it looks for
+    // duplicate match groups on the other.
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
     let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
     // The "one" side goes right; one-to-many swaps the sides.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };

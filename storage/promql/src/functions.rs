@@ -357,8 +357,11 @@ fn date_function(ev: &mut Evaluator, c: &Call, ts: i64) -> Result<Vec<Elem>, Que
         }]);
     }
     let v = vector_arg(ev, c, 0, ts)?;
-    // Go converts the value with int64(v), which truncates toward zero.
-    Ok(map_values(v, |x| f(&DateTime::from_unix_seconds(x as i64))))
+    // Go converts the value with int64(v): truncation toward zero, and the
+    // minimum int64 for NaN, infinities and values out of range.
+    Ok(map_values(v, |x| {
+        f(&DateTime::from_unix_seconds(crate::dates::go_int64(x)))
+    }))
 }
 
 /// NaN sorts last both ways, as in Prometheus.

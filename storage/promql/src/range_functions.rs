@@ -262,10 +262,14 @@ fn extrapolated_rate(
     } else {
         average_interval / 2.0
     };
-    result *= interval / sampled_interval;
+    // Prometheus divides the factor, not the result, by the range: the
+    // same operations in the same order give the same last bit (which
+    // `count_values` makes visible).
+    let mut factor = interval / sampled_interval;
     if is_rate {
-        result /= range_ms as f64 / 1000.0;
+        factor /= range_ms as f64 / 1000.0;
     }
+    result *= factor;
     Some(result)
 }
 
