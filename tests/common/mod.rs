@@ -2,6 +2,8 @@
 //! processes, log in, and run `photon ctl` as a given user.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use photon_iam::{Directory, Identity, Scope, Verifier};
@@ -71,12 +70,6 @@ pub struct Authenticator {
     keys: RefCell<HashMap<String, Opened>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -107,7 +100,7 @@ impl Authenticator {
             let identity = self
                 .verifier
                 .borrow_mut()
-                .verify(rest, now_ms())
+                .verify(rest, crate::now_ms().max(0) as u64)
                 .map_err(|e| AuthError::Invalid(e.to_string()))?;
             return Ok(Caller { identity });
         }

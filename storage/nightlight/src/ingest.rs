@@ -17,12 +17,6 @@ use crate::params::Form;
 use crate::shard::{owner, Reply, Request};
 use crate::store::AppendFailure;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn wire_error(e: wire::WireError) -> ApiError {
     ApiError::new(e.status(), "bad_data", e.to_string())
 }
@@ -56,7 +50,8 @@ pub async fn write(
                 None => wire::Precision::Ns,
             };
             (
-                wire::parse_influx(&body, precision, now_ms(), &limits).map_err(wire_error)?,
+                wire::parse_influx(&body, precision, crate::now_ms(), &limits)
+                    .map_err(wire_error)?,
                 false,
             )
         }
@@ -66,12 +61,13 @@ pub async fn write(
                 None => wire::Precision::Ns,
             };
             (
-                wire::parse_influx(&body, precision, now_ms(), &limits).map_err(wire_error)?,
+                wire::parse_influx(&body, precision, crate::now_ms(), &limits)
+                    .map_err(wire_error)?,
                 false,
             )
         }
         _ => (
-            wire::parse_prometheus_text(&body, now_ms(), &limits).map_err(wire_error)?,
+            wire::parse_prometheus_text(&body, crate::now_ms(), &limits).map_err(wire_error)?,
             false,
         ),
     };

@@ -26,3 +26,10 @@ pub mod wal_file;
 
 pub use config::{NightLightConfig, NightLightParams};
 pub use service::NightLightService;
+
+/// Wall-clock milliseconds since the Unix epoch (sample times, query times).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

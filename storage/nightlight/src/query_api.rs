@@ -35,12 +35,6 @@ pub fn buildinfo() -> Value {
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn query_error(e: QueryError) -> ApiError {
     let status = match e.error_type() {
         "bad_data" => 400,
@@ -92,7 +86,7 @@ async fn instant_query(api: &Api, tenant: &str, form: &Form) -> ApiResult {
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let time = match form.get("time") {
         Some(t) => parse_time("time", t).map_err(ApiError::bad_data)?,
-        None => now_ms(),
+        None => crate::now_ms(),
     };
     let mut params = QueryParams::instant(time);
     params.limits = limits(api, form)?;

@@ -19,12 +19,6 @@ pub const SYSTEM_NAMESPACE: &str = "system/default";
 const PAGE_BYTES_MAX: usize = 16 << 20;
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 async fn fetch(address: std::net::SocketAddr) -> Result<Vec<u8>, String> {
     let mut stream = glommio::net::TcpStream::connect(address)
         .await
@@ -64,7 +58,7 @@ async fn fetch(address: std::net::SocketAddr) -> Result<Vec<u8>, String> {
 
 async fn scrape_once(api: &Api, address: std::net::SocketAddr) -> Result<usize, String> {
     let node = api.service.params.node_name.clone();
-    let t = now_ms();
+    let t = crate::now_ms();
     let page = futures_lite::future::or(fetch(address), async {
         glommio::timer::sleep(SCRAPE_TIMEOUT).await;
         Err("timed out".to_string())

@@ -124,12 +124,6 @@ impl NightLightService {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl ShardService for NightLightService {
     type Params = NightLightParams;
     type Request = Request;
@@ -207,7 +201,7 @@ async fn maintain_loop(service: Rc<NightLightService>, ctx: ShardContext<NightLi
     let metrics = StoreMetrics::new(ctx.metrics());
     loop {
         metrics.update(&service.store);
-        if let Err(e) = service.store.maintain(now_ms()).await {
+        if let Err(e) = service.store.maintain(crate::now_ms()).await {
             tracing::warn!(shard = ctx.shard(), error = %e, "metrics store maintenance failed; retrying");
         }
         let stop = futures_lite::future::or(

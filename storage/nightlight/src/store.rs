@@ -375,6 +375,33 @@ impl ShardStore {
     }
 
     /// Label sets of `tenant`'s series matching any of the matcher sets.
+    /// One listing over the blocks that overlap `[mint, maxt]` and the
+    /// head, with the tenant's matcher added, sorted and deduplicated.
+    fn listing<T: Ord>(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        from_block: impl Fn(
+            &Block<memmap2::Mmap>,
+            &[Matcher],
+        ) -> Result<Vec<T>, photon_tsdb::BlockQueryError>,
+        from_head: impl Fn(&Head, &[Matcher]) -> Result<Vec<T>, photon_tsdb::EmptyMatchersError>,
+    ) -> Result<Vec<T>, ReadError> {
+        let matchers = with_tenant(tenant, matchers);
+        let mut out: Vec<T> = Vec::new();
+        for b in self.blocks.borrow().iter() {
+            if b.maxt >= mint && b.mint <= maxt {
+                out.extend(from_block(&b.block, &matchers).map_err(|e| b.error(e))?);
+            }
+        }
+        out.extend(from_head(&self.head.borrow(), &matchers).map_err(head_error)?);
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     pub fn series(
         &self,
         tenant: &str,
@@ -382,27 +409,16 @@ impl ShardStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, ReadError> {
-        let matchers = with_tenant(tenant, matchers);
-        let mut out: Vec<Labels> = Vec::new();
-        for b in self.blocks.borrow().iter() {
-            if b.maxt >= mint && b.mint <= maxt {
-                out.extend(
-                    b.block
-                        .series(&matchers, mint, maxt)
-                        .map_err(|e| b.error(e))?,
-                );
-            }
-        }
-        out.extend(
-            self.head
-                .borrow()
-                .series(&matchers, mint, maxt)
-                .map_err(head_error)?,
-        );
-        let mut out: Vec<Labels> = out.iter().map(strip_tenant).collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
+        let all = self.listing(
+            tenant,
+            matchers,
+            mint,
+            maxt,
+            |b, m| b.series(m, mint, maxt),
+            |h, m| h.series(m, mint, maxt),
+        )?;
+        // Distinct with the tenant label are distinct without it: one tenant.
+        Ok(all.iter().map(strip_tenant).collect())
     }
 
     pub fn label_names(
@@ -412,27 +428,16 @@ impl ShardStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, ReadError> {
-        let matchers = with_tenant(tenant, matchers);
-        let mut out: Vec<String> = Vec::new();
-        for b in self.blocks.borrow().iter() {
-            if b.maxt >= mint && b.mint <= maxt {
-                out.extend(
-                    b.block
-                        .label_names(&matchers, mint, maxt)
-                        .map_err(|e| b.error(e))?,
-                );
-            }
-        }
-        out.extend(
-            self.head
-                .borrow()
-                .label_names(&matchers, mint, maxt)
-                .map_err(head_error)?,
-        );
-        out.retain(|n| n != TENANT_LABEL);
-        out.sort();
-        out.dedup();
-        Ok(out)
+        let mut names = self.listing(
+            tenant,
+            matchers,
+            mint,
+            maxt,
+            |b, m| b.label_names(m, mint, maxt),
+            |h, m| h.label_names(m, mint, maxt),
+        )?;
+        names.retain(|n| n != TENANT_LABEL);
+        Ok(names)
     }
 
     pub fn label_values(
@@ -446,26 +451,14 @@ impl ShardStore {
         if name == TENANT_LABEL {
             return Ok(Vec::new());
         }
-        let matchers = with_tenant(tenant, matchers);
-        let mut out: Vec<String> = Vec::new();
-        for b in self.blocks.borrow().iter() {
-            if b.maxt >= mint && b.mint <= maxt {
-                out.extend(
-                    b.block
-                        .label_values(name, &matchers, mint, maxt)
-                        .map_err(|e| b.error(e))?,
-                );
-            }
-        }
-        out.extend(
-            self.head
-                .borrow()
-                .label_values(name, &matchers, mint, maxt)
-                .map_err(head_error)?,
-        );
-        out.sort();
-        out.dedup();
-        Ok(out)
+        self.listing(
+            tenant,
+            matchers,
+            mint,
+            maxt,
+            |b, m| b.label_values(name, m, mint, maxt),
+            |h, m| h.label_values(name, m, mint, maxt),
+        )
     }
 
     pub fn counts(&self) -> StoreCounts {
